@@ -1,0 +1,68 @@
+/**
+ * The admin listener (DESIGN §3.7): `/healthz`, `/readyz` and `/metrics`,
+ * kept off the API listener where they would shadow the API server's own
+ * paths of the same names. Plain HTTP, for kubelet probes and Prometheus.
+ */
+import http from 'node:http';
+import type { Registry } from 'prom-client';
+import type { HostPort } from './net.js';
+
+export interface Readiness {
+  ready: boolean;
+  /** What is not ready yet, in words, for the `/readyz` body. */
+  waitingFor: string[];
+}
+
+export async function startAdminServer(
+  listen: HostPort,
+  metrics: Registry,
+  readiness: () => Readiness,
+): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    if (path === '/healthz' || path === '/livez') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const state = readiness();
+      res
+        .writeHead(state.ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(state.ready ? 'ok\n' : `not ready: waiting for ${state.waitingFor.join(', ')}\n`);
+    } else if (path === '/metrics') {
+      metrics.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': metrics.contentType }).end(body),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+  await listenOn(server, listen);
+  return server;
+}
+
+export function listenOn(server: http.Server, listen: HostPort): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+export function boundPort(server: http.Server): number {
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('server is not listening on TCP');
+  return address.port;
+}
+
+export function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

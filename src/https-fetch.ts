@@ -1,0 +1,64 @@
+/**
+ * A `fetch` that trusts a given CA. Node 20's global fetch cannot take a CA
+ * without the undici package's Agent, and the issuer's certificate usually
+ * comes from the data directory's own CA (DESIGN §3.1), so clients of the
+ * issuer (the token command, JWKS and revocation polling) go through this.
+ */
+import http from 'node:http';
+import https from 'node:https';
+
+export interface FetchWithCaOptions {
+  /** PEM bundle to trust instead of the system roots; undefined = system roots. */
+  ca?: string | Buffer | undefined;
+  timeoutMs?: number;
+}
+
+export type FetchLike = (url: string | URL, init?: { method?: string; headers?: Record<string, string> | Headers; body?: string; signal?: AbortSignal | null }) => Promise<Response>;
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+/** Answers from the issuer are small; a larger one is a misconfiguration, not data. */
+const MAX_RESPONSE_BYTES = 1024 * 1024;
+
+export function fetchWithCa(options: FetchWithCaOptions = {}): FetchLike {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  return (input, init = {}) =>
+    new Promise<Response>((resolve, reject) => {
+      const url = new URL(String(input));
+      const transport = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : undefined;
+      if (!transport) {
+        reject(new Error(`unsupported URL scheme in ${url.origin}`));
+        return;
+      }
+      const req = transport.request(url, {
+        method: init.method ?? 'GET',
+        headers: Object.fromEntries(new Headers(init.headers)),
+        ...(url.protocol === 'https:' && options.ca ? { ca: options.ca } : {}),
+        timeout: timeoutMs,
+        signal: init.signal ?? undefined,
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer from ${url.origin} within ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            req.destroy(new Error(`answer from ${url.origin} exceeds ${MAX_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('error', reject);
+        res.on('end', () => {
+          const headers = new Headers();
+          for (const [name, value] of Object.entries(res.headers)) {
+            if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+          }
+          const body = [101, 204, 205, 304].includes(res.statusCode ?? 0) ? null : Buffer.concat(chunks);
+          resolve(new Response(body, { status: res.statusCode ?? 502, headers }));
+        });
+      });
+      req.end(init.body);
+    });
+}

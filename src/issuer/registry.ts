@@ -1,0 +1,86 @@
+/**
+ * Agents and clusters: creation with a key shown once, lookup by key, and
+ * revocation. Input is validated here, so the CLI and any future API share
+ * one set of rules and sentences.
+ */
+import { isDnsLabel } from '../identity.js';
+import { generateKey, hashKey, hashesEqual, keyKindOf } from './secrets.js';
+import type { Agent, Cluster, IssuerStore } from './store.js';
+
+export class InvalidInputError extends Error {}
+
+export class Registry {
+  constructor(
+    private readonly store: IssuerStore,
+    private readonly pepper: Buffer,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Returns the agent's API key; only its HMAC is stored. */
+  createAgent(name: string, org: string, teams: string[]): string {
+    requireLabel('agent name', name);
+    requireLabel('org', org);
+    if (teams.length === 0) throw new InvalidInputError('an agent needs at least one team: add --team TEAM');
+    for (const team of teams) requireLabel('team', team);
+    const key = generateKey('agent');
+    this.store.createAgent({ name, org, teams: [...new Set(teams)] }, hashKey(this.pepper, key));
+    return key;
+  }
+
+  /** Returns the cluster's connector key; only its HMAC is stored. */
+  createCluster(name: string, org: string): string {
+    requireLabel('cluster name', name);
+    requireLabel('org', org);
+    const key = generateKey('cluster');
+    this.store.createCluster({ name, org }, hashKey(this.pepper, key));
+    return key;
+  }
+
+  /** The agent an API key belongs to, revoked or not; undefined for unknown keys. */
+  agentForKey(apiKey: string): Agent | undefined {
+    if (keyKindOf(apiKey) !== 'agent') return undefined;
+    const hash = hashKey(this.pepper, apiKey);
+    const agent = this.store.findAgentByKeyHash(hash);
+    return agent && hashesEqual(agent.apiKeyHash, hash) ? agent : undefined;
+  }
+
+  /** The cluster a connector key belongs to, revoked or not; undefined for unknown keys. */
+  clusterForKey(connectorKey: string): Cluster | undefined {
+    if (keyKindOf(connectorKey) !== 'cluster') return undefined;
+    const hash = hashKey(this.pepper, connectorKey);
+    const cluster = this.store.findClusterByKeyHash(hash);
+    return cluster && hashesEqual(cluster.connectorKeyHash, hash) ? cluster : undefined;
+  }
+
+  findCluster(name: string): Cluster | undefined {
+    return this.store.findCluster(name);
+  }
+
+  listAgents(): Agent[] {
+    return this.store.listAgents();
+  }
+
+  listClusters(): Cluster[] {
+    return this.store.listClusters();
+  }
+
+  revokeAgent(name: string): void {
+    if (!this.store.revokeAgent(name, this.now())) throw new InvalidInputError(`no agent named "${name}"; see kube-relay agent list`);
+  }
+
+  revokeCluster(name: string): void {
+    if (!this.store.revokeCluster(name, this.now())) throw new InvalidInputError(`no cluster named "${name}"; see kube-relay cluster list`);
+  }
+
+  revocationsSince(since: Date) {
+    return this.store.revocationsSince(since);
+  }
+}
+
+function requireLabel(what: string, value: string): void {
+  if (!isDnsLabel(value)) {
+    throw new InvalidInputError(
+      `${what} "${value}" is not a DNS label: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit`,
+    );
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * The issuer's HTTPS API (DESIGN §6): the token endpoint, the JWKS and OIDC
+ * discovery documents relays verify against, and the revocation feed.
+ */
+import https from 'node:https';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
+import { isDnsLabel } from '../identity.js';
+import type { Logger } from '../log.js';
+import { type HostPort, urlHost } from '../net.js';
+import { servingTls } from '../tls/serving.js';
+import { mintAgentToken } from './mint.js';
+import { Registry } from './registry.js';
+import { loadOrCreatePepper } from './secrets.js';
+import { SigningKeys } from './signing-keys.js';
+import { openSqliteStore } from './store.js';
+
+/** How far back `GET /v1/revocations` looks by default: well past a token's 60 s life. */
+const REVOCATION_WINDOW_MS = 10 * 60_000;
+
+export interface IssuerDeps {
+  registry: Registry;
+  keys: SigningKeys;
+  publicUrl: string;
+  metrics: MetricsRegistry;
+  log: Logger;
+  now?: () => Date;
+}
+
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function createIssuerApp(deps: IssuerDeps): express.Express {
+  const now = deps.now ?? (() => new Date());
+  const tokensIssued = new Counter({
+    name: 'kube_relay_tokens_issued_total',
+    help: 'Agent tokens issued, by cluster.',
+    labelNames: ['cluster'],
+    registers: [deps.metrics],
+  });
+  const tokenRefusals = new Counter({
+    name: 'kube_relay_token_refusals_total',
+    help: 'Token requests refused by the issuer, by reason.',
+    labelNames: ['reason'],
+    registers: [deps.metrics],
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.get('/.well-known/jwks.json', (_req, res) => {
+    res.set('cache-control', 'public, max-age=60').json(deps.keys.jwks());
+  });
+
+  app.get('/.well-known/openid-configuration', (_req, res) => {
+    res.json({
+      issuer: deps.publicUrl,
+      jwks_uri: `${deps.publicUrl}/.well-known/jwks.json`,
+      token_endpoint: `${deps.publicUrl}/v1/token`,
+      revocation_feed: `${deps.publicUrl}/v1/revocations`,
+      id_token_signing_alg_values_supported: ['ES256'],
+      subject_types_supported: ['public'],
+      response_types_supported: ['id_token'],
+      claims_supported: ['iss', 'sub', 'aud', 'iat', 'nbf', 'exp', 'jti', 'groups'],
+    });
+  });
+
+  app.post('/v1/token', express.json({ limit: '4kb', type: () => true }), async (req, res) => {
+    const apiKey = bearerToken(req.get('authorization'));
+    if (!apiKey) throw new ApiError(401, 'missing-api-key', 'send the agent API key as "Authorization: Bearer krl_agent_..."');
+    const agent = deps.registry.agentForKey(apiKey);
+    if (!agent) throw new ApiError(401, 'invalid-api-key', 'the API key is not valid for any agent');
+    if (agent.revokedAt) throw new ApiError(403, 'agent-revoked', `agent "${agent.name}" has been revoked`);
+    const clusterName = (req.body as { cluster?: unknown } | undefined)?.cluster;
+    if (typeof clusterName !== 'string' || !isDnsLabel(clusterName)) {
+      throw new ApiError(400, 'invalid-request', 'the body must be JSON {"cluster": "<cluster name>"}');
+    }
+    const cluster = deps.registry.findCluster(clusterName);
+    if (!cluster) throw new ApiError(404, 'unknown-cluster', `no cluster named "${clusterName}"`);
+    if (cluster.org !== agent.org) {
+      throw new ApiError(403, 'cluster-of-another-org', `cluster "${clusterName}" does not belong to org "${agent.org}"`);
+    }
+    if (cluster.revokedAt) throw new ApiError(403, 'cluster-revoked', `cluster "${clusterName}" has been revoked`);
+    const minted = await mintAgentToken(deps.keys, deps.publicUrl, agent, cluster.name, now());
+    tokensIssued.inc({ cluster: cluster.name });
+    deps.log.info('token issued', { agent: agent.name, cluster: cluster.name, tokenId: minted.tokenId });
+    res.set('cache-control', 'no-store').json({ token: minted.token, expiresAt: minted.expiresAt.toISOString() });
+  });
+
+  app.get('/v1/revocations', (req, res) => {
+    const sinceParam = typeof req.query.since === 'string' ? new Date(req.query.since) : undefined;
+    if (sinceParam && Number.isNaN(sinceParam.getTime())) {
+      throw new ApiError(400, 'invalid-request', 'since must be an RFC 3339 time');
+    }
+    const generatedAt = now();
+    const since = sinceParam ?? new Date(generatedAt.getTime() - REVOCATION_WINDOW_MS);
+    const items = deps.registry.revocationsSince(since).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() }));
+    res.set('cache-control', 'no-store').json({ generatedAt: generatedAt.toISOString(), items });
+  });
+
+  app.use((_req, _res, next) => next(new ApiError(404, 'not-found', 'no such endpoint')));
+
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const apiError =
+      err instanceof ApiError
+        ? err
+        : isBodyParseError(err)
+          ? new ApiError(400, 'invalid-request', 'the body must be JSON {"cluster": "<cluster name>"} of at most 4 KiB')
+          : undefined;
+    if (!apiError) {
+      deps.log.error('issuer request failed', { error: (err as Error).message });
+      res.status(500).json({ error: 'internal', message: 'the issuer failed; see its log' });
+      return;
+    }
+    if (apiError.status === 401 || apiError.status === 403) tokenRefusals.inc({ reason: apiError.code });
+    res.status(apiError.status).json({ error: apiError.code, message: apiError.message });
+  });
+
+  return app;
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  const match = header && /^Bearer ([^\s]+)$/i.exec(header);
+  return match ? match[1] : undefined;
+}
+
+function isBodyParseError(err: unknown): boolean {
+  const type = (err as { type?: string } | undefined)?.type;
+  return type === 'entity.parse.failed' || type === 'entity.too.large' || type === 'encoding.unsupported';
+}
+
+export interface IssuerConfig {
+  dataDir: string;
+  listen: HostPort;
+  publicUrl?: string | undefined;
+  tlsCertFile?: string | undefined;
+  tlsKeyFile?: string | undefined;
+  tlsSans?: string[];
+  adminListen?: HostPort | undefined;
+  keyRotationIntervalMs: number;
+  log: Logger;
+}
+
+export interface RunningIssuer {
+  url: string;
+  caFile?: string;
+  adminPort?: number;
+  close(): Promise<void>;
+}
+
+export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> {
+  const store = openSqliteStore(config.dataDir);
+  const registry = new Registry(store, loadOrCreatePepper(config.dataDir));
+  const keys = new SigningKeys(store);
+  if (await keys.rotateIfDue(config.keyRotationIntervalMs)) config.log.info('signing key rotated');
+  const rotation = setInterval(
+    () => {
+      keys.rotateIfDue(config.keyRotationIntervalMs).then(
+        (rotated) => rotated && config.log.info('signing key rotated'),
+        (err: Error) => config.log.error('signing key rotation failed', { error: err.message }),
+      );
+    },
+    Math.min(config.keyRotationIntervalMs, 3_600_000),
+  );
+  rotation.unref();
+
+  const metrics = new MetricsRegistry();
+  collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
+  const tls = servingTls({
+    dataDir: config.dataDir,
+    certFile: config.tlsCertFile,
+    keyFile: config.tlsKeyFile,
+    listenHost: config.listen.host,
+    extraNames: config.tlsSans ?? [],
+  });
+  const server = https.createServer({ cert: tls.cert, key: tls.key });
+  await listenOn(server, config.listen);
+  const port = boundPort(server);
+  const localHost = ['', '0.0.0.0', '::'].includes(config.listen.host) ? 'localhost' : urlHost(config.listen.host);
+  const publicUrl = (config.publicUrl ?? `https://${localHost}:${port}`).replace(/\/+$/, '');
+  server.on('request', createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log }));
+  const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics, () => ({ ready: true, waitingFor: [] })) : undefined;
+  config.log.info('issuer listening', { url: publicUrl, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });
+
+  return {
+    url: publicUrl,
+    ...(tls.caFile ? { caFile: tls.caFile } : {}),
+    ...(admin ? { adminPort: boundPort(admin) } : {}),
+    async close() {
+      clearInterval(rotation);
+      await Promise.all([closeServer(server), admin && closeServer(admin)]);
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,200 @@
+/**
+ * The issuer's whole state behind one interface (DESIGN §9): agents,
+ * clusters, signing keys and revocations. SQLite (better-sqlite3) is the
+ * embedded default; the SQL stays portable so a PostgreSQL implementation
+ * can sit behind the same interface. Nothing outside this module writes SQL.
+ */
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+
+export interface Agent {
+  name: string;
+  org: string;
+  teams: string[];
+  createdAt: Date;
+  revokedAt?: Date;
+}
+
+export interface Cluster {
+  name: string;
+  org: string;
+  createdAt: Date;
+  revokedAt?: Date;
+}
+
+export interface StoredSigningKey {
+  kid: string;
+  privateJwk: string;
+  publicJwk: string;
+  createdAt: Date;
+}
+
+export interface Revocation {
+  subject: string;
+  revokedAt: Date;
+}
+
+export class AlreadyExistsError extends Error {}
+
+export interface IssuerStore {
+  createAgent(agent: { name: string; org: string; teams: string[] }, apiKeyHash: string): void;
+  findAgentByKeyHash(apiKeyHash: string): (Agent & { apiKeyHash: string }) | undefined;
+  listAgents(): Agent[];
+  /** Returns false when no such agent exists. Revoking twice keeps the first time. */
+  revokeAgent(name: string, at: Date): boolean;
+  createCluster(cluster: { name: string; org: string }, connectorKeyHash: string): void;
+  findCluster(name: string): Cluster | undefined;
+  findClusterByKeyHash(connectorKeyHash: string): (Cluster & { connectorKeyHash: string }) | undefined;
+  listClusters(): Cluster[];
+  revokeCluster(name: string, at: Date): boolean;
+  /** Newest first. */
+  signingKeys(): StoredSigningKey[];
+  /** Adds a key and deletes all but the newest `keep` keys, atomically. */
+  addSigningKey(key: StoredSigningKey, keep: number): void;
+  /** Agents revoked at or after `since`, as Kubernetes user names. */
+  revocationsSince(since: Date): Revocation[];
+  close(): void;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS agents (
+  name TEXT PRIMARY KEY,
+  org TEXT NOT NULL,
+  teams TEXT NOT NULL,
+  api_key_hash TEXT NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+CREATE TABLE IF NOT EXISTS clusters (
+  name TEXT PRIMARY KEY,
+  org TEXT NOT NULL,
+  connector_key_hash TEXT NOT NULL UNIQUE,
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT
+);
+CREATE TABLE IF NOT EXISTS signing_keys (
+  kid TEXT PRIMARY KEY,
+  private_jwk TEXT NOT NULL,
+  public_jwk TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+`;
+
+interface AgentRow { name: string; org: string; teams: string; api_key_hash: string; created_at: number; revoked_at: number | null }
+interface ClusterRow { name: string; org: string; connector_key_hash: string; created_at: number; revoked_at: number | null }
+interface SigningKeyRow { kid: string; private_jwk: string; public_jwk: string; created_at: number }
+
+export function openSqliteStore(dataDir: string): IssuerStore {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const file = path.join(dataDir, 'issuer.db');
+  const isNew = !existsSync(file);
+  const db = new Database(file);
+  if (isNew) chmodSync(file, 0o600);
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(SCHEMA);
+
+  const toAgent = (row: AgentRow): Agent & { apiKeyHash: string } => ({
+    name: row.name,
+    org: row.org,
+    teams: JSON.parse(row.teams) as string[],
+    apiKeyHash: row.api_key_hash,
+    createdAt: new Date(row.created_at),
+    ...(row.revoked_at === null ? {} : { revokedAt: new Date(row.revoked_at) }),
+  });
+  const toCluster = (row: ClusterRow): Cluster & { connectorKeyHash: string } => ({
+    name: row.name,
+    org: row.org,
+    connectorKeyHash: row.connector_key_hash,
+    createdAt: new Date(row.created_at),
+    ...(row.revoked_at === null ? {} : { revokedAt: new Date(row.revoked_at) }),
+  });
+  const publicAgent = ({ apiKeyHash: _hash, ...agent }: Agent & { apiKeyHash: string }): Agent => agent;
+  const publicCluster = ({ connectorKeyHash: _hash, ...cluster }: Cluster & { connectorKeyHash: string }): Cluster => cluster;
+
+  const insertSigningKey = db.prepare('INSERT INTO signing_keys (kid, private_jwk, public_jwk, created_at) VALUES (?, ?, ?, ?)');
+  const selectSigningKeys = db.prepare('SELECT * FROM signing_keys ORDER BY created_at DESC, kid DESC');
+  const deleteSigningKey = db.prepare('DELETE FROM signing_keys WHERE kid = ?');
+  const addSigningKey = db.transaction((key: StoredSigningKey, keep: number) => {
+    insertSigningKey.run(key.kid, key.privateJwk, key.publicJwk, key.createdAt.getTime());
+    const rows = selectSigningKeys.all() as SigningKeyRow[];
+    for (const stale of rows.slice(keep)) deleteSigningKey.run(stale.kid);
+  });
+
+  const insertUnique = (run: () => void, what: string) => {
+    try {
+      run();
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) throw new AlreadyExistsError(`${what} already exists`);
+      throw err;
+    }
+  };
+
+  return {
+    createAgent(agent, apiKeyHash) {
+      insertUnique(
+        () =>
+          db
+            .prepare('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)')
+            .run(agent.name, agent.org, JSON.stringify(agent.teams), apiKeyHash, Date.now()),
+        `agent "${agent.name}"`,
+      );
+    },
+    findAgentByKeyHash(apiKeyHash) {
+      const row = db.prepare('SELECT * FROM agents WHERE api_key_hash = ?').get(apiKeyHash) as AgentRow | undefined;
+      return row && toAgent(row);
+    },
+    listAgents() {
+      return (db.prepare('SELECT * FROM agents ORDER BY name').all() as AgentRow[]).map((row) => publicAgent(toAgent(row)));
+    },
+    revokeAgent(name, at) {
+      db.prepare('UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at.getTime(), name);
+      return db.prepare('SELECT 1 FROM agents WHERE name = ?').get(name) !== undefined;
+    },
+    createCluster(cluster, connectorKeyHash) {
+      insertUnique(
+        () =>
+          db
+            .prepare('INSERT INTO clusters (name, org, connector_key_hash, created_at) VALUES (?, ?, ?, ?)')
+            .run(cluster.name, cluster.org, connectorKeyHash, Date.now()),
+        `cluster "${cluster.name}"`,
+      );
+    },
+    findCluster(name) {
+      const row = db.prepare('SELECT * FROM clusters WHERE name = ?').get(name) as ClusterRow | undefined;
+      return row && publicCluster(toCluster(row));
+    },
+    findClusterByKeyHash(connectorKeyHash) {
+      const row = db.prepare('SELECT * FROM clusters WHERE connector_key_hash = ?').get(connectorKeyHash) as ClusterRow | undefined;
+      return row && toCluster(row);
+    },
+    listClusters() {
+      return (db.prepare('SELECT * FROM clusters ORDER BY name').all() as ClusterRow[]).map((row) => publicCluster(toCluster(row)));
+    },
+    revokeCluster(name, at) {
+      db.prepare('UPDATE clusters SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at.getTime(), name);
+      return db.prepare('SELECT 1 FROM clusters WHERE name = ?').get(name) !== undefined;
+    },
+    signingKeys() {
+      return (selectSigningKeys.all() as SigningKeyRow[]).map((row) => ({
+        kid: row.kid,
+        privateJwk: row.private_jwk,
+        publicJwk: row.public_jwk,
+        createdAt: new Date(row.created_at),
+      }));
+    },
+    addSigningKey(key, keep) {
+      addSigningKey(key, keep);
+    },
+    revocationsSince(since) {
+      const rows = db
+        .prepare('SELECT name, revoked_at FROM agents WHERE revoked_at IS NOT NULL AND revoked_at >= ? ORDER BY revoked_at')
+        .all(since.getTime()) as { name: string; revoked_at: number }[];
+      return rows.map((row) => ({ subject: `agent:${row.name}`, revokedAt: new Date(row.revoked_at) }));
+    },
+    close() {
+      db.close();
+    },
+  };
+}

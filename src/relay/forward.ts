@@ -1,0 +1,153 @@
+/**
+ * Stage 4, forward (DESIGN §3.4-3.5), on http-proxy: plain requests stream
+ * both ways with no buffering and no total timeout; upgrades (`websocket`,
+ * `SPDY/3.1`) are forwarded as HTTP/1.1 and a refused handshake goes back as
+ * the API server answered it, so kubectl can fall back from WebSocket to SPDY.
+ *
+ * http-proxy's own upgrade check only knows `websocket` (and GET), while
+ * kubectl's SPDY exec is a POST: that pass is removed, and the relay's
+ * `validatedUpgrade` is the check instead. `toProxy` keeps http-proxy from
+ * re-parsing (and re-escaping) the request target.
+ */
+import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+import type { Upstream } from './upstream.js';
+
+const require = createRequire(import.meta.url);
+const { urlJoin } = require('http-proxy/lib/http-proxy/common') as { urlJoin: (...parts: string[]) => string };
+
+export interface ForwardHooks {
+  /** The upstream answered (status of a plain response, or of a refused upgrade). */
+  onResponse(status: number): void;
+  /** Body bytes (plain) or stream bytes (upgraded) from the client and from the upstream. */
+  onBytes(direction: 'in' | 'out', count: number): void;
+  /** The upgrade went through (101); `release` closes both sides. */
+  onUpgraded(protocolHeaders: IncomingMessage['headers'], release: () => void): void;
+  /** The upstream could not be reached or broke off. */
+  onError(err: Error): void;
+}
+
+interface InFlight {
+  hooks: ForwardHooks;
+  proxyReq?: ClientRequest;
+  clientGone: boolean;
+}
+
+export class Forwarder {
+  private readonly proxy: httpProxy;
+  private readonly agent: HttpAgent;
+  private readonly target: { protocol: string; host: string; hostname: string; port: string; path: string; ca?: string; cert?: string; key?: string };
+  private readonly pathPrefix: string;
+  private readonly inFlight = new WeakMap<IncomingMessage, InFlight>();
+
+  constructor(upstream: Upstream) {
+    const server = upstream.server;
+    this.pathPrefix = server.pathname.replace(/\/+$/, '');
+    const hostname = server.hostname.replace(/^\[|\]$/g, '');
+    this.target = {
+      protocol: server.protocol,
+      host: hostname,
+      hostname,
+      port: server.port || (server.protocol === 'https:' ? '443' : '80'),
+      path: this.pathPrefix,
+      ...(upstream.tls.ca ? { ca: upstream.tls.ca } : {}),
+      ...(upstream.tls.cert ? { cert: upstream.tls.cert } : {}),
+      ...(upstream.tls.key ? { key: upstream.tls.key } : {}),
+    };
+    this.agent =
+      server.protocol === 'https:'
+        ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, rejectUnauthorized: upstream.tls.rejectUnauthorized })
+        : new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
+    this.proxy = httpProxy.createProxyServer({
+      target: this.target,
+      agent: this.agent,
+      secure: upstream.tls.rejectUnauthorized,
+      changeOrigin: true,
+      toProxy: true,
+      xfwd: false,
+      ws: true,
+    });
+    const passes = this.proxy as unknown as { wsPasses: { name: string }[] };
+    passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
+    this.observeProxy();
+  }
+
+  /**
+   * The path the upstream will see, or undefined when http-proxy would send
+   * anything but the prefix plus the target byte for byte (it collapses "//").
+   */
+  upstreamPath(target: string): string | undefined {
+    const expected = this.pathPrefix + target;
+    return urlJoin(this.pathPrefix, target) === expected ? expected : undefined;
+  }
+
+  forwardRequest(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks): void {
+    const state: InFlight = { hooks, clientGone: false };
+    this.inFlight.set(req, state);
+    req.on('data', (chunk: Buffer) => hooks.onBytes('in', chunk.length));
+    // Client went away before the response finished: abort upstream too (a watch must not linger).
+    res.on('close', () => {
+      if (res.writableFinished) return;
+      state.clientGone = true;
+      state.proxyReq?.destroy();
+    });
+    this.proxy.web(withHeaders(req, headers), res, {}, (err) => hooks.onError(err));
+  }
+
+  forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, headers: OutgoingHttpHeaders, hooks: ForwardHooks): void {
+    this.inFlight.set(req, { hooks, clientGone: false });
+    if (head.length > 0) hooks.onBytes('in', head.length);
+    this.proxy.ws(withHeaders(req, headers), socket, head, {}, (err: Error) => hooks.onError(err));
+  }
+
+  /** http-proxy reports upstream requests and responses on the proxy; each is routed to its request's hooks. */
+  private observeProxy(): void {
+    this.proxy.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage) => {
+      const state = this.inFlight.get(req);
+      if (!state) return;
+      state.proxyReq = proxyReq;
+      if (state.clientGone) proxyReq.destroy();
+    });
+    this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage) => {
+      const hooks = this.inFlight.get(req)?.hooks;
+      if (!hooks) return;
+      hooks.onResponse(proxyRes.statusCode ?? 502);
+      proxyRes.on('data', (chunk: Buffer) => hooks.onBytes('out', chunk.length));
+    });
+    this.proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, socket: Duplex) => {
+      const hooks = this.inFlight.get(req)?.hooks;
+      if (!hooks) return;
+      socket.on('close', () => proxyReq.destroy());
+      proxyReq.on('response', (response: IncomingMessage) => hooks.onResponse(response.statusCode ?? 502));
+      proxyReq.on('upgrade', (response: IncomingMessage, proxySocket: Socket) => {
+        hooks.onResponse(101);
+        socket.on('data', (chunk: Buffer) => hooks.onBytes('in', chunk.length));
+        proxySocket.on('data', (chunk: Buffer) => hooks.onBytes('out', chunk.length));
+        proxySocket.on('close', () => socket.destroy());
+        hooks.onUpgraded(response.headers, () => {
+          socket.destroy();
+          proxySocket.destroy();
+        });
+      });
+    });
+  }
+
+  close(): void {
+    this.proxy.close();
+    this.agent.destroy();
+  }
+}
+
+/**
+ * http-proxy copies `req.headers` into the upstream request; hand it the
+ * header set built by the pipeline instead of the client's. The pipeline
+ * keeps its own read-only copy of what the client sent.
+ */
+function withHeaders(req: IncomingMessage, headers: OutgoingHttpHeaders): IncomingMessage {
+  req.headers = headers as IncomingMessage['headers'];
+  return req;
+}

@@ -1,0 +1,46 @@
+/**
+ * Long-lived streams outlive the 60-second token (DESIGN §3.6): watches,
+ * `logs -f`, exec, attach and port-forward. Each is tracked under its agent,
+ * cut when it reaches the maximum stream duration and when the agent is
+ * revoked.
+ */
+export class LiveStreams {
+  private readonly byUser = new Map<string, Set<() => void>>();
+
+  /** `maxDurationMs` 0 means no limit. */
+  constructor(private readonly maxDurationMs: number) {}
+
+  /** Tracks a stream; call the returned function when it ends. */
+  track(user: string, cut: () => void): () => void {
+    let streams = this.byUser.get(user);
+    if (!streams) this.byUser.set(user, (streams = new Set()));
+    const timer = this.maxDurationMs > 0 ? setTimeout(cut, this.maxDurationMs) : undefined;
+    timer?.unref();
+    streams.add(cut);
+    return () => {
+      if (timer) clearTimeout(timer);
+      streams.delete(cut);
+      if (streams.size === 0 && this.byUser.get(user) === streams) this.byUser.delete(user);
+    };
+  }
+
+  /** Cuts every stream of a user; returns how many were open. */
+  cutUser(user: string): number {
+    const streams = this.byUser.get(user);
+    if (!streams) return 0;
+    this.byUser.delete(user);
+    for (const cut of streams) cut();
+    return streams.size;
+  }
+
+  get size(): number {
+    let total = 0;
+    for (const streams of this.byUser.values()) total += streams.size;
+    return total;
+  }
+}
+
+/** kube-apiserver's long-running check (server.go: verbs watch/proxy; subresources attach, exec, proxy, log, portforward). */
+export function isLongRunning(verb: string, subresource: string): boolean {
+  return verb === 'watch' || verb === 'proxy' || ['attach', 'exec', 'proxy', 'log', 'portforward'].includes(subresource);
+}

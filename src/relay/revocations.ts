@@ -1,0 +1,69 @@
+/**
+ * Revoked agents (DESIGN §2): a revoked agent's tokens die within 60 s by
+ * themselves; this list makes it sooner. Direct-mode relays poll the issuer's
+ * `GET /v1/revocations` every 10 s; listeners are told of each newly revoked
+ * user so its live streams can be cut.
+ */
+import { fetchWithCa } from '../https-fetch.js';
+import type { AgentIdentity } from '../identity.js';
+import type { Logger } from '../log.js';
+
+export const REVOCATION_POLL_INTERVAL_MS = 10_000;
+/** Past this age a revocation no longer matters: every token issued before it has expired. */
+const RETENTION_MS = 10 * 60_000;
+
+export interface RevocationEntry {
+  user: string;
+  revokedAt: string;
+}
+
+export class RevocationList {
+  private readonly revokedAt = new Map<string, number>();
+  private readonly listeners: ((user: string) => void)[] = [];
+
+  /** A token is revoked when its agent was revoked at or after the second it was issued. */
+  isRevoked(identity: AgentIdentity): boolean {
+    const at = this.revokedAt.get(identity.user);
+    return at !== undefined && identity.issuedAt * 1000 <= at;
+  }
+
+  onRevoked(listener: (user: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  apply(entries: RevocationEntry[], now: number = Date.now()): void {
+    for (const entry of entries) {
+      const at = Date.parse(entry.revokedAt);
+      if (typeof entry.user !== 'string' || Number.isNaN(at)) continue;
+      const known = this.revokedAt.get(entry.user);
+      if (known !== undefined && known >= at) continue;
+      this.revokedAt.set(entry.user, at);
+      for (const listener of this.listeners) listener(entry.user);
+    }
+    for (const [user, at] of this.revokedAt) if (now - at > RETENTION_MS) this.revokedAt.delete(user);
+  }
+
+  /** Polls `<issuer>/v1/revocations` until the returned function is called. */
+  startPolling(issuer: string, issuerCa: string | Buffer | undefined, log: Logger, intervalMs = REVOCATION_POLL_INTERVAL_MS): () => void {
+    const fetch = fetchWithCa({ ca: issuerCa });
+    const url = new URL('v1/revocations', issuer.endsWith('/') ? issuer : `${issuer}/`);
+    let failing = false;
+    const poll = async () => {
+      try {
+        const res = await fetch(url);
+        if (!res.ok) throw new Error(`issuer answered ${res.status}`);
+        const body = (await res.json()) as { items?: RevocationEntry[] };
+        this.apply(Array.isArray(body.items) ? body.items : []);
+        if (failing) log.info('revocation feed reachable again');
+        failing = false;
+      } catch (err) {
+        if (!failing) log.warn('cannot poll the revocation feed; revoked agents keep access until their tokens expire (60 s)', { error: (err as Error).message });
+        failing = true;
+      }
+    };
+    void poll();
+    const timer = setInterval(() => void poll(), intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+}

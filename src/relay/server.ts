@@ -1,0 +1,159 @@
+/**
+ * Assembles a relay: key source, revocation feed, upstream, pipeline, audit
+ * sink, API listener and admin listener. Ready (`/readyz`) only once the
+ * issuer's keys are loaded and the API server has answered.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
+import { openAuditSink } from '../audit/sink.js';
+import type { Logger } from '../log.js';
+import type { HostPort } from '../net.js';
+import { servingTls } from '../tls/serving.js';
+import { Forwarder } from './forward.js';
+import { LiveStreams } from './live-streams.js';
+import { createRelayMetrics } from './metrics.js';
+import { createPipeline, type Pipeline } from './pipeline.js';
+import { RevocationList } from './revocations.js';
+import { TokenVerifier } from './token-verifier.js';
+import type { Upstream } from './upstream.js';
+
+/** How often readiness re-checks the API server and, until loaded, the issuer keys. */
+const READINESS_INTERVAL_MS = 10_000;
+/** Slow-loris bound: the whole header block must arrive within this time. */
+const HEADERS_TIMEOUT_MS = 30_000;
+
+export interface RelayConfig {
+  cluster: string;
+  issuer: string;
+  dataDir: string;
+  listen: HostPort;
+  tlsCertFile?: string | undefined;
+  tlsKeyFile?: string | undefined;
+  tlsSans?: string[];
+  issuerCa?: string | Buffer | undefined;
+  jwksFile?: string | undefined;
+  upstream: Upstream;
+  auditFile?: string | undefined;
+  adminListen?: HostPort | undefined;
+  /** 0 = unlimited. */
+  maxStreamDurationMs: number;
+  /** Poll the issuer's revocation feed (direct mode). */
+  pollRevocations: boolean;
+  log: Logger;
+}
+
+export interface RunningRelay {
+  url: string;
+  caFile?: string;
+  adminPort?: number;
+  pipeline: Pipeline;
+  revocations: RevocationList;
+  close(): Promise<void>;
+}
+
+export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
+  const { log } = config;
+  const metrics = createRelayMetrics();
+  const verifier = new TokenVerifier({ issuer: config.issuer, audience: config.cluster, jwksFile: config.jwksFile, issuerCa: config.issuerCa });
+  const revocations = new RevocationList();
+  const streams = new LiveStreams(config.maxStreamDurationMs);
+  revocations.onRevoked((user) => {
+    const cut = streams.cutUser(user);
+    log.info('agent revoked', { user, streamsCut: cut });
+  });
+  const stopPolling = config.pollRevocations ? revocations.startPolling(config.issuer, config.issuerCa, log) : () => undefined;
+  const audit = await openAuditSink(config.auditFile, { written: metrics.auditWritten, dropped: metrics.auditDropped }, log);
+  const forwarder = new Forwarder(config.upstream);
+  const pipeline = createPipeline({
+    cluster: config.cluster,
+    mode: 'direct',
+    verifier,
+    revocations,
+    upstream: config.upstream,
+    forwarder,
+    audit,
+    metrics,
+    streams,
+    log,
+  });
+
+  const tls = servingTls({
+    dataDir: config.dataDir,
+    certFile: config.tlsCertFile,
+    keyFile: config.tlsKeyFile,
+    listenHost: config.listen.host,
+    extraNames: config.tlsSans ?? [],
+  });
+  const server = https.createServer({ cert: tls.cert, key: tls.key, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 });
+  server.on('request', pipeline.handleRequest);
+  server.on('upgrade', pipeline.handleUpgrade);
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  await listenOn(server, config.listen);
+
+  let upstreamReachable = false;
+  const checkReadiness = async () => {
+    if (!verifier.ready) {
+      try {
+        await verifier.loadKeys();
+      } catch (err) {
+        log.warn('cannot load the issuer keys yet', { issuer: config.issuer, error: (err as Error).message });
+      }
+    }
+    const reachable = await probeUpstream(config.upstream);
+    if (reachable !== upstreamReachable) log.info(reachable ? 'API server reachable' : 'API server unreachable', { upstream: config.upstream.description });
+    upstreamReachable = reachable;
+  };
+  await checkReadiness();
+  const readinessTimer = setInterval(() => void checkReadiness(), READINESS_INTERVAL_MS);
+  readinessTimer.unref();
+  const admin = config.adminListen
+    ? await startAdminServer(config.adminListen, metrics.registry, () => {
+        const waitingFor = [...(verifier.ready ? [] : ['issuer keys (JWKS)']), ...(upstreamReachable ? [] : ['the Kubernetes API server'])];
+        return { ready: waitingFor.length === 0, waitingFor };
+      })
+    : undefined;
+
+  const host = ['', '0.0.0.0', '::'].includes(config.listen.host) ? 'localhost' : config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const url = `https://${host}:${boundPort(server)}`;
+  log.info('relay listening', { url, cluster: config.cluster, mode: 'direct', upstream: config.upstream.description, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });
+  return {
+    url,
+    ...(tls.caFile ? { caFile: tls.caFile } : {}),
+    ...(admin ? { adminPort: boundPort(admin) } : {}),
+    pipeline,
+    revocations,
+    async close() {
+      clearInterval(readinessTimer);
+      stopPolling();
+      await Promise.all([closeServer(server), admin && closeServer(admin)]);
+      forwarder.close();
+      await audit.close();
+    },
+  };
+}
+
+/** Any HTTP answer from `/version` means the API server is reachable with our TLS settings. */
+function probeUpstream(upstream: Upstream): Promise<boolean> {
+  return new Promise((resolve) => {
+    const url = new URL(`${upstream.server.pathname.replace(/\/+$/, '')}/version`, upstream.server);
+    const authorization = upstream.authorization();
+    const transport = url.protocol === 'https:' ? https : http;
+    const req = transport.request(url, {
+      method: 'GET',
+      timeout: 5_000,
+      headers: authorization ? { authorization } : {},
+      ...upstream.tls,
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}

@@ -1,0 +1,94 @@
+/**
+ * Stage 2, strip (DESIGN §3.3): the upstream header set is built from the
+ * client's headers minus everything that could carry identity or that only
+ * concerns this hop. The order is fixed and mirrors Go's
+ * httputil.ReverseProxy (removeHopByHopHeaders, golang/go#50580): tokens
+ * named in `Connection` first, then the hop-by-hop list, then identity
+ * headers. Only a validated `Upgrade` is re-added.
+ */
+import type { OutgoingHttpHeaders } from 'node:http';
+import { BEARER_SUBPROTOCOL_PREFIX, listHeaderValues } from './authenticate.js';
+import { RelayRefusal } from './errors.js';
+
+/** RFC 9110 §7.6.1, plus the de-facto `Proxy-Connection` and `Keep-Alive`. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'proxy-connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Headers through which a client could claim an identity: never forwarded. */
+function isIdentityHeader(lowerName: string): boolean {
+  return (
+    lowerName === 'authorization' ||
+    lowerName.startsWith('impersonate-') ||
+    lowerName.startsWith('x-remote-') ||
+    lowerName.startsWith('proxy-') ||
+    lowerName === 'forwarded' ||
+    lowerName.startsWith('x-forwarded-')
+  );
+}
+
+/** Upgrade protocols the API server speaks for exec, attach and port-forward (DESIGN §3.5). */
+export type UpgradeProtocol = 'websocket' | 'SPDY/3.1';
+
+/**
+ * A client choosing its own identity is refused loudly (kube-oidc-proxy does
+ * the same), in any letter case and whether or not `Connection` names it.
+ */
+export function refuseClientImpersonation(rawHeaders: readonly string[]): void {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase().startsWith('impersonate-')) {
+      throw new RelayRefusal('impersonation-forbidden', 'impersonation headers are not allowed through kube-relay: requests run as the agent named by the token');
+    }
+  }
+}
+
+/** The one `Upgrade` the relay will forward, or undefined for plain requests. */
+export function validatedUpgrade(rawHeaders: readonly string[]): UpgradeProtocol | undefined {
+  const offered = listHeaderValues(rawHeaders, 'upgrade');
+  if (offered.length === 0) return undefined;
+  if (offered.length === 1) {
+    const protocol = offered[0]!.toLowerCase();
+    if (protocol === 'websocket') return 'websocket';
+    if (protocol === 'spdy/3.1') return 'SPDY/3.1';
+  }
+  throw new RelayRefusal('unsupported-upgrade', 'only "websocket" and "SPDY/3.1" upgrades are supported');
+}
+
+/**
+ * The client's headers that may travel upstream, as lower-case names; values
+ * of repeated headers stay separate so nothing is merged or reordered.
+ */
+export function stripClientHeaders(rawHeaders: readonly string[], upgrade: UpgradeProtocol | undefined): OutgoingHttpHeaders {
+  const namedInConnection = new Set(listHeaderValues(rawHeaders, 'connection').map((token) => token.toLowerCase()));
+  const kept: Record<string, string[]> = {};
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (namedInConnection.has(name) || HOP_BY_HOP.has(name) || isIdentityHeader(name)) continue;
+    (kept[name] ??= []).push(rawHeaders[i + 1]!);
+  }
+  const protocols = kept['sec-websocket-protocol'];
+  if (protocols) {
+    // The bearer subprotocol carried the client's credential: it never goes upstream.
+    const remaining = protocols
+      .flatMap((value) => value.split(','))
+      .map((item) => item.trim())
+      .filter((item) => item !== '' && !item.startsWith(BEARER_SUBPROTOCOL_PREFIX));
+    if (remaining.length > 0) kept['sec-websocket-protocol'] = [remaining.join(', ')];
+    else delete kept['sec-websocket-protocol'];
+  }
+  const headers: OutgoingHttpHeaders = {};
+  for (const [name, values] of Object.entries(kept)) headers[name] = values.length === 1 ? values[0]! : values;
+  if (upgrade) {
+    headers.connection = 'Upgrade';
+    headers.upgrade = upgrade;
+  }
+  return headers;
+}

@@ -1,0 +1,164 @@
+/**
+ * Verifying agent tokens (DESIGN §2), shared by the relay and the hub.
+ *
+ * Two layers, like jose's own `jwtVerify`: `compactVerify` checks the
+ * signature against an algorithm allow-list and the issuer's JWKS, then
+ * `validateClaims`, a pure function of the payload and a clock, decides
+ * whether the claims make an agent identity. Only the claims listed in
+ * DESIGN §2 are read; everything else in a token is ignored.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  compactVerify,
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  customFetch,
+  decodeProtectedHeader,
+  errors,
+  type JSONWebKeySet,
+  type JWTPayload,
+} from 'jose';
+import { fetchWithCa } from '../https-fetch.js';
+import {
+  type AgentIdentity,
+  CLOCK_SKEW_SECONDS,
+  isAgentUser,
+  isTeamGroup,
+  MAX_GROUPS,
+  MAX_TOKEN_BYTES,
+  TOKEN_ALGORITHMS,
+  TOKEN_LIFETIME_SECONDS,
+} from '../identity.js';
+import { RelayRefusal } from './errors.js';
+
+/** Time to wait for the issuer's JWKS before failing closed. */
+const JWKS_TIMEOUT_MS = 5_000;
+/** An unknown `kid` refreshes the JWKS at most this often (DESIGN §2). */
+const JWKS_COOLDOWN_MS = 30_000;
+/** Keys are re-fetched at least this often even when every `kid` is known. */
+const JWKS_MAX_AGE_MS = 10 * 60_000;
+const KID_FORMAT = /^[A-Za-z0-9._-]{1,128}$/;
+const JTI_FORMAT = /^[\x21-\x7e]{1,128}$/;
+
+export interface ClaimExpectations {
+  issuer: string;
+  audience: string;
+}
+
+/** The claims check, a pure function of the payload and the time (seconds since the epoch). */
+export function validateClaims(payload: JWTPayload, expect: ClaimExpectations, nowSeconds: number): AgentIdentity {
+  const { iss, aud, sub, iat, nbf, exp, jti } = payload;
+  const groups = (payload as { groups?: unknown }).groups;
+  if (iss !== expect.issuer) throw new RelayRefusal('wrong-issuer', 'token was issued by another issuer');
+  // An array audience is refused even when it contains this cluster: a token is for exactly one cluster.
+  if (typeof aud !== 'string' || aud !== expect.audience) {
+    throw new RelayRefusal('wrong-audience', 'token is not for this cluster');
+  }
+  if (!isWholeSeconds(iat) || !isWholeSeconds(nbf) || !isWholeSeconds(exp)) {
+    throw new RelayRefusal('invalid-claims', 'token lacks iat, nbf or exp');
+  }
+  if (nowSeconds >= exp + CLOCK_SKEW_SECONDS) throw new RelayRefusal('expired', 'token has expired');
+  if (nbf > nowSeconds + CLOCK_SKEW_SECONDS) throw new RelayRefusal('not-yet-valid', 'token is not valid yet');
+  if (iat > nowSeconds + CLOCK_SKEW_SECONDS) throw new RelayRefusal('issued-in-future', 'token was issued in the future');
+  if (exp - iat > TOKEN_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS || exp <= iat) {
+    throw new RelayRefusal('lifetime-too-long', `token lifetime exceeds ${TOKEN_LIFETIME_SECONDS} seconds`);
+  }
+  if (typeof sub !== 'string' || !isAgentUser(sub)) throw new RelayRefusal('invalid-claims', 'token subject is not an agent');
+  if (typeof jti !== 'string' || !JTI_FORMAT.test(jti)) throw new RelayRefusal('invalid-claims', 'token lacks a valid jti');
+  if (!Array.isArray(groups) || groups.length > MAX_GROUPS || !groups.every((g) => typeof g === 'string' && isTeamGroup(g))) {
+    throw new RelayRefusal('invalid-claims', `token groups must be at most ${MAX_GROUPS} <org>/<team> names`);
+  }
+  return { user: sub, groups: [...(groups as string[])], tokenId: jti, issuedAt: iat, expiresAt: exp };
+}
+
+function isWholeSeconds(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+type KeySet = ReturnType<typeof createLocalJWKSet> | ReturnType<typeof createRemoteJWKSet>;
+
+export interface TokenVerifierOptions extends ClaimExpectations {
+  /** `--jwks-file`: verify offline against this JWKS. */
+  jwksFile?: string | undefined;
+  /** `--issuer-ca-file`: PEM trust for fetching `<issuer>/.well-known/jwks.json`. */
+  issuerCa?: string | Buffer | undefined;
+  now?: () => number;
+}
+
+export class TokenVerifier {
+  private readonly keySet: KeySet;
+  private readonly remote?: ReturnType<typeof createRemoteJWKSet>;
+  private readonly now: () => number;
+  private keysLoaded: boolean;
+
+  constructor(private readonly options: TokenVerifierOptions) {
+    this.now = options.now ?? Date.now;
+    if (options.jwksFile) {
+      const jwks = JSON.parse(readFileSync(options.jwksFile, 'utf8')) as JSONWebKeySet;
+      if (!Array.isArray(jwks.keys)) throw new Error(`--jwks-file ${options.jwksFile} is not a JWKS (no "keys" array)`);
+      this.keySet = createLocalJWKSet(jwks);
+      this.keysLoaded = true;
+    } else {
+      const url = new URL('.well-known/jwks.json', options.issuer.endsWith('/') ? options.issuer : `${options.issuer}/`);
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`--issuer ${options.issuer} is not an http(s) URL`);
+      this.remote = createRemoteJWKSet(url, {
+        timeoutDuration: JWKS_TIMEOUT_MS,
+        cooldownDuration: JWKS_COOLDOWN_MS,
+        cacheMaxAge: JWKS_MAX_AGE_MS,
+        [customFetch]: fetchWithCa({ ca: options.issuerCa, timeoutMs: JWKS_TIMEOUT_MS }),
+      });
+      this.keySet = this.remote;
+      this.keysLoaded = false;
+    }
+  }
+
+  /** True once the keys have been loaded at least once. */
+  get ready(): boolean {
+    return this.keysLoaded;
+  }
+
+  /** Fetches the JWKS now (start-up and readiness); rejects when the issuer cannot be reached. */
+  async loadKeys(): Promise<void> {
+    if (!this.remote) return;
+    await this.remote.reload();
+    this.keysLoaded = true;
+  }
+
+  async verify(token: string): Promise<AgentIdentity> {
+    if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) throw new RelayRefusal('oversized-token', 'token is too large');
+    let kid: string | undefined;
+    try {
+      kid = decodeProtectedHeader(token).kid;
+    } catch {
+      throw new RelayRefusal('malformed-token', 'token is not a signed JWT');
+    }
+    if (typeof kid !== 'string' || !KID_FORMAT.test(kid)) throw new RelayRefusal('malformed-token', 'token header lacks a valid kid');
+    let payload: JWTPayload;
+    try {
+      const verified = await compactVerify(token, this.keySet, { algorithms: [...TOKEN_ALGORITHMS] });
+      payload = JSON.parse(new TextDecoder().decode(verified.payload)) as JWTPayload;
+      this.keysLoaded = true;
+    } catch (err) {
+      throw refusalFor(err);
+    }
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+      throw new RelayRefusal('malformed-token', 'token payload is not a JSON object');
+    }
+    return validateClaims(payload, this.options, Math.floor(this.now() / 1000));
+  }
+}
+
+function refusalFor(err: unknown): RelayRefusal {
+  if (err instanceof errors.JOSEAlgNotAllowed || err instanceof errors.JOSENotSupported) {
+    return new RelayRefusal('algorithm-not-allowed', 'token algorithm is not allowed');
+  }
+  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) {
+    return new RelayRefusal('unknown-key', 'token was signed by an unknown key');
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) return new RelayRefusal('bad-signature', 'token signature is invalid');
+  if (err instanceof errors.JWSInvalid || err instanceof SyntaxError || err instanceof errors.JWTInvalid) {
+    return new RelayRefusal('malformed-token', 'token is not a signed JWT');
+  }
+  // Timeouts, unreachable or broken JWKS: fail closed, and say it is the relay's problem.
+  return new RelayRefusal('jwks-unavailable', 'the relay cannot load the issuer keys right now; try again');
+}
