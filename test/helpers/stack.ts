@@ -1,0 +1,117 @@
+/**
+ * A whole kube-relay on loopback for integration tests: an issuer, a
+ * recording fake API server, and a direct-mode relay between agents and it,
+ * all sharing one data directory (so one CA trusts every listener).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import type { AuditRecord } from '../../src/audit/record.js';
+import { requestToken } from '../../src/client/token.js';
+import { Registry } from '../../src/issuer/registry.js';
+import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
+import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
+import { openSqliteStore } from '../../src/issuer/store.js';
+import { createLogger } from '../../src/log.js';
+import { type RelayConfig, type RunningRelay, startRelay } from '../../src/relay/server.js';
+import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
+import { issueCertificate, loadOrCreateCa } from '../../src/tls/local-ca.js';
+import { type FakeApiServer, type FakeApiServerOptions, startFakeApiServer } from '../fixtures/fake-apiserver.js';
+
+export const RELAY_SA_TOKEN = 'relay-serviceaccount-token';
+
+export interface Stack {
+  dataDir: string;
+  caFile: string;
+  caPem: string;
+  issuer: RunningIssuer;
+  fake: FakeApiServer;
+  relay: RunningRelay;
+  auditFile: string;
+  agentKey: string;
+  relayKubeconfig: string;
+  registry(): { registry: Registry; close(): void };
+  token(agentKey?: string, cluster?: string): Promise<string>;
+  auditRecords(): AuditRecord[];
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  fake?: Omit<FakeApiServerOptions, 'tls'>;
+  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations'>>;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-stack-'));
+  const log = createLogger('error');
+  const openRegistry = () => {
+    const store = openSqliteStore(dataDir);
+    return { registry: new Registry(store, loadOrCreatePepper(dataDir, {})), close: () => store.close() };
+  };
+  const setup = openRegistry();
+  const agentKey = setup.registry.createAgent('deployer', 'acme', ['sre', 'platform']);
+  setup.registry.createCluster('prod-eu', 'acme');
+  setup.close();
+
+  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log });
+  const ca = loadOrCreateCa(dataDir);
+  const apiServerCert = issueCertificate(ca, { commonName: 'kube-apiserver', sans: ['127.0.0.1', 'localhost'], usage: 'server' });
+  const fake = await startFakeApiServer({ ...options.fake, tls: { key: apiServerCert.keyPem, cert: apiServerCert.certPem, ca: ca.certPem, requestCert: true } });
+
+  const relayKubeconfig = path.join(dataDir, 'relay-upstream.kubeconfig');
+  writeFileSync(
+    relayKubeconfig,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'fake', cluster: { server: fake.url, 'certificate-authority': ca.certPath } }],
+      users: [{ name: 'relay', user: { token: RELAY_SA_TOKEN } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'relay' } }],
+      'current-context': 'fake',
+    }),
+  );
+  const auditFile = path.join(dataDir, 'audit.jsonl');
+  const relay = await startRelay({
+    cluster: 'prod-eu',
+    issuer: issuer.url,
+    dataDir,
+    listen: { host: '127.0.0.1', port: 0 },
+    issuerCa: ca.certPem,
+    upstream: upstreamFromKubeconfig(relayKubeconfig),
+    auditFile,
+    maxStreamDurationMs: 0,
+    pollRevocations: true,
+    log,
+    ...options.relay,
+  });
+
+  return {
+    dataDir,
+    caFile: ca.certPath,
+    caPem: ca.certPem,
+    issuer,
+    fake,
+    relay,
+    auditFile,
+    agentKey,
+    relayKubeconfig,
+    registry: openRegistry,
+    async token(key = agentKey, cluster = 'prod-eu') {
+      return (await requestToken({ issuer: issuer.url, cluster, apiKey: key, issuerCa: ca.certPem })).token;
+    },
+    auditRecords() {
+      const text = readFileSync(auditFile, 'utf8');
+      return text
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as AuditRecord);
+    },
+    async close() {
+      await relay.close();
+      await fake.close();
+      await issuer.close();
+    },
+  };
+}
