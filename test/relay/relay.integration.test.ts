@@ -275,3 +275,33 @@ function rawUpgrade(path: string, protocol: string, extraHeaders: string[], meth
     socket.on('close', () => resolve({ head: head ?? '', rest: buffer }));
   });
 }
+
+describe('revocation (DESIGN §2)', () => {
+  it('refuses a revoked agent within one poll and cuts its open watch', async () => {
+    const handle = stack.registry();
+    const key = handle.registry.createAgent('short-lived', 'acme', ['sre']);
+    handle.close();
+    const agentToken = await stack.token(key);
+    const watchReq = https.request(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=1`, { headers: { authorization: `Bearer ${agentToken}` }, ca: stack.caPem, agent: false });
+    const cut = new Promise<void>((resolve) => {
+      watchReq.on('response', (res) => {
+        res.resume();
+        res.on('close', () => resolve());
+        res.on('error', () => resolve());
+      });
+      watchReq.on('error', () => resolve());
+    });
+    watchReq.end();
+    const watch = await stack.fake.nextWatch();
+    await watch.send({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'a' } } });
+
+    const revoke = stack.registry();
+    revoke.registry.revokeAgent('short-lived');
+    revoke.close();
+    await cut;
+    await watch.closed;
+    const answer = await request(`${stack.relay.url}/api/v1/namespaces/default/pods`, { headers: { authorization: `Bearer ${agentToken}` }, ca: stack.caPem });
+    expect(answer.status).toBe(401);
+    expect(stack.auditRecords().at(-1)).toMatchObject({ reason: 'agent-revoked', user: 'agent:short-lived', decision: 'denied-by-relay' });
+  }, 20_000);
+});

@@ -1,0 +1,82 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { BIN, runCli } from '../helpers/cli.js';
+
+const data = () => mkdtempSync(path.join(tmpdir(), 'kube-relay-cli-'));
+
+describe('CLI misuse: a sentence on stderr and exit status 2 (DESIGN §6)', () => {
+  it.each([
+    ['no command', []],
+    ['an unknown command', ['frobnicate']],
+    ['an unknown flag', ['agent', 'list', '--colour']],
+    ['agent create without --org', ['agent', 'create', 'bot', '--team', 'sre']],
+    ['agent create without a team', ['agent', 'create', 'bot', '--org', 'acme']],
+    ['an agent name that is not a DNS label', ['agent', 'create', 'Bot_1', '--org', 'acme', '--team', 'sre']],
+    ['cluster create without a name', ['cluster', 'create', '--org', 'acme']],
+    ['token without an API key', ['token', '--issuer', 'https://127.0.0.1:1', '--cluster', 'c']],
+    ['relay without --cluster', ['relay', '--issuer', 'https://x', '--mode', 'direct', '--listen', '127.0.0.1:0']],
+    ['relay with a bad --listen', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'direct', '--listen', 'nowhere']],
+    ['relay with an unknown mode', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'sideways', '--listen', '127.0.0.1:0']],
+    ['a bad --log-level', ['agent', 'list', '--log-level', 'loud']],
+  ])('%s', async (_name, args) => {
+    const result = await runCli([...args, '--data', data()]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^kube-relay: \S.+/);
+    expect(result.stdout).toBe(args.length === 0 ? expect.stringContaining('Usage') : '');
+  });
+});
+
+describe('agents and clusters', () => {
+  it('prints a new key alone on stdout, lists and revokes, and refuses duplicates', async () => {
+    const dir = data();
+    const created = await runCli(['agent', 'create', 'deployer', '--org', 'acme', '--team', 'sre', '--team', 'platform'], { KUBE_RELAY_DATA: dir });
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^krl_agent_[A-Za-z0-9_-]{43}\n$/);
+    const cluster = await runCli(['cluster', 'create', 'prod-eu', '--org', 'acme', '--data', dir]);
+    expect(cluster.stdout).toMatch(/^krl_cluster_[A-Za-z0-9_-]{43}\n$/);
+    const again = await runCli(['agent', 'create', 'deployer', '--org', 'acme', '--team', 'sre', '--data', dir]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('already exists');
+    expect((await runCli(['agent', 'revoke', 'deployer', '--data', dir])).code).toBe(0);
+    const list = await runCli(['agent', 'list', '--data', dir]);
+    expect(list.stdout).toMatch(/deployer\s+acme\s+sre,platform\s+revoked/);
+    expect(list.stdout).not.toContain('krl_');
+    const unknown = await runCli(['agent', 'revoke', 'nobody', '--data', dir]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('no agent named "nobody"');
+  });
+
+  it('rotates signing keys from the command line', async () => {
+    const dir = data();
+    const result = await runCli(['issuer', 'rotate-keys', '--data', dir]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/new signing key \S+ is current/);
+  });
+});
+
+describe('kubeconfig', () => {
+  it('writes an exec-plugin kubeconfig with absolute paths that works from any directory', async () => {
+    const dir = data();
+    const keyFile = path.join(dir, 'key');
+    writeFileSync(keyFile, 'krl_agent_x\n');
+    writeFileSync(path.join(dir, 'ca.crt'), '-----BEGIN CERTIFICATE-----\n');
+    const result = await runCli(
+      ['kubeconfig', '--issuer', 'https://127.0.0.1:8443', '--cluster', 'prod-eu', '--server', 'https://127.0.0.1:9443', '--ca-file', 'ca.crt', '--issuer-ca-file', 'ca.crt', '--api-key-file', 'key'],
+      {},
+      dir,
+    );
+    expect(result.code).toBe(0);
+    const config = parse(result.stdout) as { clusters: { cluster: Record<string, string> }[]; users: { user: { exec: { command: string; args: string[]; apiVersion: string } } }[] };
+    expect(config.clusters[0]!.cluster.server).toBe('https://127.0.0.1:9443');
+    expect(Buffer.from(config.clusters[0]!.cluster['certificate-authority-data']!, 'base64').toString()).toBe(readFileSync(path.join(dir, 'ca.crt'), 'utf8'));
+    const exec = config.users[0]!.user.exec;
+    expect(exec.apiVersion).toBe('client.authentication.k8s.io/v1');
+    expect(path.isAbsolute(exec.command)).toBe(true);
+    expect(exec.args.slice(0, 2)).toEqual([BIN, 'token']);
+    expect(exec.args).toContain(path.join(dir, 'key'));
+    expect(exec.args).toContain(path.join(dir, 'ca.crt'));
+  });
+});

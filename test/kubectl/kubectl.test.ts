@@ -1,0 +1,122 @@
+/**
+ * Unchanged, real kubectl through the relay with a kubeconfig made by
+ * `kube-relay kubeconfig`: the exec credential plugin, discovery, and a
+ * token refreshed by kubectl itself after the 60-second token expired.
+ */
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { request, until } from '../helpers/http.js';
+import { kubectlBinary, runKubectl } from '../helpers/kubectl.js';
+import { type Stack, startStack } from '../helpers/stack.js';
+
+let stack: Stack;
+let kubeconfig: string;
+
+beforeAll(async () => {
+  stack = await startStack();
+  const keyFile = path.join(stack.dataDir, 'deployer.api-key');
+  writeFileSync(keyFile, `${stack.agentKey}\n`, { mode: 0o600 });
+  const made = await runCli([
+    'kubeconfig',
+    '--issuer', stack.issuer.url,
+    '--cluster', 'prod-eu',
+    '--server', stack.relay.url,
+    '--ca-file', stack.caFile,
+    '--issuer-ca-file', stack.caFile,
+    '--api-key-file', keyFile,
+  ]);
+  expect(made.stderr).toBe('');
+  expect(made.code).toBe(0);
+  kubeconfig = path.join(stack.dataDir, 'agent.kubeconfig');
+  writeFileSync(kubeconfig, made.stdout);
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
+  it('runs get --raw as the agent, with a token from the exec plugin', async () => {
+    const kubectl = kubectlBinary(version);
+    const result = await runKubectl(kubectl, ['--kubeconfig', kubeconfig, 'get', '--raw', '/api/v1/namespaces/default/pods']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ kind: 'PodList' });
+    const seen = stack.fake.lastRequest()!;
+    expect(seen.url).toBe('/api/v1/namespaces/default/pods');
+    expect(seen.headers['impersonate-user']).toBe('agent:deployer');
+    const record = stack.auditRecords().filter((r) => r.path === '/api/v1/namespaces/default/pods').at(-1)!;
+    expect(record).toMatchObject({ user: 'agent:deployer', decision: 'allowed', verb: 'list' });
+    expect(record.userAgent).toMatch(new RegExp(`^kubectl[.\\d]*/v${version.replace('.', '\\.')}\\.`));
+  });
+
+  it('runs get pods, discovery included, and the audit groups the invocation by kubectl session', async () => {
+    const kubectl = kubectlBinary(version);
+    const before = stack.auditRecords().length;
+    const result = await runKubectl(kubectl, ['--kubeconfig', kubeconfig, 'get', 'pods', '-n', 'default']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^NAME\s+/);
+    expect(result.stdout).toContain('pod-0');
+    const records = stack.auditRecords().slice(before);
+    expect(records.some((r) => r.path === '/api')).toBe(true);
+    const list = records.find((r) => r.path === '/api/v1/namespaces/default/pods')!;
+    expect(list).toMatchObject({ verb: 'list', namespace: 'default', resource: 'pods' });
+    if (version !== '1.27') {
+      expect(list.kubectlCommand).toBe('kubectl get');
+      expect(list.kubectlSession).toEqual(expect.any(String));
+    }
+  });
+
+  it('is refused when it tries --as', async () => {
+    const kubectl = kubectlBinary(version);
+    const before = stack.fake.requests.length;
+    const result = await runKubectl(kubectl, ['--kubeconfig', kubeconfig, 'get', '--raw', '/api/v1/namespaces/default/pods', '--as', 'system:admin']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain('Forbidden');
+    expect(stack.fake.requests.length).toBe(before);
+  });
+});
+
+describe('token expiry', () => {
+  it(
+    'kubectl runs the plugin again by itself once the 60-second token has expired',
+    async () => {
+      const kubectl = kubectlBinary('1.33');
+      // `kubectl proxy` is one long-lived kubectl process sending many requests with one credential cache.
+      const proxy = spawn(kubectl, ['--kubeconfig', kubeconfig, 'proxy', '--port', '0', '--address', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      try {
+        let output = '';
+        proxy.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        await until(() => /127\.0\.0\.1:(\d+)/.test(output), 15_000, 'kubectl proxy to start');
+        const port = /127\.0\.0\.1:(\d+)/.exec(output)![1];
+        const viaProxy = async () => {
+          const res = await fetch(`http://127.0.0.1:${port}/api/v1/namespaces/default/pods/token-refresh`);
+          expect(res.status).toBe(200);
+          return stack.auditRecords().filter((r) => r.path === '/api/v1/namespaces/default/pods/token-refresh').at(-1)!.tokenId;
+        };
+        const first = await viaProxy();
+        expect(await viaProxy()).toBe(first);
+        await new Promise((resolve) => setTimeout(resolve, 62_000));
+        const afterExpiry = await viaProxy();
+        expect(afterExpiry).not.toBe(first);
+        expect(stack.auditRecords().filter((r) => r.path === '/api/v1/namespaces/default/pods/token-refresh').every((r) => r.decision === 'allowed')).toBe(true);
+      } finally {
+        proxy.kill();
+      }
+    },
+    120_000,
+  );
+});
+
+describe('the relay API listener is not the admin listener', () => {
+  it('forwards /healthz to the API server instead of answering it', async () => {
+    const token = await stack.token();
+    const answer = await request(`${stack.relay.url}/healthz`, { headers: { authorization: `Bearer ${token}` }, ca: stack.caPem });
+    expect(answer.status).toBe(200);
+    expect(stack.fake.lastRequest()!.url).toBe('/healthz');
+  });
+});
