@@ -71,8 +71,10 @@ export class Forwarder {
       xfwd: false,
       ws: true,
     });
-    const passes = this.proxy as unknown as { wsPasses: { name: string }[] };
+    const passes = this.proxy as unknown as { wsPasses: { name: string }[]; webPasses: { name: string }[] };
     passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
+    // deleteLength would turn a chunked DELETE body into "Content-Length: 0"; stripClientHeaders keeps the framing instead.
+    passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
     this.observeProxy();
   }
 

@@ -89,6 +89,10 @@ export function stripClientHeaders(rawHeaders: readonly string[], upgrade: Upgra
   if (upgrade) {
     headers.connection = 'Upgrade';
     headers.upgrade = upgrade;
+  } else if (headers['content-length'] === undefined && listHeaderValues(rawHeaders, 'transfer-encoding').length > 0) {
+    // The body arrived chunked (Node has already de-chunked and validated it); keep it chunked upstream,
+    // or a DELETE body would be sent without framing.
+    headers['transfer-encoding'] = 'chunked';
   }
   return headers;
 }

@@ -80,3 +80,25 @@ describe('kubeconfig', () => {
     expect(exec.args).toContain(path.join(dir, 'ca.crt'));
   });
 });
+
+describe('long-running commands', () => {
+  it('issuer starts with embedded defaults, serves its JWKS over HTTPS and stops cleanly on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const { fetchWithCa } = await import('../../src/https-fetch.js');
+    const dir = data();
+    const child = spawn(process.execPath, [BIN, 'issuer', '--listen', '127.0.0.1:0'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 15_000;
+    while (!/serving at (https:\S+)/.test(stderr) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const url = /serving at (https:\S+)/.exec(stderr)?.[1];
+    expect(url, stderr).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const caFile = path.join(dir, '.kube-relay', 'tls', 'ca.crt');
+    const jwks = (await (await fetchWithCa({ ca: readFileSync(caFile) })(`${url}/.well-known/jwks.json`)).json()) as { keys: unknown[] };
+    expect(jwks.keys).toHaveLength(1);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).not.toMatch(/krl_|BEGIN .*PRIVATE KEY/);
+  });
+});

@@ -75,7 +75,6 @@ describe('stage 2: strip (DESIGN §3.3)', () => {
         'x-forwarded-proto', 'https',
         'Keep-Alive', 'timeout=5',
         'TE', 'trailers',
-        'Transfer-Encoding', 'chunked',
         'Trailer', 'x',
         'Upgrade', 'websocket',
         'User-Agent', 'kubectl/v1.33',
@@ -83,6 +82,11 @@ describe('stage 2: strip (DESIGN §3.3)', () => {
       undefined,
     );
     expect(headers).toEqual({ 'user-agent': 'kubectl/v1.33' });
+  });
+
+  it('keeps a chunked body chunked, and never forwards the client framing of an upgrade', () => {
+    expect(stripClientHeaders(['Transfer-Encoding', 'chunked'], undefined)['transfer-encoding']).toBe('chunked');
+    expect(stripClientHeaders(['Content-Length', '3'], undefined)['transfer-encoding']).toBeUndefined();
   });
 
   it('keeps repeated end-to-end headers as separate values', () => {

@@ -76,6 +76,29 @@ describe('what the API server receives', () => {
     expect(seen.headers.accept).toBe('application/vnd.kubernetes.protobuf');
   });
 
+  it('keeps a chunked DELETE body intact (no Content-Length from the client)', async () => {
+    const body = JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Foreground' });
+    const answer = await new Promise<number>((resolve, reject) => {
+      const req = https.request(`${stack.relay.url}/api/v1/namespaces/default/pods/web`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        ca: stack.caPem,
+        agent: false,
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      req.on('error', reject);
+      req.write(body.slice(0, 10));
+      setTimeout(() => req.end(body.slice(10)), 20);
+    });
+    expect(answer).toBe(200);
+    const seen = stack.fake.lastRequest()!;
+    expect(seen.method).toBe('DELETE');
+    expect(seen.body.toString()).toBe(body);
+  });
+
   it('streams a large request body through without changing a byte', async () => {
     const body = Buffer.alloc(8 * 1024 * 1024);
     for (let i = 0; i < body.length; i += 4) body.writeUInt32LE(i, i);
