@@ -106,3 +106,32 @@ describe('claims validation with a frozen clock', () => {
     expect(reason(valid(), NOW + 65)).toBe('expired');
   });
 });
+
+describe('remote JWKS (DESIGN §2)', () => {
+  it('refreshes at most once per cooldown for unknown kids, and fails closed when the issuer is unreachable', async () => {
+    const http = await import('node:http');
+    let fetches = 0;
+    const server = http.createServer((_req, res) => {
+      fetches++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [signer.publicJwk] }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const remote = new TokenVerifier({ issuer: `http://127.0.0.1:${port}`, audience: CLUSTER });
+      await remote.loadKeys();
+      expect(fetches).toBe(1);
+      const now = Math.floor(Date.now() / 1000);
+      const good = await signer.sign({ ...signer.claims(now), iss: `http://127.0.0.1:${port}` });
+      await expect(remote.verify(good)).resolves.toMatchObject({ user: 'agent:deployer' });
+      const stranger = await createTestSigner('rotated-key');
+      const unknown = await stranger.sign({ ...stranger.claims(now), iss: `http://127.0.0.1:${port}` });
+      for (let i = 0; i < 5; i++) expect(await refusalOf(remote.verify(unknown))).toBe('unknown-key');
+      expect(fetches).toBeLessThanOrEqual(2);
+    } finally {
+      server.close();
+    }
+    const unreachable = new TokenVerifier({ issuer: `http://127.0.0.1:${port}`, audience: CLUSTER });
+    expect(await refusalOf(unreachable.verify(await signer.sign(signer.claims())))).toBe('jwks-unavailable');
+  });
+});
