@@ -80,9 +80,10 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
 
 async function dispatch(argv: string[], io: Io): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+  if (command === undefined) throw new UsageError('a command is required');
+  if (command === '--help' || command === '-h' || command === 'help') {
     io.stdout(USAGE);
-    return command === undefined ? 2 : 0;
+    return 0;
   }
   switch (command) {
     case 'issuer':
@@ -117,6 +118,7 @@ function parse(args: string[], options: Options, io: Io, positionalCount: number
     if (fromEnv === undefined || fromEnv === '') continue;
     parsed.values[name] = spec.multiple ? fromEnv.split(',').map((v) => v.trim()) : fromEnv;
   }
+  logLevel(parsed.values);
   if (parsed.positionals.length > positionalCount) {
     throw new UsageError(`unexpected argument "${parsed.positionals[positionalCount]}"`);
   }

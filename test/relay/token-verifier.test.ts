@@ -95,7 +95,7 @@ describe('claims validation with a frozen clock', () => {
     ['missing exp', { exp: undefined }, 'invalid-claims'],
     ['missing jti', { jti: undefined }, 'invalid-claims'],
   ])('refuses %s', (_name, overrides, expected) => {
-    const payload = { ...valid(), ...overrides };
+    const payload: Record<string, unknown> = { ...valid(), ...overrides };
     for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
     expect(reason(payload)).toBe(expected);
   });
