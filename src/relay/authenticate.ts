@@ -67,6 +67,6 @@ export async function authenticate(
   revocations: RevocationList,
 ): Promise<AgentIdentity> {
   const identity = await verifier.verify(extractBearerToken(rawHeaders, target));
-  if (revocations.isRevoked(identity)) throw new RelayRefusal('agent-revoked', 'the agent has been revoked');
+  if (revocations.isRevoked(identity)) throw new RelayRefusal('agent-revoked', 'the agent has been revoked', identity);
   return identity;
 }

@@ -7,6 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
+import type { AgentIdentity } from '../identity.js';
 
 export type RefusalReason =
   // 401: no usable agent identity
@@ -74,6 +75,8 @@ export class RelayRefusal extends Error {
     readonly reason: RefusalReason,
     /** Safe to show the client: never contains token material. */
     readonly clientMessage: string,
+    /** Who was refused, when the token was valid but its agent may not pass (revoked): for the audit record. */
+    readonly identity?: AgentIdentity,
   ) {
     super(`${reason}: ${clientMessage}`);
     this.status = STATUS_OF[reason];

@@ -102,6 +102,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   /** Maps a failure before forwarding to a status; refusals are expected, anything else is a relay bug. */
   function refusal(ctx: RequestContext, err: unknown): { code: number; message: string } {
     if (err instanceof RelayRefusal) {
+      ctx.identity ??= err.identity;
       ctx.status = err.status;
       ctx.decision = err.status >= 500 ? 'error' : 'denied-by-relay';
       ctx.reason = err.reason;

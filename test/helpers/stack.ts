@@ -18,6 +18,7 @@ import { createLogger } from '../../src/log.js';
 import { type RelayConfig, type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
 import { issueCertificate, loadOrCreateCa } from '../../src/tls/local-ca.js';
+import { until } from './http.js';
 import { type FakeApiServer, type FakeApiServerOptions, startFakeApiServer } from '../fixtures/fake-apiserver.js';
 
 export const RELAY_SA_TOKEN = 'relay-serviceaccount-token';
@@ -35,6 +36,8 @@ export interface Stack {
   registry(): { registry: Registry; close(): void };
   token(agentKey?: string, cluster?: string): Promise<string>;
   auditRecords(): AuditRecord[];
+  /** The last audit record for `path` that matches, waiting for it to be written (records are written when the connection closes). */
+  awaitRecord(path: string, matches?: (record: AuditRecord) => boolean): Promise<AuditRecord>;
   close(): Promise<void>;
 }
 
@@ -73,6 +76,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }),
   );
   const auditFile = path.join(dataDir, 'audit.jsonl');
+  const readAudit = () =>
+    readFileSync(auditFile, 'utf8')
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as AuditRecord);
   const relay = await startRelay({
     cluster: 'prod-eu',
     issuer: issuer.url,
@@ -101,12 +109,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     async token(key = agentKey, cluster = 'prod-eu') {
       return (await requestToken({ issuer: issuer.url, cluster, apiKey: key, issuerCa: ca.certPem })).token;
     },
-    auditRecords() {
-      const text = readFileSync(auditFile, 'utf8');
-      return text
-        .split('\n')
-        .filter((line) => line !== '')
-        .map((line) => JSON.parse(line) as AuditRecord);
+    auditRecords: readAudit,
+    async awaitRecord(path, matches = () => true) {
+      const find = () => readAudit().filter((record) => record.path === path && matches(record)).at(-1);
+      await until(() => find() !== undefined, 3_000, `an audit record for ${path}`);
+      return find()!;
     },
     async close() {
       await relay.close();

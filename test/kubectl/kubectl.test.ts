@@ -48,7 +48,7 @@ describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
     const seen = stack.fake.lastRequest()!;
     expect(seen.url).toBe('/api/v1/namespaces/default/pods');
     expect(seen.headers['impersonate-user']).toBe('agent:deployer');
-    const record = stack.auditRecords().filter((r) => r.path === '/api/v1/namespaces/default/pods').at(-1)!;
+    const record = await stack.awaitRecord('/api/v1/namespaces/default/pods', (r) => r.userAgent?.includes(`/v${version}.`) ?? false);
     expect(record).toMatchObject({ user: 'agent:deployer', decision: 'allowed', verb: 'list' });
     expect(record.userAgent).toMatch(new RegExp(`^kubectl[.\\d]*/v${version.replace('.', '\\.')}\\.`));
   });
@@ -61,6 +61,7 @@ describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^NAME\s+/);
     expect(result.stdout).toContain('pod-0');
+    await until(() => stack.auditRecords().slice(before).some((r) => r.path === '/api/v1/namespaces/default/pods'), 3_000, 'the list record');
     const records = stack.auditRecords().slice(before);
     expect(records.some((r) => r.path === '/api')).toBe(true);
     const list = records.find((r) => r.path === '/api/v1/namespaces/default/pods')!;
@@ -93,17 +94,21 @@ describe('token expiry', () => {
         proxy.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
         await until(() => /127\.0\.0\.1:(\d+)/.test(output), 15_000, 'kubectl proxy to start');
         const port = /127\.0\.0\.1:(\d+)/.exec(output)![1];
+        const refreshPath = '/api/v1/namespaces/default/pods/token-refresh';
         const viaProxy = async () => {
-          const res = await fetch(`http://127.0.0.1:${port}/api/v1/namespaces/default/pods/token-refresh`);
+          const recordsFor = () => stack.auditRecords().filter((r) => r.path === refreshPath);
+          const before = recordsFor().length;
+          const res = await fetch(`http://127.0.0.1:${port}${refreshPath}`);
           expect(res.status).toBe(200);
-          return stack.auditRecords().filter((r) => r.path === '/api/v1/namespaces/default/pods/token-refresh').at(-1)!.tokenId;
+          await until(() => recordsFor().length > before, 3_000, 'the audit record');
+          return recordsFor().at(-1)!.tokenId;
         };
         const first = await viaProxy();
         expect(await viaProxy()).toBe(first);
         await new Promise((resolve) => setTimeout(resolve, 62_000));
         const afterExpiry = await viaProxy();
         expect(afterExpiry).not.toBe(first);
-        expect(stack.auditRecords().filter((r) => r.path === '/api/v1/namespaces/default/pods/token-refresh').every((r) => r.decision === 'allowed')).toBe(true);
+        expect(stack.auditRecords().filter((r) => r.path === refreshPath).every((r) => r.decision === 'allowed')).toBe(true);
       } finally {
         proxy.kill();
       }
