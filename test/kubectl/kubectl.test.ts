@@ -4,7 +4,8 @@
  * token refreshed by kubectl itself after the 60-second token expired.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -56,7 +57,9 @@ describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
   it('runs get pods, discovery included, and the audit groups the invocation by kubectl session', async () => {
     const kubectl = kubectlBinary(version);
     const before = stack.auditRecords().length;
-    const result = await runKubectl(kubectl, ['--kubeconfig', kubeconfig, 'get', 'pods', '-n', 'default']);
+    // A fresh discovery cache, so this kubectl really asks the relay for /api and /apis.
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'kubectl-cache-'));
+    const result = await runKubectl(kubectl, ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, 'get', 'pods', '-n', 'default']);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/^NAME\s+/);
