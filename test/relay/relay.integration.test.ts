@@ -260,6 +260,33 @@ describe('streaming', () => {
 });
 
 describe('audit trail', () => {
+  it('writes every DESIGN §5 field for a request', async () => {
+    await get('/api/v1/namespaces/kube-system/configmaps/cluster-info?resourceVersion=0', { 'kubectl-command': 'kubectl get', 'kubectl-session': 'session-1' });
+    const record = await stack.awaitRecord('/api/v1/namespaces/kube-system/configmaps/cluster-info');
+    for (const field of ['time', 'requestId', 'cluster', 'mode', 'user', 'groups', 'tokenId', 'sourceIp', 'userAgent', 'method', 'path', 'query', 'verb', 'namespace', 'resource', 'subresource', 'name', 'status', 'decision', 'durationMs', 'bytesIn', 'bytesOut']) {
+      expect(record, field).toHaveProperty(field);
+    }
+    expect(record).toMatchObject({
+      cluster: 'prod-eu',
+      mode: 'direct',
+      user: 'agent:deployer',
+      groups: ['acme/sre', 'acme/platform'],
+      method: 'GET',
+      query: 'resourceVersion=0',
+      verb: 'get',
+      namespace: 'kube-system',
+      resource: 'configmaps',
+      name: 'cluster-info',
+      subresource: '',
+      status: 200,
+      decision: 'allowed',
+      kubectlCommand: 'kubectl get',
+      kubectlSession: 'session-1',
+    });
+    expect(record.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(record.bytesOut).toBeGreaterThan(0);
+  });
+
   it('never contains a token or the relay credential', () => {
     const text = readFileSync(stack.auditFile, 'utf8');
     expect(text.length).toBeGreaterThan(0);
