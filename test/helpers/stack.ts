@@ -14,7 +14,7 @@ import { Registry } from '../../src/issuer/registry.js';
 import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
 import { openSqliteStore } from '../../src/issuer/store.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, type Logger } from '../../src/log.js';
 import { type RelayConfig, type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
 import { issueCertificate, loadOrCreateCa } from '../../src/tls/local-ca.js';
@@ -43,6 +43,8 @@ export interface Stack {
 
 export interface StackOptions {
   fake?: Omit<FakeApiServerOptions, 'tls'>;
+  /** Where the relay logs (default: errors only, to stderr). */
+  relayLog?: Logger;
   relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations'>>;
 }
 
@@ -91,7 +93,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     auditFile,
     maxStreamDurationMs: 0,
     pollRevocations: true,
-    log,
+    log: options.relayLog ?? log,
     ...options.relay,
   });
 

@@ -2,13 +2,21 @@
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type Stack, startStack } from '../helpers/stack.js';
+import { createLogger } from '../../src/log.js';
+import { startRelay } from '../../src/relay/server.js';
+import { request } from '../helpers/http.js';
+import { RELAY_SA_TOKEN, type Stack, startStack } from '../helpers/stack.js';
 
 let stack: Stack;
 let token: string;
+const logLines: string[] = [];
 
 beforeAll(async () => {
-  stack = await startStack({ fake: { rejectUpgradesWith: 400 }, relay: { maxStreamDurationMs: 1_000 } });
+  stack = await startStack({
+    fake: { rejectUpgradesWith: 400 },
+    relay: { maxStreamDurationMs: 1_000, adminListen: { host: '127.0.0.1', port: 0 } },
+    relayLog: createLogger('debug', {}, (line) => logLines.push(line)),
+  });
   token = await stack.token();
 });
 
@@ -52,5 +60,49 @@ describe('maximum stream duration (DESIGN §3.6)', () => {
     const elapsed = Date.now() - startedAt;
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(5_000);
+  });
+});
+
+describe('logs', () => {
+  it('never contain a token, an API key or the relay credential, even at debug level', async () => {
+    await request(`${stack.relay.url}/api/v1/pods`, { headers: { authorization: `Bearer ${token}` }, ca: stack.caPem });
+    await request(`${stack.relay.url}/api/v1/pods`, { headers: { authorization: `Bearer ${token}x` }, ca: stack.caPem });
+    await request(`${stack.relay.url}/api/v1/pods`, { headers: { authorization: `Bearer ${token}`, 'impersonate-user': 'admin' }, ca: stack.caPem });
+    const text = logLines.join('');
+    expect(text).toContain('request refused');
+    expect(text).not.toContain(token.split('.')[2]!);
+    expect(text).not.toContain(RELAY_SA_TOKEN);
+    expect(text).not.toContain(stack.agentKey);
+  });
+});
+
+describe('readiness (admin listener)', () => {
+  it('is ready with keys loaded and the API server answering', async () => {
+    const res = await fetch(`http://127.0.0.1:${stack.relay.adminPort}/readyz`);
+    expect(res.status).toBe(200);
+  });
+
+  it('is not ready while the API server cannot be reached, and says what it waits for', async () => {
+    const relay = await startRelay({
+      cluster: 'prod-eu',
+      issuer: stack.issuer.url,
+      dataDir: stack.dataDir,
+      listen: { host: '127.0.0.1', port: 0 },
+      issuerCa: stack.caPem,
+      upstream: { server: new URL('https://127.0.0.1:1'), tls: { rejectUnauthorized: true }, authorization: () => 'Bearer x', description: 'nowhere' },
+      adminListen: { host: '127.0.0.1', port: 0 },
+      maxStreamDurationMs: 0,
+      pollRevocations: false,
+      log: createLogger('error'),
+      auditFile: `${stack.dataDir}/unready-audit.jsonl`,
+    });
+    try {
+      const res = await fetch(`http://127.0.0.1:${relay.adminPort}/readyz`);
+      expect(res.status).toBe(503);
+      expect(await res.text()).toContain('the Kubernetes API server');
+      expect((await fetch(`http://127.0.0.1:${relay.adminPort}/healthz`)).status).toBe(200);
+    } finally {
+      await relay.close();
+    }
   });
 });
