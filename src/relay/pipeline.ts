@@ -16,7 +16,7 @@ import type { AuditSink } from '../audit/sink.js';
 import type { AgentIdentity } from '../identity.js';
 import type { Logger } from '../log.js';
 import { authenticate, headerValues } from './authenticate.js';
-import { RelayRefusal, writeStatus, writeStatusToSocket } from './errors.js';
+import { isAuthenticationFailure, RelayRefusal, writeStatus, writeStatusToSocket } from './errors.js';
 import type { Forwarder, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
 import { isLongRunning, type LiveStreams } from './live-streams.js';
@@ -106,7 +106,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       ctx.status = err.status;
       ctx.decision = err.status >= 500 ? 'error' : 'denied-by-relay';
       ctx.reason = err.reason;
-      metrics.authFailures.inc({ reason: err.reason });
+      if (isAuthenticationFailure(err)) metrics.authFailures.inc({ reason: err.reason });
       log.info('request refused', { requestId: ctx.requestId, reason: err.reason, user: ctx.identity?.user, method: ctx.method, path: pathOf(ctx.target) });
       return { code: err.status, message: err.clientMessage };
     }
@@ -164,6 +164,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       res.on('close', () => finish(ctx));
       admit(ctx, undefined).then(
         (headers) => {
+          if (res.destroyed) return; // the client left while we authenticated: nothing goes upstream
           if (isLongRunning(ctx.info.verb, ctx.info.subresource)) trackStream(ctx, () => res.destroy(), res, 'long-running');
           deps.forwarder.forwardRequest(
             req,
@@ -193,6 +194,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         })
         .then(
           (headers) => {
+            if (socket.destroyed) return;
             deps.forwarder.forwardUpgrade(
               req,
               socket,
