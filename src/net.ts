@@ -17,3 +17,9 @@ export function parseHostPort(value: string, flag: string): HostPort {
 export function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
+
+/** The https URL of a listener on this machine: "localhost" for a wildcard host. */
+export function listenerUrl(listenHost: string, port: number): string {
+  const wildcard = listenHost === '' || listenHost === '0.0.0.0' || listenHost === '::';
+  return `https://${wildcard ? 'localhost' : urlHost(listenHost)}:${port}`;
+}

@@ -156,10 +156,16 @@ function readFileFlag(values: Values, name: string): string | undefined {
   }
 }
 
-function openRegistry(values: Values, io: Io) {
+/** Opens the data directory's store for one command and closes it afterwards. */
+function withRegistry(values: Values, io: Io, use: (registry: Registry) => void): number {
   const dir = dataDir(values);
   const store = openSqliteStore(dir);
-  return { store, registry: new Registry(store, loadOrCreatePepper(dir, io.env)) };
+  try {
+    use(new Registry(store, loadOrCreatePepper(dir, io.env)));
+  } finally {
+    store.close();
+  }
+  return 0;
 }
 
 function agentCommand(args: string[], io: Io): number {
@@ -171,37 +177,26 @@ function agentCommand(args: string[], io: Io): number {
     const org = required(values, 'org', 'the org the agent belongs to');
     const teams = (values.team as string[] | undefined) ?? [];
     if (teams.length === 0) throw new UsageError('--team is required: at least one team of the agent');
-    const { store, registry } = openRegistry(values, io);
-    try {
+    return withRegistry(values, io, (registry) => {
       io.stdout(`${registry.createAgent(name, org, teams)}\n`);
       io.stderr(`agent "${name}" created (user agent:${name}, groups ${teams.map((t) => `${org}/${t}`).join(', ')}). The API key above is shown only once.\n`);
-    } finally {
-      store.close();
-    }
-    return 0;
+    });
   }
   if (action === 'list') {
     const { values } = parse(rest, {}, io, 0);
-    const { store, registry } = openRegistry(values, io);
-    try {
-      const rows = registry.listAgents().map((a) => [a.name, a.org, a.teams.join(','), a.revokedAt ? `revoked ${a.revokedAt.toISOString()}` : 'active']);
+    return withRegistry(values, io, (registry) => {
+      const rows = registry.listAgents().map((a) => [a.name, a.org, a.teams.join(','), status(a.revokedAt)]);
       io.stdout(table(['NAME', 'ORG', 'TEAMS', 'STATUS'], rows));
-    } finally {
-      store.close();
-    }
-    return 0;
+    });
   }
   if (action === 'revoke') {
     const { values, positionals } = parse(rest, {}, io, 1);
     if (!positionals[0]) throw new UsageError('agent revoke needs a NAME');
-    const { store, registry } = openRegistry(values, io);
-    try {
-      registry.revokeAgent(positionals[0]);
-      io.stderr(`agent "${positionals[0]}" revoked: no new tokens; relays refuse its current ones within 10 s.\n`);
-    } finally {
-      store.close();
-    }
-    return 0;
+    const name = positionals[0];
+    return withRegistry(values, io, (registry) => {
+      registry.revokeAgent(name);
+      io.stderr(`agent "${name}" revoked: no new tokens; relays refuse its current ones within 10 s.\n`);
+    });
   }
   throw new UsageError('agent needs an action: create, list or revoke');
 }
@@ -213,37 +208,26 @@ function clusterCommand(args: string[], io: Io): number {
     const name = positionals[0];
     if (!name) throw new UsageError('cluster create needs a NAME');
     const org = required(values, 'org', 'the org the cluster belongs to');
-    const { store, registry } = openRegistry(values, io);
-    try {
+    return withRegistry(values, io, (registry) => {
       io.stdout(`${registry.createCluster(name, org)}\n`);
       io.stderr(`cluster "${name}" created for org "${org}". The connector key above is shown only once.\n`);
-    } finally {
-      store.close();
-    }
-    return 0;
+    });
   }
   if (action === 'list') {
     const { values } = parse(rest, {}, io, 0);
-    const { store, registry } = openRegistry(values, io);
-    try {
-      const rows = registry.listClusters().map((c) => [c.name, c.org, c.revokedAt ? `revoked ${c.revokedAt.toISOString()}` : 'active']);
+    return withRegistry(values, io, (registry) => {
+      const rows = registry.listClusters().map((c) => [c.name, c.org, status(c.revokedAt)]);
       io.stdout(table(['NAME', 'ORG', 'STATUS'], rows));
-    } finally {
-      store.close();
-    }
-    return 0;
+    });
   }
   if (action === 'revoke') {
     const { values, positionals } = parse(rest, {}, io, 1);
     if (!positionals[0]) throw new UsageError('cluster revoke needs a NAME');
-    const { store, registry } = openRegistry(values, io);
-    try {
-      registry.revokeCluster(positionals[0]);
-      io.stderr(`cluster "${positionals[0]}" revoked.\n`);
-    } finally {
-      store.close();
-    }
-    return 0;
+    const name = positionals[0];
+    return withRegistry(values, io, (registry) => {
+      registry.revokeCluster(name);
+      io.stderr(`cluster "${name}" revoked.\n`);
+    });
   }
   throw new UsageError('cluster needs an action: create, list or revoke');
 }
@@ -423,6 +407,10 @@ function untilSignal(): Promise<void> {
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
+}
+
+function status(revokedAt: Date | undefined): string {
+  return revokedAt ? `revoked ${revokedAt.toISOString()}` : 'active';
 }
 
 function table(header: string[], rows: string[][]): string {

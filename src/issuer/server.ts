@@ -8,7 +8,7 @@ import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'pro
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
-import { type HostPort, urlHost } from '../net.js';
+import { type HostPort, listenerUrl } from '../net.js';
 import { servingTls } from '../tls/serving.js';
 import { mintAgentToken } from './mint.js';
 import { Registry } from './registry.js';
@@ -184,9 +184,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   });
   const server = https.createServer({ cert: tls.cert, key: tls.key });
   await listenOn(server, config.listen);
-  const port = boundPort(server);
-  const localHost = ['', '0.0.0.0', '::'].includes(config.listen.host) ? 'localhost' : urlHost(config.listen.host);
-  const publicUrl = (config.publicUrl ?? `https://${localHost}:${port}`).replace(/\/+$/, '');
+  const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   server.on('request', createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log }));
   const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics, () => ({ ready: true, waitingFor: [] })) : undefined;
   config.log.info('issuer listening', { url: publicUrl, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });

@@ -8,7 +8,7 @@ import https from 'node:https';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { openAuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
-import type { HostPort } from '../net.js';
+import { type HostPort, listenerUrl } from '../net.js';
 import { servingTls } from '../tls/serving.js';
 import { Forwarder } from './forward.js';
 import { LiveStreams } from './live-streams.js';
@@ -117,8 +117,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       })
     : undefined;
 
-  const host = ['', '0.0.0.0', '::'].includes(config.listen.host) ? 'localhost' : config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-  const url = `https://${host}:${boundPort(server)}`;
+  const url = listenerUrl(config.listen.host, boundPort(server));
   log.info('relay listening', { url, cluster: config.cluster, mode: 'direct', upstream: config.upstream.description, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });
   return {
     url,
