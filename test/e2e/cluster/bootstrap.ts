@@ -1,0 +1,53 @@
+/**
+ * What the e2e cluster holds before any test: the relay's ServiceAccount
+ * with only the impersonation ClusterRole, a kwok node with a running pod,
+ * and a kubeconfig for the relay whose token comes from the TokenRequest API.
+ */
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { kubectlBinary } from '../../helpers/kubectl.js';
+import type { Cluster } from './cluster.js';
+
+const MANIFESTS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'manifests');
+
+export function adminKubectl(cluster: Cluster, args: string[], input?: string): string {
+  return execFileSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, ...args], {
+    encoding: 'utf8',
+    input,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
+
+export async function bootstrapCluster(cluster: Cluster): Promise<{ relayKubeconfig: string }> {
+  adminKubectl(cluster, ['apply', '-f', path.join(MANIFESTS, 'relay-rbac.yaml')]);
+  adminKubectl(cluster, ['apply', '-f', path.join(MANIFESTS, 'workload.yaml')]);
+  await waitForPodRunning(cluster, 'e2e', 'web');
+  const token = adminKubectl(cluster, ['create', 'token', 'kube-relay', '-n', 'kube-relay', '--duration', '2h']).trim();
+  const relayKubeconfig = path.join(cluster.dir, 'relay.kubeconfig');
+  writeFileSync(
+    relayKubeconfig,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'e2e', cluster: { server: cluster.server, 'certificate-authority': cluster.caFile } }],
+      users: [{ name: 'kube-relay', user: { token } }],
+      contexts: [{ name: 'e2e', context: { cluster: 'e2e', user: 'kube-relay' } }],
+      'current-context': 'e2e',
+    }),
+    { mode: 0o600 },
+  );
+  return { relayKubeconfig };
+}
+
+async function waitForPodRunning(cluster: Cluster, namespace: string, name: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const phase = adminKubectl(cluster, ['get', 'pod', name, '-n', namespace, '-o', 'jsonpath={.status.phase}']).trim();
+    if (phase === 'Running') return;
+    if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name} is "${phase}", not Running, after 60 s: is kwok managing node kwok-node-0?`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
