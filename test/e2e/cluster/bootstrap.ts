@@ -25,6 +25,7 @@ export async function bootstrapCluster(cluster: Cluster): Promise<{ relayKubecon
   adminKubectl(cluster, ['apply', '-f', path.join(MANIFESTS, 'relay-rbac.yaml')]);
   adminKubectl(cluster, ['apply', '-f', path.join(MANIFESTS, 'workload.yaml')]);
   await waitForPodRunning(cluster, 'e2e', 'web');
+  await waitForAggregatedRoles(cluster);
   const token = adminKubectl(cluster, ['create', 'token', 'kube-relay', '-n', 'kube-relay', '--duration', '2h']).trim();
   const relayKubeconfig = path.join(cluster.dir, 'relay.kubeconfig');
   writeFileSync(
@@ -40,6 +41,17 @@ export async function bootstrapCluster(cluster: Cluster): Promise<{ relayKubecon
     { mode: 0o600 },
   );
   return { relayKubeconfig };
+}
+
+/** view, edit and admin are filled in by the controller-manager's clusterrole-aggregation controller. */
+async function waitForAggregatedRoles(cluster: Cluster): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const rules = adminKubectl(cluster, ['get', 'clusterrole', 'view', '-o', 'jsonpath={.rules}']).trim();
+    if (rules !== '' && rules !== 'null' && rules !== '[]') return;
+    if (Date.now() > deadline) throw new Error('ClusterRole view has no rules after 60 s: is kube-controller-manager running the clusterrole-aggregation controller?');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 }
 
 async function waitForPodRunning(cluster: Cluster, namespace: string, name: string): Promise<void> {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the e2e cluster's binaries (kube-apiserver, etcd, kwok) from the Go module proxy, pinned by
+# Builds the e2e cluster's binaries (kube-apiserver, kube-controller-manager, etcd, kwok) from the Go module proxy, pinned by
 # the wrapper modules beside this script, into a cache outside the repository keyed by version.
 # Prints "name=path" for each. Only the first run on a machine pays the build.
 set -euo pipefail
@@ -34,5 +34,6 @@ minor=$(echo "$k8s" | cut -d. -f2)
 kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
 
 build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s" "$kube_ldflags"
+build kube-controller-manager kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager "$k8s" "$kube_ldflags"
 build etcd etcd go.etcd.io/etcd/server/v3 "$etcd" "-s -w"
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok "$kwok" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$kwok"

@@ -1,6 +1,7 @@
 /**
  * A real, local, Docker-free Kubernetes control plane for the end-to-end
- * suite: etcd 3.5, kube-apiserver and kwok (as the kubelet: exec, logs,
+ * suite: etcd 3.5, kube-apiserver, kube-controller-manager (only the
+ * controllers the suite needs) and kwok (as the kubelet: exec, logs,
  * attach and port-forward served by local commands, a log file and a local
  * TCP target), built from the Go module proxy by ./build.sh.
  *
@@ -25,6 +26,7 @@ export const NODE_NAME = 'kwok-node-0';
 
 export interface Binaries {
   kubeApiserver: string;
+  kubeControllerManager: string;
   etcd: string;
   kwok: string;
 }
@@ -47,7 +49,7 @@ export interface Cluster {
 export function buildBinaries(): Binaries {
   const output = execFileSync('bash', [path.join(HERE, 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const paths = Object.fromEntries(output.trim().split('\n').map((line) => line.split('=') as [string, string]));
-  return { kubeApiserver: paths['kube-apiserver']!, etcd: paths.etcd!, kwok: paths.kwok! };
+  return { kubeApiserver: paths['kube-apiserver']!, kubeControllerManager: paths['kube-controller-manager']!, etcd: paths.etcd!, kwok: paths.kwok! };
 }
 
 export async function startCluster(binaries: Binaries = buildBinaries()): Promise<Cluster> {
@@ -134,6 +136,19 @@ export async function startCluster(binaries: Binaries = buildBinaries()): Promis
     );
     const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
     await waitFor(() => httpsOk(`${server}/readyz`, ca.certPem, admin), 90_000, 'kube-apiserver /readyz');
+
+    processes.push(
+      launch(dir, 'kube-controller-manager', binaries.kubeControllerManager, [
+        '--kubeconfig', adminKubeconfig,
+        // Only what the suite relies on: the aggregated view/edit/admin ClusterRoles, namespaces'
+        // default ServiceAccounts and namespace deletion.
+        '--controllers', 'clusterrole-aggregation,serviceaccount,namespace',
+        '--leader-elect=false',
+        '--secure-port', '0',
+        '--service-account-private-key-file', saKey,
+        '--root-ca-file', ca.certPath,
+      ]),
+    );
 
     const target = await startEchoTarget(targetPort!);
     const kwokConfig = file(
