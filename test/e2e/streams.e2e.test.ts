@@ -1,0 +1,164 @@
+/**
+ * exec, attach, logs -f and port-forward through the relay to kwok, over
+ * WebSocket and over forced SPDY, and a watch that outlives its token.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { until } from '../helpers/http.js';
+import { kubectlBinary, runKubectl } from '../helpers/kubectl.js';
+import { adminKubectl } from './cluster/bootstrap.js';
+import { type RelayUnderTest, startRelayFor } from './relay-harness.js';
+
+const cluster = inject('cluster');
+const admin = (args: string[]) => adminKubectl({ adminKubeconfig: cluster.adminKubeconfig } as never, args);
+const SPDY = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' };
+const WEBSOCKET = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'true', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'true' };
+let relay: RelayUnderTest;
+let operator: string;
+let viewer: string;
+const VERSIONS = ['1.27', '1.28', '1.29', '1.30', '1.31', '1.32', '1.33'];
+
+beforeAll(async () => {
+  relay = await startRelayFor(cluster);
+  operator = relay.agent('operator', ['ops']);
+  viewer = relay.agent('reader', ['readers']);
+  admin(['create', 'rolebinding', 'acme-ops-edit', '-n', 'e2e', '--clusterrole=edit', '--group=acme/ops']);
+  admin(['create', 'rolebinding', 'acme-readers-view', '-n', 'e2e', '--clusterrole=view', '--group=acme/readers']);
+  await until(async () => (await runKubectl(kubectlBinary('1.33'), ['--kubeconfig', operator, 'auth', 'can-i', 'create', 'pods/exec', '-n', 'e2e'])).stdout.trim() === 'yes', 15_000, 'RBAC');
+});
+
+afterAll(async () => {
+  admin(['delete', 'rolebinding', 'acme-ops-edit', 'acme-readers-view', '-n', 'e2e', '--ignore-not-found']);
+  await relay?.close();
+});
+
+describe.each(VERSIONS)('kubectl %s', (version) => {
+  const kubectl = () => kubectlBinary(version);
+
+  it.each([
+    ['WebSocket', WEBSOCKET],
+    ['SPDY', SPDY],
+  ])('exec -- echo over %s', async (_name, env) => {
+    const result = await runKubectl(kubectl(), ['--kubeconfig', operator, 'exec', 'web', '-n', 'e2e', '--', 'echo', 'hello', 'from', version], env);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe(`hello from ${version}\n`);
+  });
+
+  it('exec is Forbidden when RBAC lacks pods/exec', async () => {
+    const result = await runKubectl(kubectl(), ['--kubeconfig', viewer, 'exec', 'web', '-n', 'e2e', '--', 'echo', 'no'], WEBSOCKET);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/Forbidden|forbidden/);
+    expect(result.stderr).toContain('agent:reader');
+  });
+
+  it('port-forward moves 1 MiB both ways intact', async () => {
+    const digest = await portForwardRoundTrip(kubectl(), operator, 1024 * 1024, version >= '1.31' ? WEBSOCKET : SPDY);
+    expect(digest.sent).toBe(digest.received);
+  });
+
+  it('RBAC: list allowed, secrets forbidden', async () => {
+    const list = await runKubectl(kubectl(), ['--kubeconfig', viewer, 'get', 'pods', '-n', 'e2e', '-o', 'name']);
+    expect(list.stdout).toContain('pod/web');
+    const secrets = await runKubectl(kubectl(), ['--kubeconfig', viewer, 'get', 'secrets', '-n', 'e2e']);
+    expect(secrets.code).not.toBe(0);
+    expect(secrets.stderr).toContain('forbidden');
+  });
+});
+
+describe('kubectl 1.33 streams in depth', () => {
+  const kubectl = () => kubectlBinary('1.33');
+
+  it.each([
+    ['WebSocket', WEBSOCKET],
+    ['SPDY', SPDY],
+  ])('exec -i passes stdin and its end-of-file over %s', async (_name, env) => {
+    const input = `${randomBytes(48 * 1024).toString('base64')}\n`;
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(kubectl(), ['--kubeconfig', operator, 'exec', '-i', 'web', '-n', 'e2e', '--', 'cat'], { env: { ...process.env, ...env } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('exit', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end(input);
+    });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe(input);
+  });
+
+  it.each([
+    ['WebSocket', WEBSOCKET],
+    ['SPDY', SPDY],
+  ])('logs -f and attach stream the container output over %s', async (_name, env) => {
+    for (const command of [['logs', '-f', 'web', '-n', 'e2e'], ['attach', 'web', '-n', 'e2e', '-c', 'app']]) {
+      const output = await streamUntil(kubectl(), ['--kubeconfig', operator, ...command], env, 'line 2 from the kwok log file');
+      expect(output).toContain('line 1 from the kwok log file');
+    }
+  });
+
+  it.each([
+    ['WebSocket', WEBSOCKET],
+    ['SPDY', SPDY],
+  ])('port-forward moves 64 MiB both ways with a matching checksum over %s', async (_name, env) => {
+    const digest = await portForwardRoundTrip(kubectl(), operator, 64 * 1024 * 1024, env);
+    expect(digest.received).toBe(digest.sent);
+  }, 300_000);
+
+  it('audits each exec session once, with its command', async () => {
+    await runKubectl(kubectl(), ['--kubeconfig', operator, 'exec', 'web', '-n', 'e2e', '--', 'echo', 'audited'], WEBSOCKET);
+    await until(() => relay.auditRecords().some((r) => r.verb === 'exec' && r.command?.join(' ') === 'echo audited'), 5_000, 'the session record');
+    const record = relay.auditRecords().find((r) => r.verb === 'exec' && r.command?.join(' ') === 'echo audited')!;
+    expect(record).toMatchObject({ user: 'agent:operator', status: 101, decision: 'allowed', namespace: 'e2e', name: 'web', subresource: 'exec' });
+    expect(record.protocol).toMatch(/^websocket\/v5\.channel\.k8s\.io$/);
+  });
+});
+
+async function streamUntil(kubectl: string, args: string[], env: Record<string, string>, marker: string): Promise<string> {
+  const child = spawn(kubectl, args, { env: { ...process.env, ...env } });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  try {
+    await until(() => output.includes(marker), 20_000, `"${marker}" from kubectl ${args.join(' ')}`);
+    return output;
+  } finally {
+    child.kill();
+  }
+}
+
+async function portForwardRoundTrip(kubectl: string, kubeconfig: string, bytes: number, env: Record<string, string>): Promise<{ sent: string; received: string }> {
+  const child: ChildProcess = spawn(kubectl, ['--kubeconfig', kubeconfig, 'port-forward', '-n', 'e2e', 'pod/web', ':8080', '--address', '127.0.0.1'], {
+    env: { ...process.env, ...env },
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  try {
+    await until(() => /Forwarding from 127\.0\.0\.1:(\d+)/.test(output), 20_000, `kubectl port-forward to start (${output})`);
+    const port = Number(/Forwarding from 127\.0\.0\.1:(\d+)/.exec(output)![1]);
+    const payload = randomBytes(bytes);
+    const sent = createHash('sha256').update(payload).digest('hex');
+    const received = await new Promise<string>((resolve, reject) => {
+      const hash = createHash('sha256');
+      let count = 0;
+      // No half-close: the echo must come back in full before we hang up.
+      const socket = connect(port, '127.0.0.1', () => socket.write(payload));
+      socket.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        count += chunk.length;
+        if (count >= bytes) {
+          socket.destroy();
+          resolve(hash.digest('hex'));
+        }
+      });
+      socket.on('error', reject);
+      socket.on('close', () => count < bytes && reject(new Error(`port-forward closed after ${count} of ${bytes} bytes: ${output}`)));
+    });
+    return { sent, received };
+  } finally {
+    child.kill();
+  }
+}
