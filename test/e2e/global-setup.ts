@@ -15,6 +15,8 @@ export interface E2eCluster {
   auditLog: string;
   relayKubeconfig: string;
   portForwardTargetPort: number;
+  /** The container log file kwok serves for logs and attach; tests append to it. */
+  logsFile: string;
 }
 
 declare module 'vitest' {
@@ -41,6 +43,7 @@ export default async function setup(project: TestProject) {
     auditLog: cluster.auditLog,
     relayKubeconfig,
     portForwardTargetPort: cluster.portForwardTargetPort,
+    logsFile: cluster.logsFile,
   });
   return async () => {
     await cluster?.stop();

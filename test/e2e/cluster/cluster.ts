@@ -82,7 +82,11 @@ export async function startCluster(binaries: Binaries = buildBinaries()): Promis
     const tokens = file('tokens.csv', `${ADMIN_TOKEN},e2e-admin,e2e-admin-uid,"system:masters"\n`);
     const auditPolicy = file('audit-policy.yaml', stringify({ apiVersion: 'audit.k8s.io/v1', kind: 'Policy', rules: [{ level: 'Metadata' }] }));
     const auditLog = path.join(dir, 'audit.log');
-    const logsFile = file('pod.log', 'line 1 from the kwok log file\nline 2 from the kwok log file\n');
+    // kwok reads container logs in the CRI log format ("<RFC 3339 time> <stream> <F|P> <text>").
+    const logsFile = file(
+      'pod.log',
+      ['line 1 from the kwok log file', 'line 2 from the kwok log file'].map((line) => `2025-01-01T00:00:00.000000000Z stdout F ${line}\n`).join(''),
+    );
     const server = `https://127.0.0.1:${apiPort}`;
     const adminKubeconfig = file(
       'admin.kubeconfig',
@@ -130,6 +134,8 @@ export async function startCluster(binaries: Binaries = buildBinaries()): Promis
         '--audit-policy-file', auditPolicy,
         '--audit-log-path', auditLog,
         '--kubelet-certificate-authority', ca.certPath,
+        // kwok's node has no resolvable hostname; its InternalIP is 127.0.0.1.
+        '--kubelet-preferred-address-types', 'InternalIP',
         '--enable-priority-and-fairness=false',
         '--allow-privileged=true',
       ]),
