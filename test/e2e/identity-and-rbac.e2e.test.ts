@@ -30,6 +30,12 @@ afterAll(async () => {
 });
 
 describe('identity', () => {
+  it('kubectl version through the relay reports the real kube-apiserver built from the module proxy', async () => {
+    const result = await runKubectl(kubectl, ['--kubeconfig', viewer, 'version', '-o', 'json']);
+    expect(result.code, result.stderr).toBe(0);
+    expect((JSON.parse(result.stdout) as { serverVersion: { gitVersion: string } }).serverVersion.gitVersion).toBe('v1.33.13');
+  });
+
   it('kubectl auth whoami shows the agent, its <org>/<team> groups and system:authenticated', async () => {
     const result = await runKubectl(kubectl, ['--kubeconfig', viewer, 'auth', 'whoami', '-o', 'json']);
     expect(result.stderr).toBe('');
