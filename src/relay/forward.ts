@@ -40,7 +40,6 @@ interface InFlight {
 export class Forwarder {
   private readonly proxy: httpProxy;
   private readonly agent: HttpAgent;
-  private readonly target: { protocol: string; host: string; hostname: string; port: string; path: string; ca?: string; cert?: string; key?: string };
   private readonly pathPrefix: string;
   private readonly inFlight = new WeakMap<IncomingMessage, InFlight>();
 
@@ -48,7 +47,7 @@ export class Forwarder {
     const server = upstream.server;
     this.pathPrefix = server.pathname.replace(/\/+$/, '');
     const hostname = server.hostname.replace(/^\[|\]$/g, '');
-    this.target = {
+    const target = {
       protocol: server.protocol,
       host: hostname,
       hostname,
@@ -63,7 +62,7 @@ export class Forwarder {
         ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, rejectUnauthorized: upstream.tls.rejectUnauthorized })
         : new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
     this.proxy = httpProxy.createProxyServer({
-      target: this.target,
+      target,
       agent: this.agent,
       secure: upstream.tls.rejectUnauthorized,
       changeOrigin: true,

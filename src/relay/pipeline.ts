@@ -129,12 +129,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       },
       onUpgraded,
       onError(err) {
-        if (ctx.status === undefined) {
+        if (ctx.status !== undefined) {
+          // The answer had started: this is a stream ending abruptly (often the client hanging up), not an outage.
+          log.debug('upstream stream ended with an error', { requestId: ctx.requestId, error: err.message });
+        } else {
           ctx.status = 502;
           ctx.decision = 'error';
           ctx.reason = 'upstream-unreachable';
+          log.warn('upstream request failed', { requestId: ctx.requestId, error: err.message });
         }
-        log.warn('upstream request failed', { requestId: ctx.requestId, error: err.message });
         onError(err);
       },
     };
