@@ -9,7 +9,7 @@ import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js'
 import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
 import { type HostPort, listenerUrl } from '../net.js';
-import { servingTls } from '../tls/serving.js';
+import { listenerTls } from '../tls/serving.js';
 import { mintAgentToken } from './mint.js';
 import { Registry } from './registry.js';
 import { loadOrCreatePepper } from './secrets.js';
@@ -175,13 +175,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
 
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
-  const tls = servingTls({
-    dataDir: config.dataDir,
-    certFile: config.tlsCertFile,
-    keyFile: config.tlsKeyFile,
-    listenHost: config.listen.host,
-    extraNames: config.tlsSans ?? [],
-  });
+  const tls = listenerTls(config);
   const server = https.createServer({ cert: tls.cert, key: tls.key });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');

@@ -9,7 +9,7 @@ import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js'
 import { openAuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
 import { type HostPort, listenerUrl } from '../net.js';
-import { servingTls } from '../tls/serving.js';
+import { listenerTls } from '../tls/serving.js';
 import { Forwarder } from './forward.js';
 import { LiveStreams } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
@@ -78,13 +78,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     log,
   });
 
-  const tls = servingTls({
-    dataDir: config.dataDir,
-    certFile: config.tlsCertFile,
-    keyFile: config.tlsKeyFile,
-    listenHost: config.listen.host,
-    extraNames: config.tlsSans ?? [],
-  });
+  const tls = listenerTls(config);
   const server = https.createServer({ cert: tls.cert, key: tls.key, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 });
   server.on('request', pipeline.handleRequest);
   server.on('upgrade', pipeline.handleUpgrade);

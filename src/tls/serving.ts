@@ -32,3 +32,22 @@ export function servingTls(options: ServingTlsOptions): ServingTls {
   });
   return { cert: issued.certPem, key: issued.keyPem, caFile: ca.certPath };
 }
+
+/** The TLS settings every listener takes from its flags (`--tls-cert`, `--tls-key`, `--tls-san`). */
+export interface ListenerTlsFlags {
+  dataDir: string;
+  listen: { host: string };
+  tlsCertFile?: string | undefined;
+  tlsKeyFile?: string | undefined;
+  tlsSans?: string[];
+}
+
+export function listenerTls(flags: ListenerTlsFlags): ServingTls {
+  return servingTls({
+    dataDir: flags.dataDir,
+    certFile: flags.tlsCertFile,
+    keyFile: flags.tlsKeyFile,
+    listenHost: flags.listen.host,
+    extraNames: flags.tlsSans ?? [],
+  });
+}

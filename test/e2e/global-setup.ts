@@ -6,18 +6,8 @@ import type { TestProject } from 'vitest/node';
 import { bootstrapCluster } from './cluster/bootstrap.js';
 import { buildBinaries, type Cluster, startCluster } from './cluster/cluster.js';
 
-export interface E2eCluster {
-  dir: string;
-  server: string;
-  caFile: string;
-  caPem: string;
-  adminKubeconfig: string;
-  auditLog: string;
-  relayKubeconfig: string;
-  portForwardTargetPort: number;
-  /** The container log file kwok serves for logs and attach; tests append to it. */
-  logsFile: string;
-}
+/** What the test files get: the cluster's coordinates (no functions: provide() serializes) and the relay's kubeconfig. */
+export type E2eCluster = Omit<Cluster, 'stop'> & { relayKubeconfig: string };
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -34,17 +24,8 @@ export default async function setup(project: TestProject) {
   cluster = await startCluster(binaries);
   const { relayKubeconfig } = await bootstrapCluster(cluster);
   process.stderr.write(`e2e: cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s (${cluster.dir})\n`);
-  project.provide('cluster', {
-    dir: cluster.dir,
-    server: cluster.server,
-    caFile: cluster.caFile,
-    caPem: cluster.caPem,
-    adminKubeconfig: cluster.adminKubeconfig,
-    auditLog: cluster.auditLog,
-    relayKubeconfig,
-    portForwardTargetPort: cluster.portForwardTargetPort,
-    logsFile: cluster.logsFile,
-  });
+  const { stop: _stop, ...coordinates } = cluster;
+  project.provide('cluster', { ...coordinates, relayKubeconfig });
   return async () => {
     await cluster?.stop();
   };

@@ -11,7 +11,7 @@ import { adminKubectl } from './cluster/bootstrap.js';
 import { type RelayUnderTest, startRelayFor } from './relay-harness.js';
 
 const cluster = inject('cluster');
-const admin = (args: string[]) => adminKubectl({ adminKubeconfig: cluster.adminKubeconfig } as never, args);
+const admin = (args: string[]) => adminKubectl(cluster, args);
 let relay: RelayUnderTest;
 let viewer: string;
 let kubectl: string;

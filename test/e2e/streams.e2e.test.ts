@@ -13,7 +13,7 @@ import { adminKubectl } from './cluster/bootstrap.js';
 import { type RelayUnderTest, startRelayFor } from './relay-harness.js';
 
 const cluster = inject('cluster');
-const admin = (args: string[]) => adminKubectl({ adminKubeconfig: cluster.adminKubeconfig } as never, args);
+const admin = (args: string[]) => adminKubectl(cluster, args);
 const SPDY = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' };
 const WEBSOCKET = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'true', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'true' };
 let relay: RelayUnderTest;

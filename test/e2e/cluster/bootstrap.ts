@@ -13,7 +13,7 @@ import type { Cluster } from './cluster.js';
 
 const MANIFESTS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'manifests');
 
-export function adminKubectl(cluster: Cluster, args: string[], input?: string): string {
+export function adminKubectl(cluster: Pick<Cluster, 'adminKubeconfig'>, args: string[], input?: string): string {
   return execFileSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, ...args], {
     encoding: 'utf8',
     input,
