@@ -1,0 +1,331 @@
+/**
+ * Many byte streams over one WebSocket (DESIGN §4): lean frames on binary
+ * messages, yamux-like, with per-stream credit so a stalled consumer holds
+ * back only its own stream and no buffer grows without bound.
+ *
+ *   frame = type (1 byte) | stream id (4 bytes, big-endian) | payload
+ *
+ *   OPEN    payload: JSON metadata (e.g. the client's address, for the audit)
+ *   DATA    payload: bytes; never more than the credit the receiver granted
+ *   WINDOW  payload: 4-byte credit increment, sent as the consumer reads
+ *   FIN     no payload: the sender will write no more (half-close)
+ *   RST     no payload: abort the stream both ways
+ *   GOAWAY  stream id 0: open no new streams; existing ones finish
+ *
+ * Each stream is a Node Duplex with the few socket methods http.Agent and
+ * http.Server call, so an HTTP server can take it as a connection
+ * (`server.emit('connection', stream)`) and an agent can return it from
+ * `createConnection`: plain requests, watches and 101 upgrades then work
+ * unchanged on both ends. Keepalive and reconnecting belong to the tunnel,
+ * not to this module.
+ */
+import { EventEmitter } from 'node:events';
+import { Duplex } from 'node:stream';
+import type WebSocket from 'ws';
+
+export const enum FrameType {
+  Open = 1,
+  Data = 2,
+  Window = 3,
+  Fin = 4,
+  Rst = 5,
+  GoAway = 6,
+}
+
+/** Credit each stream starts with, in each direction. */
+export const INITIAL_WINDOW = 256 * 1024;
+/** Largest DATA payload; larger writes are split. */
+export const MAX_FRAME_PAYLOAD = 64 * 1024;
+/** Credit is returned once at least this much has been consumed, to keep WINDOW frames few. */
+const WINDOW_UPDATE_THRESHOLD = INITIAL_WINDOW / 4;
+const HEADER_BYTES = 5;
+
+export interface StreamMetadata {
+  /** Address of the client on the far side, reported as the stream's `remoteAddress`. */
+  remoteAddress?: string;
+  remotePort?: number;
+}
+
+export class MuxProtocolError extends Error {}
+
+function frame(type: FrameType, streamId: number, payload?: Buffer): Buffer {
+  const header = Buffer.allocUnsafe(HEADER_BYTES);
+  header.writeUInt8(type, 0);
+  header.writeUInt32BE(streamId, 1);
+  return payload && payload.length > 0 ? Buffer.concat([header, payload]) : header;
+}
+
+export class MuxStream extends Duplex {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+  /** Bytes the peer still lets us send. */
+  private sendCredit = INITIAL_WINDOW;
+  private waitingForCredit: { chunk: Buffer; callback: (err?: Error | null) => void } | undefined;
+  private received = 0;
+  private granted = 0;
+  private finSent = false;
+  private finReceived = false;
+  private forgotten = false;
+
+  constructor(
+    readonly id: number,
+    private readonly session: MuxSession,
+    metadata: StreamMetadata,
+  ) {
+    // Flow control is the window's job; the stream's own buffer only needs to hold one window.
+    super({ allowHalfOpen: true, readableHighWaterMark: INITIAL_WINDOW, writableHighWaterMark: MAX_FRAME_PAYLOAD });
+    this.remoteAddress = metadata.remoteAddress;
+    this.remotePort = metadata.remotePort;
+  }
+
+  // The socket methods http.Agent and http.Server call on a connection: meaningless on a stream.
+  setNoDelay(): this {
+    return this;
+  }
+  setKeepAlive(): this {
+    return this;
+  }
+  setTimeout(_ms: number, callback?: () => void): this {
+    if (callback) this.once('timeout', callback);
+    return this;
+  }
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.sendWithinCredit(chunk, callback);
+  }
+
+  private sendWithinCredit(chunk: Buffer, callback: (err?: Error | null) => void): void {
+    let offset = 0;
+    while (offset < chunk.length && this.sendCredit > 0) {
+      const size = Math.min(chunk.length - offset, this.sendCredit, MAX_FRAME_PAYLOAD);
+      this.session.send(frame(FrameType.Data, this.id, chunk.subarray(offset, offset + size)));
+      this.sendCredit -= size;
+      offset += size;
+    }
+    if (offset === chunk.length) callback();
+    else this.waitingForCredit = { chunk: chunk.subarray(offset), callback };
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.finSent = true;
+    this.session.send(frame(FrameType.Fin, this.id));
+    this.closeIfDone();
+    callback();
+  }
+
+  override _read(): void {
+    this.grantConsumed();
+  }
+
+  override _destroy(err: Error | null, callback: (err: Error | null) => void): void {
+    if (!this.forgotten) {
+      this.forgotten = true;
+      if (!(this.finSent && this.finReceived)) this.session.send(frame(FrameType.Rst, this.id));
+      this.session.forget(this.id);
+    }
+    const waiting = this.waitingForCredit;
+    this.waitingForCredit = undefined;
+    waiting?.callback(err ?? new Error('stream closed'));
+    callback(err);
+  }
+
+  /** Returns credit for what the consumer has taken out of the read buffer. */
+  private grantConsumed(): void {
+    const consumed = this.received - this.readableLength;
+    const grant = consumed - this.granted;
+    if (grant >= WINDOW_UPDATE_THRESHOLD && !this.finReceived) {
+      const payload = Buffer.allocUnsafe(4);
+      payload.writeUInt32BE(grant, 0);
+      this.session.send(frame(FrameType.Window, this.id, payload));
+      this.granted += grant;
+    }
+  }
+
+  /** @internal */
+  onData(payload: Buffer): void {
+    if (this.finReceived) throw new MuxProtocolError(`DATA after FIN on stream ${this.id}`);
+    if (this.received + payload.length - this.granted > INITIAL_WINDOW) {
+      throw new MuxProtocolError(`stream ${this.id} exceeded its window`);
+    }
+    this.received += payload.length;
+    this.push(payload);
+  }
+
+  /** @internal */
+  onWindow(increment: number): void {
+    this.sendCredit += increment;
+    const waiting = this.waitingForCredit;
+    if (waiting && this.sendCredit > 0) {
+      this.waitingForCredit = undefined;
+      this.sendWithinCredit(waiting.chunk, waiting.callback);
+    }
+  }
+
+  /** @internal */
+  onFin(): void {
+    this.finReceived = true;
+    this.push(null);
+    this.closeIfDone();
+  }
+
+  /** @internal */
+  onReset(): void {
+    this.finSent = this.finReceived = true; // nothing more may be sent: no RST back
+    this.destroy(new Error('stream reset by the peer'));
+  }
+
+  private closeIfDone(): void {
+    if (this.finSent && this.finReceived && !this.forgotten) {
+      this.forgotten = true;
+      this.session.forget(this.id);
+      // Let the readable side deliver its end before the stream closes.
+      this.once('end', () => this.destroy());
+      if (this.readableEnded) this.destroy();
+    }
+  }
+}
+
+export interface MuxSessionOptions {
+  /** 'client' opens odd stream ids, 'server' even ones, so both sides may open streams. */
+  role: 'client' | 'server';
+  /** Refuse (RST) streams beyond this many open at once. */
+  maxStreams?: number;
+}
+
+/**
+ * Emits 'stream' (MuxStream) for each stream the peer opens, 'goaway' when
+ * the peer stops accepting new streams, 'close' when the WebSocket closes
+ * (every stream is destroyed then), and 'error' for protocol violations.
+ */
+export class MuxSession extends EventEmitter {
+  private readonly streams = new Map<number, MuxStream>();
+  private nextId: number;
+  private readonly maxStreams: number;
+  private goingAway = false;
+  private peerGoingAway = false;
+
+  constructor(
+    private readonly socket: WebSocket,
+    options: MuxSessionOptions,
+  ) {
+    super();
+    this.nextId = options.role === 'client' ? 1 : 2;
+    this.maxStreams = options.maxStreams ?? 10_000;
+    socket.binaryType = 'nodebuffer';
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      try {
+        if (!isBinary) throw new MuxProtocolError('text message on a mux session');
+        this.receive(data);
+      } catch (err) {
+        this.emit('error', err);
+        socket.terminate();
+      }
+    });
+    socket.on('close', () => {
+      for (const stream of this.streams.values()) stream.destroy(new Error('tunnel closed'));
+      this.streams.clear();
+      this.emit('close');
+    });
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  /** True once either side said GOAWAY: no new streams from here. */
+  get draining(): boolean {
+    return this.goingAway || this.peerGoingAway;
+  }
+
+  open(metadata: StreamMetadata = {}): MuxStream {
+    if (this.draining) throw new Error('the tunnel is going away: no new streams');
+    if (this.socket.readyState !== this.socket.OPEN) throw new Error('the tunnel is not connected');
+    const id = this.nextId;
+    this.nextId += 2;
+    const stream = new MuxStream(id, this, metadata);
+    this.streams.set(id, stream);
+    this.send(frame(FrameType.Open, id, Buffer.from(JSON.stringify(metadata))));
+    return stream;
+  }
+
+  /** Tells the peer to open no new streams; existing streams finish normally. */
+  goAway(): void {
+    if (this.goingAway) return;
+    this.goingAway = true;
+    this.send(frame(FrameType.GoAway, 0));
+  }
+
+  /** @internal */
+  send(data: Buffer): void {
+    if (this.socket.readyState === this.socket.OPEN) this.socket.send(data, { binary: true });
+  }
+
+  /** @internal */
+  forget(id: number): void {
+    this.streams.delete(id);
+  }
+
+  private receive(data: Buffer): void {
+    if (data.length < HEADER_BYTES) throw new MuxProtocolError('frame shorter than its header');
+    const type = data.readUInt8(0) as FrameType;
+    const id = data.readUInt32BE(1);
+    const payload = data.subarray(HEADER_BYTES);
+    if (type === FrameType.GoAway) {
+      this.peerGoingAway = true;
+      this.emit('goaway');
+      return;
+    }
+    if (type === FrameType.Open) {
+      this.accept(id, payload);
+      return;
+    }
+    const stream = this.streams.get(id);
+    // Frames for streams already gone (a RST crossing our own) are dropped; unknown ids are too.
+    if (!stream) return;
+    switch (type) {
+      case FrameType.Data:
+        stream.onData(payload);
+        break;
+      case FrameType.Window:
+        if (payload.length !== 4) throw new MuxProtocolError('WINDOW frame without a 4-byte increment');
+        stream.onWindow(payload.readUInt32BE(0));
+        break;
+      case FrameType.Fin:
+        stream.onFin();
+        break;
+      case FrameType.Rst:
+        stream.onReset();
+        break;
+      default:
+        throw new MuxProtocolError(`unknown frame type ${type as number}`);
+    }
+  }
+
+  private accept(id: number, payload: Buffer): void {
+    const peerParity = this.nextId % 2 === 1 ? 0 : 1;
+    if (id === 0 || id % 2 !== peerParity || this.streams.has(id)) throw new MuxProtocolError(`bad stream id ${id} in OPEN`);
+    if (this.goingAway || this.streams.size >= this.maxStreams) {
+      this.send(frame(FrameType.Rst, id));
+      return;
+    }
+    let metadata: StreamMetadata = {};
+    try {
+      const parsed = JSON.parse(payload.toString('utf8')) as StreamMetadata;
+      metadata = {
+        ...(typeof parsed.remoteAddress === 'string' ? { remoteAddress: parsed.remoteAddress } : {}),
+        ...(typeof parsed.remotePort === 'number' ? { remotePort: parsed.remotePort } : {}),
+      };
+    } catch {
+      throw new MuxProtocolError('OPEN metadata is not JSON');
+    }
+    const stream = new MuxStream(id, this, metadata);
+    this.streams.set(id, stream);
+    this.emit('stream', stream);
+  }
+}
