@@ -47,6 +47,7 @@ Commands:
   cluster list | cluster revoke NAME
   token --issuer URL --cluster NAME [--ca-file F] [--api-key-file F] [--raw]
   kubeconfig --issuer URL --cluster NAME --server URL [--ca-file F] [--issuer-ca-file F] [--api-key-file F]
+  relay --cluster NAME --issuer URL --mode tunnel --hub URL --connector-key-file F [--kubeconfig F [--context C]]
   relay --cluster NAME --issuer URL --mode direct --listen HOST:PORT [--kubeconfig F [--context C]]
         [--tls-cert F --tls-key F] [--tls-san NAME]... [--issuer-ca-file F] [--jwks-file F]
         [--audit-file F] [--admin-listen HOST:PORT] [--max-stream-duration DURATION]
@@ -350,9 +351,16 @@ async function runRelay(args: string[], io: Io): Promise<number> {
   const cluster = required(values, 'cluster', 'the name of the cluster this relay serves (the token audience)');
   const issuer = required(values, 'issuer', 'the issuer URL (the token issuer)');
   const mode = required(values, 'mode', 'direct or tunnel');
-  if (mode === 'tunnel') throw new UsageError('--mode tunnel is not available in this version yet; use --mode direct');
-  if (mode !== 'direct') throw new UsageError(`--mode must be direct or tunnel, not "${mode}"`);
-  const listen = hostPort(required(values, 'listen', 'HOST:PORT for the relay API listener'), '--listen');
+  if (mode !== 'direct' && mode !== 'tunnel') throw new UsageError(`--mode must be direct or tunnel, not "${mode}"`);
+  const listen = mode === 'direct' ? hostPort(required(values, 'listen', 'HOST:PORT for the relay API listener'), '--listen') : undefined;
+  const tunnel =
+    mode === 'tunnel'
+      ? {
+          hubUrl: required(values, 'hub', 'the hub URL to dial out to (the issuer, https://…)'),
+          connectorKey: (readFileFlag(values, 'connector-key-file') ?? '').trim() || failUsage('--connector-key-file is required: the file holding the cluster connector key (krl_cluster_…)'),
+          hubCa: readFileFlag(values, 'issuer-ca-file'),
+        }
+      : undefined;
   const kubeconfig = str(values, 'kubeconfig');
   if (kubeconfig === undefined && str(values, 'context') !== undefined) throw new UsageError('--context needs --kubeconfig');
   if (kubeconfig === undefined && !io.env.KUBERNETES_SERVICE_HOST) {
@@ -361,10 +369,12 @@ async function runRelay(args: string[], io: Io): Promise<number> {
   const upstream = kubeconfig !== undefined ? upstreamFromKubeconfig(kubeconfig, str(values, 'context')) : inClusterUpstream(io.env);
   const log = createLogger(logLevel(values), { component: 'relay', cluster });
   const relay = await startRelay({
+    mode,
     cluster,
     issuer,
     dataDir: dataDir(values),
-    listen,
+    ...(listen ? { listen } : {}),
+    ...(tunnel ? { tunnel } : {}),
     tlsCertFile: str(values, 'tls-cert'),
     tlsKeyFile: str(values, 'tls-key'),
     tlsSans: (values['tls-san'] as string[] | undefined) ?? [],
@@ -377,10 +387,14 @@ async function runRelay(args: string[], io: Io): Promise<number> {
     pollRevocations: str(values, 'jwks-file') === undefined,
     log,
   });
-  io.stderr(`kube-relay relay for cluster "${cluster}" serving at ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}\n`);
+  io.stderr(`kube-relay relay for cluster "${cluster}" (${mode} mode): agents use ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}\n`);
   await untilSignal();
   await relay.close();
   return 0;
+}
+
+function failUsage(message: string): never {
+  throw new UsageError(message);
 }
 
 function hostPort(value: string, flag: string) {

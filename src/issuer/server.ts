@@ -2,14 +2,18 @@
  * The issuer's HTTPS API (DESIGN §6): the token endpoint, the JWKS and OIDC
  * discovery documents relays verify against, and the revocation feed.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
 import { type HostPort, listenerUrl } from '../net.js';
+import { writeStatusToSocket } from '../relay/errors.js';
 import { listenerTls } from '../tls/serving.js';
+import { TunnelHub } from '../tunnel/hub.js';
 import { mintAgentToken } from './mint.js';
 import { Registry } from './registry.js';
 import { loadOrCreatePepper } from './secrets.js';
@@ -179,7 +183,14 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const server = https.createServer({ cert: tls.cert, key: tls.key });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
-  server.on('request', createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log }));
+  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
+  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, log: config.log });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!hub.handleRequest(req, res)) app(req, res);
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!hub.handleUpgrade(req, socket, head)) writeStatusToSocket(socket, 404, 'no such endpoint');
+  });
   const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics, () => ({ ready: true, waitingFor: [] })) : undefined;
   config.log.info('issuer listening', { url: publicUrl, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });
 
@@ -189,6 +200,8 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
     ...(admin ? { adminPort: boundPort(admin) } : {}),
     async close() {
       clearInterval(rotation);
+      hub.drain();
+      hub.close();
       await Promise.all([closeServer(server), admin && closeServer(admin)]);
       store.close();
     },

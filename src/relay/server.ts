@@ -9,7 +9,10 @@ import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js'
 import { openAuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
 import { type HostPort, listenerUrl } from '../net.js';
+import { caPaths } from '../tls/local-ca.js';
 import { listenerTls } from '../tls/serving.js';
+import type { ReconnectBackoff } from '../tunnel/backoff.js';
+import { TunnelConnector } from '../tunnel/connector.js';
 import { Forwarder } from './forward.js';
 import { LiveStreams } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
@@ -27,7 +30,11 @@ export interface RelayConfig {
   cluster: string;
   issuer: string;
   dataDir: string;
-  listen: HostPort;
+  mode: 'direct' | 'tunnel';
+  /** Direct mode: the HTTPS API listener. */
+  listen?: HostPort;
+  /** Tunnel mode: the hub to dial out to, with the cluster's connector key. */
+  tunnel?: { hubUrl: string; connectorKey: string; hubCa?: string | Buffer | undefined; keepaliveMs?: number; backoff?: ReconnectBackoff };
   tlsCertFile?: string | undefined;
   tlsKeyFile?: string | undefined;
   tlsSans?: string[];
@@ -67,7 +74,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   const forwarder = new Forwarder(config.upstream);
   const pipeline = createPipeline({
     cluster: config.cluster,
-    mode: 'direct',
+    mode: config.mode,
     verifier,
     revocations,
     upstream: config.upstream,
@@ -78,15 +85,36 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     log,
   });
 
-  const tls = listenerTls(config);
-  const server = https.createServer({ cert: tls.cert, key: tls.key, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 });
+  // Direct mode: our own HTTPS listener. Tunnel mode: a plain HTTP server that never listens; the
+  // tunnel hands it each stream as a connection (TLS is the tunnel's), so the same pipeline serves both.
+  const server = config.mode === 'direct' ? https.createServer({ ...tlsFor(config), headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 }) : http.createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 });
   server.on('request', pipeline.handleRequest);
   server.on('upgrade', pipeline.handleUpgrade);
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
-  await listenOn(server, config.listen);
+  let connector: TunnelConnector | undefined;
+  let url: string;
+  if (config.mode === 'direct') {
+    if (!config.listen) throw new Error('direct mode needs a listen address');
+    await listenOn(server, config.listen);
+    url = listenerUrl(config.listen.host, boundPort(server));
+  } else {
+    if (!config.tunnel) throw new Error('tunnel mode needs a hub and a connector key');
+    connector = new TunnelConnector({
+      hubUrl: config.tunnel.hubUrl,
+      cluster: config.cluster,
+      connectorKey: config.tunnel.connectorKey,
+      hubCa: config.tunnel.hubCa,
+      keepaliveMs: config.tunnel.keepaliveMs,
+      ...(config.tunnel.backoff ? { backoff: config.tunnel.backoff } : {}),
+      onStream: (stream) => server.emit('connection', stream),
+      log,
+    });
+    connector.start();
+    url = `${config.tunnel.hubUrl.replace(/\/+$/, '')}/clusters/${config.cluster}`;
+  }
 
   let upstreamReachable = false;
   const checkReadiness = async () => {
@@ -106,27 +134,40 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   readinessTimer.unref();
   const admin = config.adminListen
     ? await startAdminServer(config.adminListen, metrics.registry, () => {
-        const waitingFor = [...(verifier.ready ? [] : ['issuer keys (JWKS)']), ...(upstreamReachable ? [] : ['the Kubernetes API server'])];
+        const waitingFor = [
+          ...(verifier.ready ? [] : ['issuer keys (JWKS)']),
+          ...(upstreamReachable ? [] : ['the Kubernetes API server']),
+          ...(connector && !connector.connected ? [`the tunnel (${connector.state})`] : []),
+        ];
         return { ready: waitingFor.length === 0, waitingFor };
       })
     : undefined;
 
-  const url = listenerUrl(config.listen.host, boundPort(server));
-  log.info('relay listening', { url, cluster: config.cluster, mode: 'direct', upstream: config.upstream.description, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });
+  log.info(config.mode === 'direct' ? 'relay listening' : 'relay dialling the hub', { url, cluster: config.cluster, mode: config.mode, upstream: config.upstream.description, admin: admin ? boundPort(admin) : undefined });
   return {
     url,
-    ...(tls.caFile ? { caFile: tls.caFile } : {}),
+    ...(config.mode === 'direct' && caFileFor(config) ? { caFile: caFileFor(config)! } : {}),
     ...(admin ? { adminPort: boundPort(admin) } : {}),
     pipeline,
     revocations,
     async close() {
       clearInterval(readinessTimer);
+      connector?.stop();
       stopPolling();
       await Promise.all([closeServer(server), admin && closeServer(admin)]);
       forwarder.close();
       await audit.close();
     },
   };
+}
+
+function tlsFor(config: RelayConfig): { cert: string; key: string } {
+  const tls = listenerTls({ ...config, listen: config.listen ?? { host: '' } });
+  return { cert: tls.cert, key: tls.key };
+}
+
+function caFileFor(config: RelayConfig): string | undefined {
+  return config.tlsCertFile ? undefined : caPaths(config.dataDir).cert;
 }
 
 /** Any HTTP answer from `/version` means the API server is reachable with our TLS settings. */

@@ -75,11 +75,13 @@ function isWholeSeconds(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-type KeySet = ReturnType<typeof createLocalJWKSet> | ReturnType<typeof createRemoteJWKSet>;
+type KeySet = (...args: Parameters<ReturnType<typeof createLocalJWKSet>>) => ReturnType<ReturnType<typeof createLocalJWKSet>>;
 
 export interface TokenVerifierOptions extends ClaimExpectations {
   /** `--jwks-file`: verify offline against this JWKS. */
   jwksFile?: string | undefined;
+  /** The issuer's own keys, read in-process (the hub inside the issuer). */
+  localKeys?: () => JSONWebKeySet;
   /** `--issuer-ca-file`: PEM trust for fetching `<issuer>/.well-known/jwks.json`. */
   issuerCa?: string | Buffer | undefined;
   now?: () => number;
@@ -97,6 +99,17 @@ export class TokenVerifier {
       const jwks = JSON.parse(readFileSync(options.jwksFile, 'utf8')) as JSONWebKeySet;
       if (!Array.isArray(jwks.keys)) throw new Error(`--jwks-file ${options.jwksFile} is not a JWKS (no "keys" array)`);
       this.keySet = createLocalJWKSet(jwks);
+      this.keysLoaded = true;
+    } else if (options.localKeys) {
+      const localKeys = options.localKeys;
+      let current: { json: string; set: ReturnType<typeof createLocalJWKSet> } | undefined;
+      // Re-import only when the key set changed (a rotation), not on every token.
+      this.keySet = (header, token) => {
+        const jwks = localKeys();
+        const json = JSON.stringify(jwks);
+        if (current?.json !== json) current = { json, set: createLocalJWKSet(jwks) };
+        return current.set(header, token);
+      };
       this.keysLoaded = true;
     } else {
       const url = new URL('.well-known/jwks.json', options.issuer.endsWith('/') ? options.issuer : `${options.issuer}/`);

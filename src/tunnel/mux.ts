@@ -36,7 +36,7 @@ export const enum FrameType {
 export const INITIAL_WINDOW = 256 * 1024;
 /** Largest DATA payload; larger writes are split. */
 export const MAX_FRAME_PAYLOAD = 64 * 1024;
-/** Credit is returned once at least this much has been consumed, to keep WINDOW frames few. */
+/** Credit is returned in batches of at least this much while data is still buffered. */
 const WINDOW_UPDATE_THRESHOLD = INITIAL_WINDOW / 4;
 const HEADER_BYTES = 5;
 
@@ -123,6 +123,17 @@ export class MuxStream extends Duplex {
     this.grantConsumed();
   }
 
+  /**
+   * Every byte a consumer takes goes through read() (or is handed straight to
+   * 'data' listeners on push, see onData); Node calls _read only once per
+   * push, so credit is returned here, after the chunk has left the buffer.
+   */
+  override read(size?: number): ReturnType<Duplex['read']> {
+    const chunk = super.read(size) as ReturnType<Duplex['read']>;
+    if (chunk !== null) this.grantConsumed();
+    return chunk;
+  }
+
   override _destroy(err: Error | null, callback: (err: Error | null) => void): void {
     if (!this.forgotten) {
       this.forgotten = true;
@@ -135,11 +146,15 @@ export class MuxStream extends Duplex {
     callback(err);
   }
 
-  /** Returns credit for what the consumer has taken out of the read buffer. */
+  /**
+   * Returns credit for what the consumer has taken out of the read buffer:
+   * in batches, and always once the buffer is empty, so a blocked sender is
+   * never left waiting on bytes the consumer has already read.
+   */
   private grantConsumed(): void {
     const consumed = this.received - this.readableLength;
     const grant = consumed - this.granted;
-    if (grant >= WINDOW_UPDATE_THRESHOLD && !this.finReceived) {
+    if (grant > 0 && !this.finReceived && (grant >= WINDOW_UPDATE_THRESHOLD || this.readableLength === 0)) {
       const payload = Buffer.allocUnsafe(4);
       payload.writeUInt32BE(grant, 0);
       this.session.send(frame(FrameType.Window, this.id, payload));
@@ -155,6 +170,8 @@ export class MuxStream extends Duplex {
     }
     this.received += payload.length;
     this.push(payload);
+    // A flowing consumer with an empty buffer got the chunk straight from push(), without read().
+    this.grantConsumed();
   }
 
   /** @internal */

@@ -19,6 +19,8 @@ describe('CLI misuse: a sentence on stderr and exit status 2 (DESIGN §6)', () =
     ['token without an API key', ['token', '--issuer', 'https://127.0.0.1:1', '--cluster', 'c']],
     ['relay without --cluster', ['relay', '--issuer', 'https://x', '--mode', 'direct', '--listen', '127.0.0.1:0']],
     ['relay with a bad --listen', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'direct', '--listen', 'nowhere']],
+    ['relay in tunnel mode without --hub', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'tunnel', '--connector-key-file', '/etc/hostname']],
+    ['relay in tunnel mode without a connector key', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'tunnel', '--hub', 'https://x']],
     ['relay with an unknown mode', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'sideways', '--listen', '127.0.0.1:0']],
     ['a bad --log-level', ['agent', 'list', '--log-level', 'loud']],
   ])('%s', async (_name, args) => {

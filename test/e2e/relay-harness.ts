@@ -42,6 +42,7 @@ export async function startRelayFor(cluster: E2eCluster): Promise<RelayUnderTest
   const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log });
   const auditFile = path.join(dataDir, 'audit.jsonl');
   const relay = await startRelay({
+    mode: 'direct',
     cluster: CLUSTER_NAME,
     issuer: issuer.url,
     dataDir,

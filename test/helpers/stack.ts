@@ -18,12 +18,14 @@ import { createLogger, type Logger } from '../../src/log.js';
 import { type RelayConfig, type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
 import { issueCertificate, loadOrCreateCa } from '../../src/tls/local-ca.js';
-import { until } from './http.js';
+import { request, until } from './http.js';
 import { type FakeApiServer, type FakeApiServerOptions, startFakeApiServer } from '../fixtures/fake-apiserver.js';
 
 export const RELAY_SA_TOKEN = 'relay-serviceaccount-token';
 
 export interface Stack {
+  mode: 'direct' | 'tunnel';
+  connectorKey: string;
   dataDir: string;
   caFile: string;
   caPem: string;
@@ -42,6 +44,8 @@ export interface Stack {
 }
 
 export interface StackOptions {
+  /** direct (default): agents talk to the relay's own listener; tunnel: to the hub, which reaches the relay through its tunnel. */
+  mode?: 'direct' | 'tunnel';
   fake?: Omit<FakeApiServerOptions, 'tls'>;
   /** Where the relay logs (default: errors only, to stderr). */
   relayLog?: Logger;
@@ -57,8 +61,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   };
   const setup = openRegistry();
   const agentKey = setup.registry.createAgent('deployer', 'acme', ['sre', 'platform']);
-  setup.registry.createCluster('prod-eu', 'acme');
+  const connectorKey = setup.registry.createCluster('prod-eu', 'acme');
   setup.close();
+  const mode = options.mode ?? 'direct';
 
   const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log });
   const ca = loadOrCreateCa(dataDir);
@@ -84,10 +89,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       .filter((line) => line !== '')
       .map((line) => JSON.parse(line) as AuditRecord);
   const relay = await startRelay({
+    mode,
     cluster: 'prod-eu',
     issuer: issuer.url,
     dataDir,
-    listen: { host: '127.0.0.1', port: 0 },
+    ...(mode === 'direct'
+      ? { listen: { host: '127.0.0.1', port: 0 } }
+      : { tunnel: { hubUrl: issuer.url, connectorKey, hubCa: ca.certPem } }),
     issuerCa: ca.certPem,
     upstream: upstreamFromKubeconfig(relayKubeconfig),
     auditFile,
@@ -97,7 +105,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...options.relay,
   });
 
+  if (mode === 'tunnel') {
+    const probeToken = (await requestToken({ issuer: issuer.url, cluster: 'prod-eu', apiKey: agentKey, issuerCa: ca.certPem })).token;
+    await until(async () => (await tunnelStatus(relay.url, ca.certPem, probeToken)) !== 503, 10_000, 'the tunnel to connect');
+  }
   return {
+    mode,
+    connectorKey,
     dataDir,
     caFile: ca.certPath,
     caPem: ca.certPem,
@@ -123,4 +137,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await issuer.close();
     },
   };
+}
+
+/** The hub answers 503 for a cluster until its relay has dialled in. */
+async function tunnelStatus(clusterUrl: string, ca: string, token: string): Promise<number> {
+  return (await request(`${clusterUrl}/version`, { ca, headers: { authorization: `Bearer ${token}` } })).status;
 }

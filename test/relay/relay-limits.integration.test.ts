@@ -84,6 +84,7 @@ describe('readiness (admin listener)', () => {
 
   it('is not ready while the API server cannot be reached, and says what it waits for', async () => {
     const relay = await startRelay({
+      mode: 'direct',
       cluster: 'prod-eu',
       issuer: stack.issuer.url,
       dataDir: stack.dataDir,

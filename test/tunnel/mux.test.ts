@@ -86,6 +86,24 @@ describe('tunnel multiplexing', () => {
     stalled.destroy();
   });
 
+  it('a reader that pauses and resumes (as an HTTP parser does) gets every byte: credit returns as it reads', async () => {
+    const { client, server } = await sessionPair();
+    const accepted = nextStream(server);
+    const outbound = client.open();
+    const inbound = await accepted;
+    const payload = randomBytes(8 * INITIAL_WINDOW);
+    const chunks: Buffer[] = [];
+    inbound.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      inbound.pause();
+      setTimeout(() => inbound.resume(), 1);
+    });
+    const ended = new Promise((resolve) => inbound.once('end', resolve));
+    outbound.end(payload);
+    await ended;
+    expect(Buffer.concat(chunks).equals(payload)).toBe(true);
+  });
+
   it('resets the peer stream when one side destroys it', async () => {
     const { client, server } = await sessionPair();
     const accepted = nextStream(server);

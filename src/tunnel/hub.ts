@@ -1,0 +1,215 @@
+/**
+ * The tunnel hub inside the issuer (DESIGN §4). Relays dial
+ * `GET /v1/tunnel` (WebSocket) with their cluster's connector key; the hub
+ * derives the cluster from the key and refuses a relay that claims another.
+ * Agents reach a tunnelled cluster at `/clusters/<name>/…`: the hub verifies
+ * the token (`aud` = that cluster) before anything enters a tunnel, strips
+ * the prefix, and hands the request to one of the cluster's relays, which
+ * runs its ordinary pipeline on it. The hub keeps no state but live tunnels.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+import type { JSONWebKeySet } from 'jose';
+import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Registry } from '../issuer/registry.js';
+import type { Logger } from '../log.js';
+import { extractBearerToken } from '../relay/authenticate.js';
+import { RelayRefusal, writeStatus, writeStatusToSocket } from '../relay/errors.js';
+import { validatedUpgrade } from '../relay/strip-headers.js';
+import { TokenVerifier } from '../relay/token-verifier.js';
+import { Keepalive } from './backoff.js';
+import { MuxSession } from './mux.js';
+
+export const TUNNEL_PATH = '/v1/tunnel';
+/** The relay states its --cluster in this header; the key decides, a mismatch is refused. */
+export const CLUSTER_HEADER = 'x-kube-relay-cluster';
+const CLUSTER_PATH = /^\/clusters\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\/.*)?$/;
+
+export interface HubOptions {
+  registry: Registry;
+  publicUrl: string;
+  jwks: () => JSONWebKeySet;
+  metrics: MetricsRegistry;
+  log: Logger;
+  keepaliveMs?: number;
+}
+
+export class TunnelHub {
+  private readonly tunnels = new Map<string, MuxSession[]>();
+  private readonly verifiers = new Map<string, TokenVerifier>();
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1024 * 1024 });
+  private readonly proxy = httpProxy.createProxyServer({ toProxy: true, xfwd: false, ws: true });
+  private readonly connected: Gauge;
+  private next = 0;
+
+  constructor(private readonly options: HubOptions) {
+    this.connected = new Gauge({
+      name: 'kube_relay_tunnel_connected',
+      help: 'Relay tunnels connected to this hub, by cluster.',
+      labelNames: ['cluster'],
+      registers: [options.metrics],
+    });
+    // A client that hangs up mid-response (a watch) must end the tunnelled request too; http-proxy only
+    // aborts upstream for requests whose body was still arriving.
+    this.proxy.on('proxyReq', (proxyReq: http.ClientRequest, _req: IncomingMessage, res: ServerResponse) => {
+      const abortIfUnfinished = () => !res.writableFinished && proxyReq.destroy();
+      if (res.closed) abortIfUnfinished();
+      else res.once('close', abortIfUnfinished);
+    });
+    const passes = this.proxy as unknown as { wsPasses: { name: string }[]; webPasses: { name: string }[] };
+    passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
+    passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
+  }
+
+  /** True when the request is the hub's (a tunnel or a /clusters/ path) and has been handled. */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    const route = this.route(req);
+    if (!route) return false;
+    this.admit(req, route.cluster).then(
+      (session) => {
+        req.url = route.rest;
+        this.proxy.web(req, res, { target: 'http://tunnel', agent: this.agentFor(session, req) }, (err) => {
+          this.options.log.warn('tunnelled request failed', { cluster: route.cluster, error: err.message });
+          writeStatus(res, 502, `the tunnel to cluster "${route.cluster}" broke off`);
+        });
+      },
+      (err: unknown) => {
+        const { code, message } = refusal(err);
+        req.resume();
+        writeStatus(res, code, message);
+      },
+    );
+    return true;
+  }
+
+  /** True when the upgrade is the hub's and has been handled. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    if ((req.url ?? '').split('?')[0] === TUNNEL_PATH) {
+      this.acceptTunnel(req, socket, head);
+      return true;
+    }
+    const route = this.route(req);
+    if (!route) return false;
+    socket.on('error', () => socket.destroy());
+    Promise.resolve()
+      .then(() => {
+        validatedUpgrade(req.rawHeaders); // h2c and friends never enter a tunnel
+        return this.admit(req, route.cluster);
+      })
+      .then(
+      (session) => {
+        req.url = route.rest;
+        this.proxy.ws(req, socket, head, { target: 'http://tunnel', agent: this.agentFor(session, req) }, () => socket.destroy());
+      },
+      (err: unknown) => {
+        const { code, message } = refusal(err);
+        writeStatusToSocket(socket, code, message);
+      },
+    );
+    return true;
+  }
+
+  /** Asks every relay to open no new streams (hub shutdown): requests in flight finish. */
+  drain(): void {
+    for (const sessions of this.tunnels.values()) for (const session of sessions) session.goAway();
+  }
+
+  close(): void {
+    this.wss.close();
+    for (const client of this.wss.clients) client.terminate();
+  }
+
+  private route(req: IncomingMessage): { cluster: string; rest: string } | undefined {
+    const url = req.url ?? '';
+    const queryStart = url.indexOf('?');
+    const path = queryStart === -1 ? url : url.slice(0, queryStart);
+    const match = CLUSTER_PATH.exec(path);
+    if (!match) return undefined;
+    return { cluster: match[1]!, rest: `${match[3] ?? '/'}${queryStart === -1 ? '' : url.slice(queryStart)}` };
+  }
+
+  /** The token must be for this cluster before anything enters its tunnel. */
+  private async admit(req: IncomingMessage, cluster: string): Promise<MuxSession> {
+    if (!this.options.registry.findCluster(cluster)) throw new HubRefusal(404, `no cluster named "${cluster}"`);
+    let verifier = this.verifiers.get(cluster);
+    if (!verifier) {
+      verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks });
+      this.verifiers.set(cluster, verifier);
+    }
+    try {
+      await verifier.verify(extractBearerToken(req.rawHeaders, req.url ?? ''));
+    } catch (err) {
+      // A valid token for another cluster (of this or another org) is not let near this one.
+      if (err instanceof RelayRefusal && err.reason === 'wrong-audience') throw new HubRefusal(403, `the token is not for cluster "${cluster}"`);
+      throw err;
+    }
+    const sessions = (this.tunnels.get(cluster) ?? []).filter((session) => !session.draining);
+    if (sessions.length === 0) throw new HubRefusal(503, `cluster "${cluster}" has no relay connected to this hub right now`);
+    return sessions[this.next++ % sessions.length]!;
+  }
+
+  /** An agent that opens one tunnel stream per connection, carrying the client's address for the relay's audit. */
+  private agentFor(session: MuxSession, req: IncomingMessage): http.Agent {
+    const agent = new http.Agent({ keepAlive: false });
+    const remote = { remoteAddress: req.socket.remoteAddress, remotePort: req.socket.remotePort };
+    (agent as unknown as { createConnection: () => Duplex }).createConnection = () => session.open(remote);
+    return agent;
+  }
+
+  private acceptTunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const { registry, log } = this.options;
+    const key = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    const cluster = key ? registry.clusterForKey(key) : undefined;
+    if (!cluster || cluster.revokedAt) {
+      log.warn('tunnel refused: unknown or revoked connector key', { address: req.socket.remoteAddress });
+      writeStatusToSocket(socket, 401, 'the connector key is not valid (unknown or revoked)');
+      return;
+    }
+    const claimed = req.headers[CLUSTER_HEADER];
+    if (claimed !== cluster.name) {
+      log.warn('tunnel refused: relay claims another cluster', { keyCluster: cluster.name, claimed });
+      writeStatusToSocket(socket, 401, `the connector key is for cluster "${cluster.name}", not "${String(claimed)}"`);
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register(cluster.name, ws));
+  }
+
+  private register(cluster: string, ws: WebSocket): void {
+    const session = new MuxSession(ws, { role: 'client' });
+    const sessions = this.tunnels.get(cluster) ?? [];
+    sessions.push(session);
+    this.tunnels.set(cluster, sessions);
+    this.connected.inc({ cluster });
+    const keepalive = new Keepalive(() => ws.ping(), () => ws.terminate(), this.options.keepaliveMs);
+    ws.on('pong', () => keepalive.alive());
+    ws.on('message', () => keepalive.alive());
+    keepalive.start();
+    session.on('error', (err: Error) => this.options.log.warn('tunnel protocol error', { cluster, error: err.message }));
+    session.on('close', () => {
+      keepalive.stop();
+      const remaining = (this.tunnels.get(cluster) ?? []).filter((s) => s !== session);
+      if (remaining.length > 0) this.tunnels.set(cluster, remaining);
+      else this.tunnels.delete(cluster);
+      this.connected.dec({ cluster });
+      this.options.log.info('tunnel disconnected', { cluster });
+    });
+    this.options.log.info('tunnel connected', { cluster, tunnels: sessions.length });
+  }
+}
+
+class HubRefusal extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function refusal(err: unknown): { code: number; message: string } {
+  if (err instanceof HubRefusal) return { code: err.status, message: err.message };
+  if (err instanceof RelayRefusal) return { code: err.status, message: err.clientMessage };
+  return { code: 500, message: 'the hub failed to handle the request' };
+}

@@ -1,0 +1,370 @@
+/**
+ * The relay end to end against the recording fake API server: what arrives
+ * upstream, what the client gets back, and what is audited. Run once per
+ * mode: straight to the relay (direct) and through the hub's tunnel.
+ */
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { BEARER_SUBPROTOCOL_PREFIX } from '../../src/relay/authenticate.js';
+import { request, until } from '../helpers/http.js';
+import { RELAY_SA_TOKEN, type Stack, startStack } from '../helpers/stack.js';
+
+export function relaySuite(mode: 'direct' | 'tunnel'): void {
+  let stack: Stack;
+  let token: string;
+
+  beforeAll(async () => {
+    stack = await startStack({ mode, relay: { adminListen: { host: '127.0.0.1', port: 0 } } });
+    token = await stack.token();
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  const get = (path: string, headers: Record<string, string | string[]> = {}) =>
+    request(`${stack.relay.url}${path}`, { headers: { authorization: `Bearer ${token}`, ...headers }, ca: stack.caPem });
+
+  function upstreamRequestsTo(pathPrefix: string) {
+    return stack.fake.requests.filter((r) => r.url.startsWith(pathPrefix));
+  }
+
+  function recordFor(requestPath: string) {
+    return stack.auditRecords().filter((r) => r.path === requestPath);
+  }
+
+  describe('what the API server receives', () => {
+    it('gets exactly the relay credential plus the agent identity, never the agent token', async () => {
+      const answer = await get('/api/v1/namespaces/default/pods?limit=500', { 'user-agent': 'kubectl/v1.33.0' });
+      expect(answer.status).toBe(200);
+      const seen = stack.fake.lastRequest()!;
+      expect(seen.url).toBe('/api/v1/namespaces/default/pods?limit=500');
+      expect(seen.headers.authorization).toBe(`Bearer ${RELAY_SA_TOKEN}`);
+      const identityHeaders = [];
+      for (let i = 0; i < seen.rawHeaders.length; i += 2) {
+        const name = seen.rawHeaders[i]!.toLowerCase();
+        if (name.startsWith('impersonate-') || name === 'authorization') identityHeaders.push([name, seen.rawHeaders[i + 1]]);
+      }
+      await until(() => recordFor('/api/v1/namespaces/default/pods').length > 0, 2_000, 'the audit record');
+      const requestId = recordFor('/api/v1/namespaces/default/pods').at(-1)?.requestId;
+      // Order of distinct header names is not meaningful; the values of Impersonate-Group keep theirs.
+      const byName = (a: unknown[], b: unknown[]) => String(a[0]).localeCompare(String(b[0]));
+      expect(identityHeaders.sort(byName)).toEqual([
+        ['authorization', `Bearer ${RELAY_SA_TOKEN}`],
+        ['impersonate-user', 'agent:deployer'],
+        ['impersonate-group', 'acme/sre'],
+        ['impersonate-group', 'acme/platform'],
+        ['impersonate-extra-kube-relay.dev%2ftoken-id', expect.any(String)],
+        ['impersonate-extra-kube-relay.dev%2frequest-id', requestId],
+      ].sort(byName));
+      expect(JSON.stringify(seen.rawHeaders)).not.toContain(token);
+    });
+
+    it('receives paths, query strings, bodies and content types unchanged', async () => {
+      const protobuf = Buffer.from([0x6b, 0x38, 0x73, 0x00, 0x0a, 0x0f, 0xff, 0xfe, 0x00, 0x01]);
+      const target = '/apis/apps/v1/namespaces/team-a/deployments/web?fieldManager=kubectl-client-side-apply&dryRun=All&x=%E2%9C%93';
+      const answer = await request(`${stack.relay.url}${target}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/vnd.kubernetes.protobuf', accept: 'application/vnd.kubernetes.protobuf' },
+        body: protobuf,
+        ca: stack.caPem,
+      });
+      expect(answer.status).toBe(200);
+      const seen = stack.fake.lastRequest()!;
+      expect(seen.method).toBe('PATCH');
+      expect(seen.url).toBe(target);
+      expect(seen.body.equals(protobuf)).toBe(true);
+      expect(seen.headers['content-type']).toBe('application/vnd.kubernetes.protobuf');
+      expect(seen.headers.accept).toBe('application/vnd.kubernetes.protobuf');
+    });
+
+    it('keeps a chunked DELETE body intact (no Content-Length from the client)', async () => {
+      const body = JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Foreground' });
+      const answer = await new Promise<number>((resolve, reject) => {
+        const req = https.request(`${stack.relay.url}/api/v1/namespaces/default/pods/web`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+          ca: stack.caPem,
+          agent: false,
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', reject);
+        req.write(body.slice(0, 10));
+        setTimeout(() => req.end(body.slice(10)), 20);
+      });
+      expect(answer).toBe(200);
+      const seen = stack.fake.lastRequest()!;
+      expect(seen.method).toBe('DELETE');
+      expect(seen.body.toString()).toBe(body);
+    });
+
+    it('streams a large request body through without changing a byte', async () => {
+      const body = Buffer.alloc(8 * 1024 * 1024);
+      for (let i = 0; i < body.length; i += 4) body.writeUInt32LE(i, i);
+      const answer = await request(`${stack.relay.url}/api/v1/namespaces/default/configmaps`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body,
+        ca: stack.caPem,
+      });
+      expect(answer.status).toBe(200);
+      expect(stack.fake.lastRequest()!.body.equals(body)).toBe(true);
+      const record = await stack.awaitRecord('/api/v1/namespaces/default/configmaps');
+      expect(record.bytesIn).toBe(body.length);
+      expect(record.verb).toBe('create');
+    });
+  });
+
+  describe('refusals never reach the API server', () => {
+    it.each([
+      ['no token', {}, 401, 'missing-token'],
+      ['a token that is not a JWT', { authorization: 'Bearer nonsense' }, 401, 'malformed-token'],
+      ['an unsigned token', { authorization: `Bearer ${Buffer.from('{"alg":"none","kid":"k"}').toString('base64url')}.e30.` }, 401, 'algorithm-not-allowed'],
+    ])('answers %s with 401 and a Kubernetes Status', async (_name, headers, status, reason) => {
+      const before = stack.fake.requests.length;
+      const answer = await request(`${stack.relay.url}/api/v1/namespaces/default/secrets`, { headers, ca: stack.caPem });
+      expect(answer.status).toBe(status);
+      expect(answer.json()).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Unauthorized', code: 401 });
+      expect(stack.fake.requests.length).toBe(before);
+      if (mode === 'tunnel') {
+        // The hub refused it before anything entered the tunnel: the relay never saw it.
+        expect(stack.auditRecords().some((r) => r.reason === reason)).toBe(false);
+        return;
+      }
+      await until(() => stack.auditRecords().some((r) => r.reason === reason), 2_000, 'the audit record');
+      const record = stack.auditRecords().filter((r) => r.reason === reason).at(-1)!;
+      expect(record).toMatchObject({ decision: 'denied-by-relay', status, user: null, resource: 'secrets', verb: 'list' });
+    });
+
+    it.each(['Impersonate-User', 'impersonate-group', 'IMPERSONATE-UID', 'Impersonate-Extra-scopes'])(
+      'answers a client sending %s with 403 (kubectl --as and friends)',
+      async (header) => {
+        const before = stack.fake.requests.length;
+        const answer = await get('/api/v1/namespaces/default/pods', { [header]: 'system:admin' });
+        expect(answer.status).toBe(403);
+        expect(answer.json()).toMatchObject({ kind: 'Status', reason: 'Forbidden', code: 403 });
+        expect(stack.fake.requests.length).toBe(before);
+      },
+    );
+
+    it('refuses Connection: Impersonate-User (the hop-by-hop trick) instead of forwarding either header', async () => {
+      const before = stack.fake.requests.length;
+      const answer = await get('/api/v1/pods', { connection: 'keep-alive, Impersonate-User', 'impersonate-user': 'system:admin' });
+      expect(answer.status).toBe(403);
+      expect(stack.fake.requests.length).toBe(before);
+    });
+
+    it('does not pass X-Remote-* or X-Forwarded-For, and audits the real source address', async () => {
+      const answer = await get('/api/v1/namespaces/default/pods/web', { 'x-remote-user': 'admin', 'x-forwarded-for': '203.0.113.9', forwarded: 'for=203.0.113.9' });
+      expect(answer.status).toBe(200);
+      const seen = stack.fake.lastRequest()!;
+      expect(Object.keys(seen.headers).filter((h) => h.startsWith('x-remote') || h.startsWith('x-forwarded') || h === 'forwarded')).toEqual([]);
+      const record = await stack.awaitRecord('/api/v1/namespaces/default/pods/web', (r) => r.verb === 'get');
+      expect(record.sourceIp).toMatch(/127\.0\.0\.1$/);
+      expect(record).toMatchObject({ verb: 'get', namespace: 'default', resource: 'pods', name: 'web', decision: 'allowed', status: 200 });
+    });
+
+    it('refuses an h2c upgrade with 400 before contacting the API server', async () => {
+      const before = stack.fake.requests.length;
+      const answer = await rawUpgrade('/api/v1/namespaces/default/pods', 'h2c', []);
+      expect(answer.head).toMatch(/^HTTP\/1\.1 400/);
+      expect(stack.fake.requests.length).toBe(before);
+    });
+
+    it('counts refusals by reason in the metrics and is ready on the admin listener', async () => {
+      const metrics = await (await fetch(`http://127.0.0.1:${stack.relay.adminPort}/metrics`)).text();
+      if (mode === 'direct') expect(metrics).toMatch(/kube_relay_authentication_failures_total\{reason="missing-token"\} [1-9]/);
+      else expect(metrics).not.toMatch(/kube_relay_authentication_failures_total\{reason="missing-token"\}/); // the hub refused those
+      expect(metrics).toMatch(/kube_relay_requests_total\{cluster="prod-eu",verb="list",code="200",decision="allowed"\} [1-9]/);
+      expect((await fetch(`http://127.0.0.1:${stack.relay.adminPort}/readyz`)).status).toBe(200);
+      expect((await get('/metrics')).status).toBe(200);
+      expect(stack.fake.lastRequest()!.url).toBe('/metrics');
+    });
+  });
+
+  describe('streaming', () => {
+    it('delivers each watch event before the next one is sent upstream, and a client abort closes the upstream watch', async () => {
+      const received: string[] = [];
+      let onLine: (() => void) | undefined;
+      const req = https.request(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=true&resourceVersion=10`, {
+        headers: { authorization: `Bearer ${token}` },
+        ca: stack.caPem,
+        agent: false,
+      });
+      req.on('response', (res) => {
+        let buffered = '';
+        res.on('data', (chunk: Buffer) => {
+          buffered += chunk.toString('utf8');
+          const lines = buffered.split('\n');
+          buffered = lines.pop()!;
+          received.push(...lines);
+          if (lines.length > 0) onLine?.();
+        });
+        res.on('error', () => undefined);
+      });
+      req.on('error', () => undefined);
+      req.end();
+      const watch = await stack.fake.nextWatch();
+      for (let i = 1; i <= 3; i++) {
+        const arrived = new Promise<void>((resolve) => (onLine = resolve));
+        await watch.send({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: `pod-${i}` } } });
+        await arrived;
+        expect(received.map((line) => (JSON.parse(line) as { object: { metadata: { name: string } } }).object.metadata.name)).toEqual(
+          Array.from({ length: i }, (_, j) => `pod-${j + 1}`),
+        );
+      }
+      req.destroy();
+      await watch.closed;
+      await until(() => recordFor('/api/v1/namespaces/default/pods').some((r) => r.verb === 'watch'), 2_000, 'the watch audit record');
+    });
+
+    it('passes a WebSocket exec session (v5.channel.k8s.io, bearer subprotocol) both ways and audits it once', async () => {
+      const target = '/api/v1/namespaces/default/pods/web/exec?command=cat&container=app&stdin=true&stdout=true';
+      const bearer = BEARER_SUBPROTOCOL_PREFIX + Buffer.from(token).toString('base64url');
+      const socket = new WebSocket(`${stack.relay.url.replace('https', 'wss')}${target}`, ['v5.channel.k8s.io', bearer], { ca: stack.caPem, perMessageDeflate: false });
+      await new Promise<void>((resolve, reject) => {
+        socket.once('open', () => resolve());
+        socket.once('error', reject);
+      });
+      expect(socket.protocol).toBe('v5.channel.k8s.io');
+      const stdout: Buffer[] = [];
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.on('message', (data: Buffer) => {
+        if (data[0] === 1) stdout.push(data.subarray(1));
+      });
+      socket.send(Buffer.concat([Buffer.from([0]), Buffer.from('hello through the relay\n')]));
+      await until(() => Buffer.concat(stdout).toString() === 'hello through the relay\n', 5_000, 'the echo');
+      socket.send(Buffer.from([255, 0]));
+      await closed;
+
+      const seen = stack.fake.requests.filter((r) => r.url === target).at(-1)!;
+      expect(seen.headers['sec-websocket-protocol']).toBe('v5.channel.k8s.io');
+      expect(seen.headers['impersonate-user']).toBe('agent:deployer');
+      expect(seen.headers.authorization).toBe(`Bearer ${RELAY_SA_TOKEN}`);
+      await until(() => recordFor('/api/v1/namespaces/default/pods/web/exec').length === 1, 3_000, 'the session record');
+      const [record] = recordFor('/api/v1/namespaces/default/pods/web/exec');
+      expect(record).toMatchObject({ verb: 'exec', status: 101, decision: 'allowed', command: ['cat'], container: 'app', user: 'agent:deployer' });
+      expect(record!.protocol).toContain('v5.channel.k8s.io');
+      expect(record!.bytesIn).toBeGreaterThan(24);
+      expect(record!.bytesOut).toBeGreaterThan(24);
+      expect(Date.parse(record!.endedAt!)).toBeGreaterThanOrEqual(Date.parse(record!.startedAt!));
+    });
+
+    it('passes a raw SPDY/3.1 upgrade (kubectl port-forward over SPDY is a POST) and audits it once', async () => {
+      const path = '/api/v1/namespaces/default/pods/web/portforward?ports=8080';
+      const answer = await rawUpgrade(path, 'SPDY/3.1', [`Authorization: Bearer ${token}`, 'X-Stream-Protocol-Version: portforward.k8s.io'], 'POST', Buffer.from('spdy-bytes-out'));
+      expect(answer.head).toMatch(/^HTTP\/1\.1 101/);
+      expect(answer.head.toLowerCase()).toContain('x-stream-protocol-version: portforward.k8s.io');
+      expect(answer.rest.toString()).toBe('spdy-bytes-out');
+      await until(() => recordFor('/api/v1/namespaces/default/pods/web/portforward').length === 1, 3_000, 'the session record');
+      expect(recordFor('/api/v1/namespaces/default/pods/web/portforward')[0]).toMatchObject({ verb: 'portforward', status: 101, ports: ['8080'], method: 'POST' });
+    });
+  });
+
+  describe('audit trail', () => {
+    it('writes every DESIGN §5 field for a request', async () => {
+      await get('/api/v1/namespaces/kube-system/configmaps/cluster-info?resourceVersion=0', { 'kubectl-command': 'kubectl get', 'kubectl-session': 'session-1' });
+      const record = await stack.awaitRecord('/api/v1/namespaces/kube-system/configmaps/cluster-info');
+      for (const field of ['time', 'requestId', 'cluster', 'mode', 'user', 'groups', 'tokenId', 'sourceIp', 'userAgent', 'method', 'path', 'query', 'verb', 'namespace', 'resource', 'subresource', 'name', 'status', 'decision', 'durationMs', 'bytesIn', 'bytesOut']) {
+        expect(record, field).toHaveProperty(field);
+      }
+      expect(record).toMatchObject({
+        cluster: 'prod-eu',
+        mode,
+        user: 'agent:deployer',
+        groups: ['acme/sre', 'acme/platform'],
+        method: 'GET',
+        query: 'resourceVersion=0',
+        verb: 'get',
+        namespace: 'kube-system',
+        resource: 'configmaps',
+        name: 'cluster-info',
+        subresource: '',
+        status: 200,
+        decision: 'allowed',
+        kubectlCommand: 'kubectl get',
+        kubectlSession: 'session-1',
+      });
+      expect(record.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(record.bytesOut).toBeGreaterThan(0);
+    });
+
+    it('never contains a token or the relay credential', () => {
+      const text = readFileSync(stack.auditFile, 'utf8');
+      expect(text.length).toBeGreaterThan(0);
+      expect(text).not.toContain(token.split('.')[2]!);
+      expect(text).not.toContain(RELAY_SA_TOKEN);
+      expect(text).not.toContain('krl_agent_');
+    });
+  });
+
+  /** Sends one upgrade request on a raw TLS socket and returns the response head and whatever bytes followed. */
+  function rawUpgrade(path: string, protocol: string, extraHeaders: string[], method = 'GET', payload?: Buffer): Promise<{ head: string; rest: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const url = new URL(stack.relay.url);
+      const socket = tls.connect({ host: url.hostname, port: Number(url.port), ca: stack.caPem, servername: 'localhost' }, () => {
+        socket.write([`${method} ${url.pathname.replace(/\/$/, '')}${path} HTTP/1.1`, `Host: ${url.host}`, 'Connection: Upgrade', `Upgrade: ${protocol}`, ...extraHeaders, '', ''].join('\r\n'));
+      });
+      let buffer = Buffer.alloc(0);
+      let head: string | undefined;
+      socket.on('data', (chunk: Buffer) => {
+        buffer = Buffer.concat([buffer, chunk]);
+        if (head === undefined) {
+          const end = buffer.indexOf('\r\n\r\n');
+          if (end === -1) return;
+          head = buffer.subarray(0, end).toString('latin1');
+          buffer = buffer.subarray(end + 4);
+          if (head.startsWith('HTTP/1.1 101') && payload) socket.write(payload);
+          else if (!head.startsWith('HTTP/1.1 101')) {
+            socket.destroy();
+            resolve({ head, rest: buffer });
+            return;
+          }
+        }
+        if (payload && buffer.length >= payload.length) {
+          socket.destroy();
+          resolve({ head: head!, rest: buffer });
+        }
+      });
+      socket.on('error', reject);
+      socket.on('close', () => resolve({ head: head ?? '', rest: buffer }));
+    });
+  }
+
+  describe('revocation (DESIGN §2)', () => {
+    it('refuses a revoked agent within one poll and cuts its open watch', async () => {
+      const handle = stack.registry();
+      const key = handle.registry.createAgent('short-lived', 'acme', ['sre']);
+      handle.close();
+      const agentToken = await stack.token(key);
+      const watchReq = https.request(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=1`, { headers: { authorization: `Bearer ${agentToken}` }, ca: stack.caPem, agent: false });
+      const cut = new Promise<void>((resolve) => {
+        watchReq.on('response', (res) => {
+          res.resume();
+          res.on('close', () => resolve());
+          res.on('error', () => resolve());
+        });
+        watchReq.on('error', () => resolve());
+      });
+      watchReq.end();
+      const watch = await stack.fake.nextWatch();
+      await watch.send({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'a' } } });
+
+      const revoke = stack.registry();
+      revoke.registry.revokeAgent('short-lived');
+      revoke.close();
+      await cut;
+      await watch.closed;
+      const answer = await request(`${stack.relay.url}/api/v1/namespaces/default/pods`, { headers: { authorization: `Bearer ${agentToken}` }, ca: stack.caPem });
+      expect(answer.status).toBe(401);
+      await until(() => stack.auditRecords().some((r) => r.reason === 'agent-revoked'), 2_000, 'the refusal record');
+      expect(stack.auditRecords().find((r) => r.reason === 'agent-revoked')).toMatchObject({ user: 'agent:short-lived', decision: 'denied-by-relay', status: 401 });
+    }, 20_000);
+  });
+}

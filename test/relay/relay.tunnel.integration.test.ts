@@ -1,0 +1,4 @@
+import { relaySuite } from './relay-suite.js';
+
+// The same checks with the relay reached through the hub's tunnel (DESIGN §4: the tunnel is only a transport).
+relaySuite('tunnel');

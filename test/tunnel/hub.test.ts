@@ -1,0 +1,116 @@
+/** The hub's own rules (DESIGN §4): who may connect a tunnel, and which requests may enter one. */
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log.js';
+import { startRelay } from '../../src/relay/server.js';
+import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
+import { ReconnectBackoff } from '../../src/tunnel/backoff.js';
+import { request, until } from '../helpers/http.js';
+import { type Stack, startStack } from '../helpers/stack.js';
+
+let stack: Stack;
+let token: string;
+
+beforeAll(async () => {
+  stack = await startStack({ mode: 'tunnel' });
+  token = await stack.token();
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+const hub = () => stack.issuer.url;
+const get = (path: string, bearer = token) => request(`${hub()}${path}`, { ca: stack.caPem, headers: { authorization: `Bearer ${bearer}` } });
+
+/** A relay in tunnel mode whose log lines are collected. */
+async function tunnelRelay(cluster: string, connectorKey: string) {
+  const lines: string[] = [];
+  const attempts = { count: 0 };
+  const backoff = new ReconnectBackoff({ initialMs: 50, maxMs: 100 });
+  const next = backoff.nextDelayMs.bind(backoff);
+  backoff.nextDelayMs = () => {
+    attempts.count++;
+    return next();
+  };
+  const relay = await startRelay({
+    mode: 'tunnel',
+    cluster,
+    issuer: stack.issuer.url,
+    dataDir: stack.dataDir,
+    issuerCa: stack.caPem,
+    tunnel: { hubUrl: hub(), connectorKey, hubCa: stack.caPem, backoff },
+    upstream: upstreamFromKubeconfig(stack.relayKubeconfig),
+    auditFile: `${stack.dataDir}/extra-relay-audit.jsonl`,
+    maxStreamDurationMs: 0,
+    pollRevocations: false,
+    log: createLogger('info', {}, (line) => lines.push(line)),
+  });
+  return { relay, lines, attempts };
+}
+
+describe('agents at /clusters/<name>', () => {
+  it('reach the relay through the tunnel with the prefix stripped', async () => {
+    const answer = await get('/clusters/prod-eu/api/v1/namespaces/default/pods?limit=1');
+    expect(answer.status).toBe(200);
+    expect(stack.fake.lastRequest()!.url).toBe('/api/v1/namespaces/default/pods?limit=1');
+    expect(stack.fake.lastRequest()!.headers['impersonate-user']).toBe('agent:deployer');
+  });
+
+  it('get 404 for an unknown cluster and 403 for a token minted for another cluster', async () => {
+    expect((await get('/clusters/nowhere/api')).status).toBe(404);
+    const handle = stack.registry();
+    handle.registry.createCluster('staging', 'acme');
+    handle.close();
+    const answer = await get('/clusters/staging/api');
+    expect(answer.status).toBe(403);
+    expect(answer.json()).toMatchObject({ kind: 'Status', code: 403 });
+  });
+
+  it('get 503 with a Kubernetes Status when the cluster has no relay connected', async () => {
+    const handle = stack.registry();
+    handle.registry.createCluster('lonely', 'acme');
+    handle.close();
+    const lonelyToken = await stack.token(stack.agentKey, 'lonely');
+    const answer = await get('/clusters/lonely/api', lonelyToken);
+    expect(answer.status).toBe(503);
+    expect(answer.json()).toMatchObject({ kind: 'Status', code: 503 });
+  });
+});
+
+describe('relays dialling in', () => {
+  it('a wrong connector key is refused with 401 and the relay stops reconnecting, saying why', async () => {
+    const { relay, lines, attempts } = await tunnelRelay('prod-eu', 'krl_cluster_not-a-real-key');
+    try {
+      await until(() => lines.some((line) => line.includes('the hub refused this relay')), 5_000, 'the refusal log line');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(attempts.count).toBe(0);
+      expect(lines.join('')).not.toContain('krl_cluster_not-a-real-key');
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('a relay claiming another cluster than its key is refused', async () => {
+    const { relay, lines } = await tunnelRelay('staging', stack.connectorKey);
+    try {
+      await until(() => lines.some((line) => line.includes('the hub refused this relay')), 5_000, 'the refusal log line');
+      expect(lines.join('')).toContain('not \\"staging\\"');
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('several relays of one cluster share its requests', async () => {
+    const second = await tunnelRelay('prod-eu', stack.connectorKey);
+    try {
+      await until(() => second.lines.some((line) => line.includes('tunnel connected')), 5_000, 'the second tunnel');
+      for (let i = 0; i < 6; i++) expect((await get('/clusters/prod-eu/version')).status).toBe(200);
+      const viaSecond = readFileSync(`${stack.dataDir}/extra-relay-audit.jsonl`, 'utf8').split('\n').filter((line) => line.includes('"/version"'));
+      expect(viaSecond.length).toBeGreaterThan(0);
+      expect(stack.auditRecords().filter((r) => r.path === '/version').length).toBeGreaterThan(0);
+    } finally {
+      await second.relay.close();
+    }
+  });
+});
