@@ -113,13 +113,31 @@ export function openSqliteStore(dataDir: string): IssuerStore {
   const publicAgent = ({ apiKeyHash: _hash, ...agent }: Agent & { apiKeyHash: string }): Agent => agent;
   const publicCluster = ({ connectorKeyHash: _hash, ...cluster }: Cluster & { connectorKeyHash: string }): Cluster => cluster;
 
-  const insertSigningKey = db.prepare('INSERT INTO signing_keys (kid, private_jwk, public_jwk, created_at) VALUES (?, ?, ?, ?)');
-  const selectSigningKeys = db.prepare('SELECT * FROM signing_keys ORDER BY created_at DESC, kid DESC');
-  const deleteSigningKey = db.prepare('DELETE FROM signing_keys WHERE kid = ?');
+  // Every statement is prepared once and lives as long as the connection. Besides saving the
+  // parse, this keeps statements from being garbage-collected while the process runs: better-sqlite3
+  // 12 on Node 24 can abort in a Statement destructor run by the GC (RemoveEnvironmentCleanupHook
+  // assertion, WiseLibs/better-sqlite3 with Node 24; seen in our Node 24 CI run).
+  const sql = {
+    insertAgent: db.prepare('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)'),
+    agentByKeyHash: db.prepare('SELECT * FROM agents WHERE api_key_hash = ?'),
+    agents: db.prepare('SELECT * FROM agents ORDER BY name'),
+    revokeAgent: db.prepare('UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
+    agentExists: db.prepare('SELECT 1 FROM agents WHERE name = ?'),
+    insertCluster: db.prepare('INSERT INTO clusters (name, org, connector_key_hash, created_at) VALUES (?, ?, ?, ?)'),
+    clusterByName: db.prepare('SELECT * FROM clusters WHERE name = ?'),
+    clusterByKeyHash: db.prepare('SELECT * FROM clusters WHERE connector_key_hash = ?'),
+    clusters: db.prepare('SELECT * FROM clusters ORDER BY name'),
+    revokeCluster: db.prepare('UPDATE clusters SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
+    clusterExists: db.prepare('SELECT 1 FROM clusters WHERE name = ?'),
+    insertSigningKey: db.prepare('INSERT INTO signing_keys (kid, private_jwk, public_jwk, created_at) VALUES (?, ?, ?, ?)'),
+    signingKeys: db.prepare('SELECT * FROM signing_keys ORDER BY created_at DESC, kid DESC'),
+    deleteSigningKey: db.prepare('DELETE FROM signing_keys WHERE kid = ?'),
+    revocationsSince: db.prepare('SELECT name, revoked_at FROM agents WHERE revoked_at IS NOT NULL AND revoked_at >= ? ORDER BY revoked_at'),
+  };
   const addSigningKey = db.transaction((key: StoredSigningKey, keep: number) => {
-    insertSigningKey.run(key.kid, key.privateJwk, key.publicJwk, key.createdAt.getTime());
-    const rows = selectSigningKeys.all() as SigningKeyRow[];
-    for (const stale of rows.slice(keep)) deleteSigningKey.run(stale.kid);
+    sql.insertSigningKey.run(key.kid, key.privateJwk, key.publicJwk, key.createdAt.getTime());
+    const rows = sql.signingKeys.all() as SigningKeyRow[];
+    for (const stale of rows.slice(keep)) sql.deleteSigningKey.run(stale.kid);
   });
 
   const insertUnique = (run: () => void, what: string) => {
@@ -135,49 +153,45 @@ export function openSqliteStore(dataDir: string): IssuerStore {
     createAgent(agent, apiKeyHash) {
       insertUnique(
         () =>
-          db
-            .prepare('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)')
-            .run(agent.name, agent.org, JSON.stringify(agent.teams), apiKeyHash, Date.now()),
+          sql.insertAgent.run(agent.name, agent.org, JSON.stringify(agent.teams), apiKeyHash, Date.now()),
         `agent "${agent.name}"`,
       );
     },
     findAgentByKeyHash(apiKeyHash) {
-      const row = db.prepare('SELECT * FROM agents WHERE api_key_hash = ?').get(apiKeyHash) as AgentRow | undefined;
+      const row = sql.agentByKeyHash.get(apiKeyHash) as AgentRow | undefined;
       return row && toAgent(row);
     },
     listAgents() {
-      return (db.prepare('SELECT * FROM agents ORDER BY name').all() as AgentRow[]).map((row) => publicAgent(toAgent(row)));
+      return (sql.agents.all() as AgentRow[]).map((row) => publicAgent(toAgent(row)));
     },
     revokeAgent(name, at) {
-      db.prepare('UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at.getTime(), name);
-      return db.prepare('SELECT 1 FROM agents WHERE name = ?').get(name) !== undefined;
+      sql.revokeAgent.run(at.getTime(), name);
+      return sql.agentExists.get(name) !== undefined;
     },
     createCluster(cluster, connectorKeyHash) {
       insertUnique(
         () =>
-          db
-            .prepare('INSERT INTO clusters (name, org, connector_key_hash, created_at) VALUES (?, ?, ?, ?)')
-            .run(cluster.name, cluster.org, connectorKeyHash, Date.now()),
+          sql.insertCluster.run(cluster.name, cluster.org, connectorKeyHash, Date.now()),
         `cluster "${cluster.name}"`,
       );
     },
     findCluster(name) {
-      const row = db.prepare('SELECT * FROM clusters WHERE name = ?').get(name) as ClusterRow | undefined;
+      const row = sql.clusterByName.get(name) as ClusterRow | undefined;
       return row && publicCluster(toCluster(row));
     },
     findClusterByKeyHash(connectorKeyHash) {
-      const row = db.prepare('SELECT * FROM clusters WHERE connector_key_hash = ?').get(connectorKeyHash) as ClusterRow | undefined;
+      const row = sql.clusterByKeyHash.get(connectorKeyHash) as ClusterRow | undefined;
       return row && toCluster(row);
     },
     listClusters() {
-      return (db.prepare('SELECT * FROM clusters ORDER BY name').all() as ClusterRow[]).map((row) => publicCluster(toCluster(row)));
+      return (sql.clusters.all() as ClusterRow[]).map((row) => publicCluster(toCluster(row)));
     },
     revokeCluster(name, at) {
-      db.prepare('UPDATE clusters SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at.getTime(), name);
-      return db.prepare('SELECT 1 FROM clusters WHERE name = ?').get(name) !== undefined;
+      sql.revokeCluster.run(at.getTime(), name);
+      return sql.clusterExists.get(name) !== undefined;
     },
     signingKeys() {
-      return (selectSigningKeys.all() as SigningKeyRow[]).map((row) => ({
+      return (sql.signingKeys.all() as SigningKeyRow[]).map((row) => ({
         kid: row.kid,
         privateJwk: row.private_jwk,
         publicJwk: row.public_jwk,
@@ -188,9 +202,7 @@ export function openSqliteStore(dataDir: string): IssuerStore {
       addSigningKey(key, keep);
     },
     revocationsSince(since) {
-      const rows = db
-        .prepare('SELECT name, revoked_at FROM agents WHERE revoked_at IS NOT NULL AND revoked_at >= ? ORDER BY revoked_at')
-        .all(since.getTime()) as { name: string; revoked_at: number }[];
+      const rows = sql.revocationsSince.all(since.getTime()) as { name: string; revoked_at: number }[];
       return rows.map((row) => ({ subject: `agent:${row.name}`, revokedAt: new Date(row.revoked_at) }));
     },
     close() {

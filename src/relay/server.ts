@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
+import { boundPort, closeServer, listenOn, type Readiness, startAdminServer } from '../admin.js';
 import { openAuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
 import { type HostPort, listenerUrl } from '../net.js';
@@ -56,6 +56,8 @@ export interface RunningRelay {
   adminPort?: number;
   pipeline: Pipeline;
   revocations: RevocationList;
+  /** What /readyz reports. */
+  readiness(): Readiness;
   close(): Promise<void>;
 }
 
@@ -132,16 +134,15 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   await checkReadiness();
   const readinessTimer = setInterval(() => void checkReadiness(), READINESS_INTERVAL_MS);
   readinessTimer.unref();
-  const admin = config.adminListen
-    ? await startAdminServer(config.adminListen, metrics.registry, () => {
-        const waitingFor = [
-          ...(verifier.ready ? [] : ['issuer keys (JWKS)']),
-          ...(upstreamReachable ? [] : ['the Kubernetes API server']),
-          ...(connector && !connector.connected ? [`the tunnel (${connector.state})`] : []),
-        ];
-        return { ready: waitingFor.length === 0, waitingFor };
-      })
-    : undefined;
+  const readiness = (): Readiness => {
+    const waitingFor = [
+      ...(verifier.ready ? [] : ['issuer keys (JWKS)']),
+      ...(upstreamReachable ? [] : ['the Kubernetes API server']),
+      ...(connector && !connector.connected ? [`the tunnel (${connector.state})`] : []),
+    ];
+    return { ready: waitingFor.length === 0, waitingFor };
+  };
+  const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics.registry, readiness) : undefined;
 
   log.info(config.mode === 'direct' ? 'relay listening' : 'relay dialling the hub', { url, cluster: config.cluster, mode: config.mode, upstream: config.upstream.description, admin: admin ? boundPort(admin) : undefined });
   return {
@@ -150,6 +151,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     ...(admin ? { adminPort: boundPort(admin) } : {}),
     pipeline,
     revocations,
+    readiness,
     async close() {
       clearInterval(readinessTimer);
       connector?.stop();

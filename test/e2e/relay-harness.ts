@@ -12,6 +12,7 @@ import { openSqliteStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
 import { type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
+import { until } from '../helpers/http.js';
 import type { E2eCluster } from './global-setup.js';
 
 export const CLUSTER_NAME = 'e2e';
@@ -27,7 +28,8 @@ export interface RelayUnderTest {
   close(): Promise<void>;
 }
 
-export async function startRelayFor(cluster: E2eCluster): Promise<RelayUnderTest> {
+/** An issuer (and hub) and a relay in front of the e2e cluster: agents reach it directly or through the hub's tunnel. */
+export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunnel'): Promise<RelayUnderTest> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-e2e-relay-'));
   const log = createLogger('warn');
   const withRegistry = <T>(use: (registry: Registry) => T): T => {
@@ -38,22 +40,24 @@ export async function startRelayFor(cluster: E2eCluster): Promise<RelayUnderTest
       store.close();
     }
   };
-  withRegistry((registry) => registry.createCluster(CLUSTER_NAME, ORG));
+  const connectorKey = withRegistry((registry) => registry.createCluster(CLUSTER_NAME, ORG));
   const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log });
   const auditFile = path.join(dataDir, 'audit.jsonl');
+  const issuerCa = readFileSync(issuer.caFile!);
   const relay = await startRelay({
-    mode: 'direct',
+    mode,
     cluster: CLUSTER_NAME,
     issuer: issuer.url,
     dataDir,
-    listen: { host: '127.0.0.1', port: 0 },
-    issuerCa: readFileSync(issuer.caFile!),
+    ...(mode === 'direct' ? { listen: { host: '127.0.0.1', port: 0 } } : { tunnel: { hubUrl: issuer.url, connectorKey, hubCa: issuerCa } }),
+    issuerCa,
     upstream: upstreamFromKubeconfig(cluster.relayKubeconfig),
     auditFile,
     maxStreamDurationMs: 0,
     pollRevocations: true,
     log,
   });
+  await until(() => relay.readiness().ready, 15_000, `the ${mode}-mode relay to be ready (${relay.readiness().waitingFor.join(', ')})`);
   return {
     dataDir,
     issuer,
@@ -65,7 +69,8 @@ export async function startRelayFor(cluster: E2eCluster): Promise<RelayUnderTest
       const kubeconfig = path.join(dataDir, `${name}.kubeconfig`);
       writeFileSync(
         kubeconfig,
-        buildKubeconfig({ issuer: issuer.url, cluster: CLUSTER_NAME, server: relay.url, caFile: relay.caFile, issuerCaFile: issuer.caFile, apiKeyFile: keyFile }),
+        // One data directory, one CA: it signed the relay's and the hub's certificates alike.
+        buildKubeconfig({ issuer: issuer.url, cluster: CLUSTER_NAME, server: relay.url, caFile: issuer.caFile, issuerCaFile: issuer.caFile, apiKeyFile: keyFile }),
       );
       return kubeconfig;
     },
