@@ -31,6 +31,20 @@ export interface ForwardHooks {
   onError(err: Error): void;
 }
 
+/**
+ * An http-proxy server fit for Kubernetes traffic: its upgrade check (GET and
+ * `websocket` only) would refuse kubectl's SPDY exec, a POST, so callers
+ * validate upgrades themselves; and its deleteLength pass would turn a chunked
+ * DELETE body into "Content-Length: 0". Both passes are removed.
+ */
+export function createKubernetesProxy(options: httpProxy.ServerOptions): httpProxy {
+  const proxy = httpProxy.createProxyServer({ toProxy: true, xfwd: false, ws: true, ...options });
+  const passes = proxy as unknown as { wsPasses: { name: string }[]; webPasses: { name: string }[] };
+  passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
+  passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
+  return proxy;
+}
+
 interface InFlight {
   hooks: ForwardHooks;
   proxyReq?: ClientRequest;
@@ -61,19 +75,7 @@ export class Forwarder {
       server.protocol === 'https:'
         ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, rejectUnauthorized: upstream.tls.rejectUnauthorized })
         : new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
-    this.proxy = httpProxy.createProxyServer({
-      target,
-      agent: this.agent,
-      secure: upstream.tls.rejectUnauthorized,
-      changeOrigin: true,
-      toProxy: true,
-      xfwd: false,
-      ws: true,
-    });
-    const passes = this.proxy as unknown as { wsPasses: { name: string }[]; webPasses: { name: string }[] };
-    passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
-    // deleteLength would turn a chunked DELETE body into "Content-Length: 0"; stripClientHeaders keeps the framing instead.
-    passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
+    this.proxy = createKubernetesProxy({ target, agent: this.agent, secure: upstream.tls.rejectUnauthorized, changeOrigin: true });
     this.observeProxy();
   }
 

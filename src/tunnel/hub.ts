@@ -9,7 +9,6 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
 import type { JSONWebKeySet } from 'jose';
 import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -17,6 +16,7 @@ import type { Registry } from '../issuer/registry.js';
 import type { Logger } from '../log.js';
 import { extractBearerToken } from '../relay/authenticate.js';
 import { RelayRefusal, writeStatus, writeStatusToSocket } from '../relay/errors.js';
+import { createKubernetesProxy } from '../relay/forward.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
 import { TokenVerifier } from '../relay/token-verifier.js';
 import { Keepalive } from './backoff.js';
@@ -40,7 +40,7 @@ export class TunnelHub {
   private readonly tunnels = new Map<string, MuxSession[]>();
   private readonly verifiers = new Map<string, TokenVerifier>();
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1024 * 1024 });
-  private readonly proxy = httpProxy.createProxyServer({ toProxy: true, xfwd: false, ws: true });
+  private readonly proxy = createKubernetesProxy({});
   private readonly connected: Gauge;
   private next = 0;
 
@@ -58,9 +58,6 @@ export class TunnelHub {
       if (res.closed) abortIfUnfinished();
       else res.once('close', abortIfUnfinished);
     });
-    const passes = this.proxy as unknown as { wsPasses: { name: string }[]; webPasses: { name: string }[] };
-    passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
-    passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
   }
 
   /** True when the request is the hub's (a tunnel or a /clusters/ path) and has been handled. */
