@@ -85,14 +85,16 @@ interface AgentRow { name: string; org: string; teams: string; api_key_hash: str
 interface ClusterRow { name: string; org: string; connector_key_hash: string; created_at: number; revoked_at: number | null }
 interface SigningKeyRow { kid: string; private_jwk: string; public_jwk: string; created_at: number }
 
+const RETAINED: unknown[] = [];
+
 export function openSqliteStore(dataDir: string): IssuerStore {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = path.join(dataDir, 'issuer.db');
   const isNew = !existsSync(file);
   const db = new Database(file);
   if (isNew) chmodSync(file, 0o600);
-  db.pragma('journal_mode = WAL');
-  db.pragma('busy_timeout = 5000');
+  // exec, not pragma(): pragma() prepares a throwaway statement (see the note on `sql` below).
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;');
   db.exec(SCHEMA);
 
   const toAgent = (row: AgentRow): Agent & { apiKeyHash: string } => ({
@@ -113,10 +115,10 @@ export function openSqliteStore(dataDir: string): IssuerStore {
   const publicAgent = ({ apiKeyHash: _hash, ...agent }: Agent & { apiKeyHash: string }): Agent => agent;
   const publicCluster = ({ connectorKeyHash: _hash, ...cluster }: Cluster & { connectorKeyHash: string }): Cluster => cluster;
 
-  // Every statement is prepared once and lives as long as the connection. Besides saving the
-  // parse, this keeps statements from being garbage-collected while the process runs: better-sqlite3
-  // 12 on Node 24 can abort in a Statement destructor run by the GC (RemoveEnvironmentCleanupHook
-  // assertion, WiseLibs/better-sqlite3 with Node 24; seen in our Node 24 CI run).
+  // Every statement is prepared once and is never garbage-collected (RETAINED keeps it, even after
+  // close): better-sqlite3 12 on Node 24 can abort the process in a Statement destructor run by the
+  // GC (`RemoveEnvironmentCleanupHook` assertion; seen in our Node 24 CI). A store is opened once
+  // per process, so what this retains is a few dozen small objects.
   const sql = {
     insertAgent: db.prepare('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)'),
     agentByKeyHash: db.prepare('SELECT * FROM agents WHERE api_key_hash = ?'),
@@ -134,6 +136,7 @@ export function openSqliteStore(dataDir: string): IssuerStore {
     deleteSigningKey: db.prepare('DELETE FROM signing_keys WHERE kid = ?'),
     revocationsSince: db.prepare('SELECT name, revoked_at FROM agents WHERE revoked_at IS NOT NULL AND revoked_at >= ? ORDER BY revoked_at'),
   };
+  RETAINED.push(db, sql);
   const addSigningKey = db.transaction((key: StoredSigningKey, keep: number) => {
     sql.insertSigningKey.run(key.kid, key.privateJwk, key.publicJwk, key.createdAt.getTime());
     const rows = sql.signingKeys.all() as SigningKeyRow[];
