@@ -17,6 +17,9 @@ import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Upstream } from './upstream.js';
 
+/** How long a client may keep an upgraded connection half-open after the upstream closed it. */
+const UPGRADE_CLOSE_GRACE_MS = 10_000;
+
 const require = createRequire(import.meta.url);
 const { urlJoin } = require('http-proxy/lib/http-proxy/common') as { urlJoin: (...parts: string[]) => string };
 
@@ -130,7 +133,7 @@ export class Forwarder {
         hooks.onResponse(101);
         socket.on('data', (chunk: Buffer) => hooks.onBytes('in', chunk.length));
         proxySocket.on('data', (chunk: Buffer) => hooks.onBytes('out', chunk.length));
-        proxySocket.on('close', () => socket.destroy());
+        proxySocket.on('close', () => closeAfterFlush(socket));
         hooks.onUpgraded(response.headers, () => {
           socket.destroy();
           proxySocket.destroy();
@@ -143,6 +146,20 @@ export class Forwarder {
     this.proxy.close();
     this.agent.destroy();
   }
+}
+
+/**
+ * The upstream side of an upgraded connection is gone: the client still gets
+ * every byte queued for it (a destroy would drop them, and the end of an exec
+ * session with them), then a clean end; a client that never closes its side
+ * is cut after a grace period.
+ */
+function closeAfterFlush(socket: Duplex): void {
+  if (socket.destroyed) return;
+  socket.end();
+  socket.resume(); // nothing reads what the client still sends: drain it, so its end (and close) can arrive
+  const cut = setTimeout(() => socket.destroy(), UPGRADE_CLOSE_GRACE_MS).unref();
+  socket.once('close', () => clearTimeout(cut));
 }
 
 /**

@@ -25,6 +25,10 @@ import { MuxSession } from './mux.js';
 export const TUNNEL_PATH = '/v1/tunnel';
 /** The relay states its --cluster in this header; the key decides, a mismatch is refused. */
 export const CLUSTER_HEADER = 'x-kube-relay-cluster';
+/** Kubernetes API paths that arrived without the /clusters/<name> prefix. */
+const UNPREFIXED_KUBERNETES_PATH = /^\/(api|apis|version|openapi|healthz|livez|readyz)(\/|\?|$)/;
+const UNPREFIXED_MESSAGE =
+  'this is the kube-relay hub: Kubernetes API requests go to /clusters/<cluster>/... (kubectl proxy drops that prefix unless run with --append-server-path)';
 const CLUSTER_PATH = /^\/clusters\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\/.*)?$/;
 
 export interface HubOptions {
@@ -63,7 +67,12 @@ export class TunnelHub {
   /** True when the request is the hub's (a tunnel or a /clusters/ path) and has been handled. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
     const route = this.route(req);
-    if (!route) return false;
+    if (!route) {
+      if (!UNPREFIXED_KUBERNETES_PATH.test(req.url ?? '')) return false;
+      req.resume();
+      writeStatus(res, 404, UNPREFIXED_MESSAGE);
+      return true;
+    }
     this.admit(req, route.cluster).then(
       (session) => {
         req.url = route.rest;
@@ -88,7 +97,11 @@ export class TunnelHub {
       return true;
     }
     const route = this.route(req);
-    if (!route) return false;
+    if (!route) {
+      if (!UNPREFIXED_KUBERNETES_PATH.test(req.url ?? '')) return false;
+      writeStatusToSocket(socket, 404, UNPREFIXED_MESSAGE);
+      return true;
+    }
     socket.on('error', () => socket.destroy());
     Promise.resolve()
       .then(() => {

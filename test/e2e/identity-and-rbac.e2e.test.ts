@@ -12,9 +12,7 @@ import { type RelayUnderTest, startRelayFor } from './relay-harness.js';
 
 const cluster = inject('cluster');
 const admin = (args: string[]) => adminKubectl(cluster, args);
-// Each scenario is written for both modes; tunnel mode joins once the tunnel passes them all
-// (issue 4: WebSocket exec sessions through the tunnel still end with 1006 instead of a close frame).
-describe.each(['direct'] as const)('%s mode', (mode) => {
+describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
   let relay: RelayUnderTest;
   let viewer: string;
   let kubectl: string;

@@ -1,4 +1,4 @@
-/** An issuer and a direct-mode relay in front of the e2e cluster, and agents with kubeconfigs for it. */
+/** An issuer (with its hub) and a relay, direct or tunnelled, in front of the e2e cluster, and agents with kubeconfigs for it. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

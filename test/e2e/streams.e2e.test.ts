@@ -16,9 +16,7 @@ const cluster = inject('cluster');
 const admin = (args: string[]) => adminKubectl(cluster, args);
 const SPDY = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' };
 const WEBSOCKET = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'true', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'true' };
-// Each scenario is written for both modes; tunnel mode joins once the tunnel passes them all
-// (issue 4: WebSocket exec sessions through the tunnel still end with 1006 instead of a close frame).
-describe.each(['direct'] as const)('%s mode', (mode) => {
+describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
   let relay: RelayUnderTest;
   let operator: string;
   let viewer: string;

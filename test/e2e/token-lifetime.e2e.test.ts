@@ -9,9 +9,7 @@ import { type RelayUnderTest, startRelayFor } from './relay-harness.js';
 
 const cluster = inject('cluster');
 const admin = (args: string[]) => adminKubectl(cluster, args);
-// Each scenario is written for both modes; tunnel mode joins once the tunnel passes them all
-// (issue 4: WebSocket exec sessions through the tunnel still end with 1006 instead of a close frame).
-describe.each(['direct'] as const)('%s mode', (mode) => {
+describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
   let relay: RelayUnderTest;
   let watcher: string;
 
@@ -30,7 +28,8 @@ describe.each(['direct'] as const)('%s mode', (mode) => {
   describe('past the token lifetime', () => {
     it('a watch keeps receiving events after its token expired, and the next request gets a fresh token', async () => {
       // One long-lived kubectl process (kubectl proxy) with one credential cache.
-      const proxy = spawn(kubectlBinary('1.33'), ['--kubeconfig', watcher, 'proxy', '--port', '0', '--address', '127.0.0.1']);
+      // The hub's server URL has a path (/clusters/e2e) that kubectl proxy keeps only when asked to.
+      const proxy = spawn(kubectlBinary('1.33'), ['--kubeconfig', watcher, 'proxy', '--port', '0', '--address', '127.0.0.1', '--append-server-path']);
       let proxyOutput = '';
       proxy.stdout.on('data', (chunk: Buffer) => (proxyOutput += chunk.toString()));
       proxy.stderr.on('data', (chunk: Buffer) => (proxyOutput += chunk.toString()));

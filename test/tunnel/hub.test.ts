@@ -67,6 +67,13 @@ describe('agents at /clusters/<name>', () => {
     expect(answer.json()).toMatchObject({ kind: 'Status', code: 403 });
   });
 
+  it('are told where API paths go when the /clusters/<name> prefix is missing (kubectl proxy without --append-server-path)', async () => {
+    const answer = await get('/api/v1/namespaces/default/pods');
+    expect(answer.status).toBe(404);
+    expect(answer.json()).toMatchObject({ kind: 'Status', code: 404 });
+    expect((answer.json() as { message: string }).message).toContain('--append-server-path');
+  });
+
   it('get 503 with a Kubernetes Status when the cluster has no relay connected', async () => {
     const handle = stack.registry();
     handle.registry.createCluster('lonely', 'acme');
