@@ -142,6 +142,8 @@ function isBodyParseError(err: unknown): boolean {
   return type === 'entity.parse.failed' || type === 'entity.too.large' || type === 'encoding.unsupported';
 }
 
+const HUB_DRAIN_MS = 10_000;
+
 export interface IssuerConfig {
   dataDir: string;
   listen: HostPort;
@@ -152,6 +154,10 @@ export interface IssuerConfig {
   adminListen?: HostPort | undefined;
   keyRotationIntervalMs: number;
   log: Logger;
+  /** On close, how long tunnelled requests in flight may take to finish (default 10 s). */
+  drainMs?: number;
+  /** Tunnel ping interval (default 30 s, DESIGN §4); tests shorten it. */
+  tunnelKeepaliveMs?: number;
 }
 
 export interface RunningIssuer {
@@ -184,7 +190,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
-  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, log: config.log });
+  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, log: config.log, keepaliveMs: config.tunnelKeepaliveMs });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (!hub.handleRequest(req, res)) app(req, res);
   });
@@ -200,9 +206,12 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
     ...(admin ? { adminPort: boundPort(admin) } : {}),
     async close() {
       clearInterval(rotation);
-      hub.drain();
-      hub.close();
-      await Promise.all([closeServer(server), admin && closeServer(admin)]);
+      // Stop taking connections, let tunnelled requests in flight finish, then cut what is left.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await hub.close(config.drainMs ?? HUB_DRAIN_MS);
+      server.closeAllConnections();
+      await Promise.all([closed, admin && closeServer(admin)]);
       store.close();
     },
   };

@@ -113,6 +113,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       ...(config.tunnel.backoff ? { backoff: config.tunnel.backoff } : {}),
       onStream: (stream) => server.emit('connection', stream),
       log,
+      metrics: metrics.registry,
     });
     connector.start();
     url = `${config.tunnel.hubUrl.replace(/\/+$/, '')}/clusters/${config.cluster}`;
@@ -154,7 +155,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     readiness,
     async close() {
       clearInterval(readinessTimer);
-      connector?.stop();
+      await connector?.stop();
       stopPolling();
       await Promise.all([closeServer(server), admin && closeServer(admin)]);
       forwarder.close();

@@ -3,8 +3,11 @@
  * cluster, keep the WebSocket alive, reconnect with backoff, and hand every
  * stream the hub opens to the relay's ordinary HTTP server. A hub that
  * refuses the connector key (401) stops the relay from reconnecting: a
- * revoked key is an operator's decision, not a fault to retry.
+ * revoked key is an operator's decision, not a fault to retry. A hub that
+ * says GOAWAY (it is shutting down) gets a new tunnel dialled at once while
+ * the old one finishes its streams.
  */
+import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import WebSocket from 'ws';
 import type { Logger } from '../log.js';
 import { Keepalive, ReconnectBackoff } from './backoff.js';
@@ -19,18 +22,27 @@ export interface ConnectorOptions {
   hubCa?: string | Buffer | undefined;
   onStream(stream: MuxStream): void;
   log: Logger;
+  metrics: MetricsRegistry;
   backoff?: ReconnectBackoff;
-  keepaliveMs?: number;
+  keepaliveMs?: number | undefined;
 }
 
+/** How long a stopping relay lets the streams in flight finish before it cuts them. */
+export const STOP_DRAIN_MS = 10_000;
+
 export class TunnelConnector {
-  private socket: WebSocket | undefined;
-  private session: MuxSession | undefined;
+  /** The tunnel new streams arrive on. */
+  private current: { socket: WebSocket; session?: MuxSession } | undefined;
+  /** Every tunnel still open, the current one and those draining after a GOAWAY. */
+  private readonly sessions = new Set<MuxSession>();
   private retry: NodeJS.Timeout | undefined;
   private stopped = false;
   private refused = false;
   private readonly backoff: ReconnectBackoff;
   private readonly url: string;
+  private readonly connectedGauge: Gauge;
+  private readonly reconnects: Counter;
+  private readonly rtt: Gauge;
 
   constructor(private readonly options: ConnectorOptions) {
     this.backoff = options.backoff ?? new ReconnectBackoff();
@@ -39,10 +51,23 @@ export class TunnelConnector {
     hub.protocol = hub.protocol === 'https:' ? 'wss:' : 'ws:';
     hub.pathname = TUNNEL_PATH;
     this.url = hub.toString();
+    const registers = [options.metrics];
+    this.connectedGauge = new Gauge({ name: 'kube_relay_tunnel_connected', help: '1 while the tunnel to the hub is up.', registers });
+    this.reconnects = new Counter({ name: 'kube_relay_tunnel_reconnects_total', help: 'Tunnel connections dialled after the first.', registers });
+    this.rtt = new Gauge({ name: 'kube_relay_tunnel_rtt_seconds', help: 'Round trip of the last tunnel ping.', registers });
+    const sessions = this.sessions;
+    new Gauge({
+      name: 'kube_relay_tunnel_open_streams',
+      help: 'Streams open on this relay\'s tunnels.',
+      registers,
+      collect() {
+        this.set([...sessions].reduce((sum, session) => sum + session.openStreams, 0));
+      },
+    });
   }
 
   get connected(): boolean {
-    return this.session !== undefined && !this.session.draining;
+    return this.current?.session !== undefined && !this.current.session.draining;
   }
 
   /** Why the relay is not connected, for /readyz. */
@@ -55,10 +80,12 @@ export class TunnelConnector {
     this.connect();
   }
 
-  stop(): void {
+  /** Stops dialling, tells the hub GOAWAY and lets the streams in flight finish (up to `drainMs`). */
+  async stop(drainMs = STOP_DRAIN_MS): Promise<void> {
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
-    this.socket?.close();
+    if (this.current && !this.current.session) this.current.socket.terminate();
+    await Promise.all([...this.sessions].map((session) => session.drain(drainMs)));
   }
 
   private connect(): void {
@@ -69,7 +96,8 @@ export class TunnelConnector {
       perMessageDeflate: false,
       handshakeTimeout: 10_000,
     });
-    this.socket = socket;
+    const tunnel: { socket: WebSocket; session?: MuxSession } = { socket };
+    this.current = tunnel;
     let openedAt: number | undefined;
     socket.on('unexpected-response', (_req, res) => {
       // Decided now, before 'close' schedules a reconnect; the body only explains it.
@@ -91,27 +119,59 @@ export class TunnelConnector {
     socket.on('open', () => {
       openedAt = Date.now();
       const session = new MuxSession(socket, { role: 'server' });
-      const keepalive = new Keepalive(() => socket.ping(), () => socket.terminate(), this.options.keepaliveMs);
-      socket.on('pong', () => keepalive.alive());
+      let pingSentAt = 0;
+      const keepalive = new Keepalive(
+        () => {
+          pingSentAt = performance.now();
+          socket.ping();
+        },
+        () => {
+          log.warn('the hub stopped answering pings; reconnecting', { hub: this.options.hubUrl });
+          socket.terminate();
+        },
+        this.options.keepaliveMs,
+      );
+      socket.on('pong', () => {
+        if (pingSentAt > 0) this.rtt.set((performance.now() - pingSentAt) / 1000);
+        keepalive.alive();
+      });
       socket.on('message', () => keepalive.alive());
       keepalive.start();
       session.on('stream', (stream: MuxStream) => this.options.onStream(stream));
       session.on('error', (err: Error) => log.warn('tunnel protocol error', { error: err.message }));
-      session.on('close', () => keepalive.stop());
-      this.session = session;
+      session.on('goaway', () => {
+        if (this.current !== tunnel || this.stopped) return;
+        log.info('the hub is draining this tunnel; dialling a new one', { hub: this.options.hubUrl });
+        this.connectedGauge.set(0);
+        this.reconnects.inc();
+        this.connect();
+      });
+      session.on('close', () => {
+        keepalive.stop();
+        this.sessions.delete(session);
+      });
+      this.sessions.add(session);
+      tunnel.session = session;
+      this.connectedGauge.set(1);
       log.info('tunnel connected', { hub: this.options.hubUrl });
     });
     socket.on('error', (err) => log.debug('tunnel socket error', { error: err.message }));
     socket.on('close', () => {
-      this.session = undefined;
       if (openedAt !== undefined) {
         this.backoff.connectionEnded(Date.now() - openedAt);
         log.warn('tunnel disconnected', { hub: this.options.hubUrl });
       }
+      // A tunnel drained after a GOAWAY has been replaced already.
+      if (this.current !== tunnel) return;
+      this.current = undefined;
+      this.connectedGauge.set(0);
       if (this.stopped || this.refused) return;
       const delay = this.backoff.nextDelayMs();
       log.info('reconnecting to the hub', { inMs: delay });
-      this.retry = setTimeout(() => this.connect(), delay);
+      this.retry = setTimeout(() => {
+        this.reconnects.inc();
+        this.connect();
+      }, delay);
       this.retry.unref();
     });
   }

@@ -37,7 +37,7 @@ export interface HubOptions {
   jwks: () => JSONWebKeySet;
   metrics: MetricsRegistry;
   log: Logger;
-  keepaliveMs?: number;
+  keepaliveMs?: number | undefined;
 }
 
 export class TunnelHub {
@@ -47,6 +47,7 @@ export class TunnelHub {
   private readonly proxy = createKubernetesProxy({});
   private readonly connected: Gauge;
   private next = 0;
+  private closing = false;
 
   constructor(private readonly options: HubOptions) {
     this.connected = new Gauge({
@@ -54,6 +55,17 @@ export class TunnelHub {
       help: 'Relay tunnels connected to this hub, by cluster.',
       labelNames: ['cluster'],
       registers: [options.metrics],
+    });
+    const tunnels = this.tunnels;
+    new Gauge({
+      name: 'kube_relay_tunnel_open_streams',
+      help: 'Streams open on the tunnels connected to this hub, by cluster.',
+      labelNames: ['cluster'],
+      registers: [options.metrics],
+      collect() {
+        this.reset();
+        for (const [cluster, sessions] of tunnels) this.set({ cluster }, sessions.reduce((sum, session) => sum + session.openStreams, 0));
+      },
     });
     // A client that hangs up mid-response (a watch) must end the tunnelled request too; http-proxy only
     // aborts upstream for requests whose body was still arriving.
@@ -121,12 +133,15 @@ export class TunnelHub {
     return true;
   }
 
-  /** Asks every relay to open no new streams (hub shutdown): requests in flight finish. */
-  drain(): void {
-    for (const sessions of this.tunnels.values()) for (const session of sessions) session.goAway();
-  }
-
-  close(): void {
+  /**
+   * Hub shutdown: no new tunnels, GOAWAY on every tunnel (relays dial a new
+   * one, elsewhere), requests in flight finish; after `drainMs` whatever is
+   * still open (watches) is cut.
+   */
+  async close(drainMs: number): Promise<void> {
+    this.closing = true;
+    const sessions = [...this.tunnels.values()].flat();
+    await Promise.all(sessions.map((session) => session.drain(drainMs)));
     this.wss.close();
     for (const client of this.wss.clients) client.terminate();
   }
@@ -170,6 +185,10 @@ export class TunnelHub {
 
   private acceptTunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const { registry, log } = this.options;
+    if (this.closing) {
+      writeStatusToSocket(socket, 503, 'this hub is shutting down');
+      return;
+    }
     const key = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     const cluster = key ? registry.clusterForKey(key) : undefined;
     if (!cluster || cluster.revokedAt) {

@@ -217,7 +217,8 @@ export interface MuxSessionOptions {
 
 /**
  * Emits 'stream' (MuxStream) for each stream the peer opens, 'goaway' when
- * the peer stops accepting new streams, 'close' when the WebSocket closes
+ * the peer stops accepting new streams, 'idle' when the last open stream has
+ * gone, 'close' when the WebSocket closes
  * (every stream is destroyed then), and 'error' for protocol violations.
  */
 export class MuxSession extends EventEmitter {
@@ -283,9 +284,32 @@ export class MuxSession extends EventEmitter {
     if (this.socket.readyState === this.socket.OPEN) this.socket.send(data, { binary: true });
   }
 
+  /**
+   * A graceful end: GOAWAY, then the WebSocket is closed once every stream
+   * has finished, or after `timeoutMs` with whatever is still open (a watch)
+   * cut.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.goAway();
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    if (this.streams.size > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.off('idle', done).off('close', done);
+          resolve();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        this.on('idle', done).on('close', done);
+      });
+    }
+    this.socket.close(1001, 'going away');
+  }
+
   /** @internal */
   forget(id: number): void {
     this.streams.delete(id);
+    if (this.streams.size === 0) this.emit('idle');
   }
 
   private receive(data: Buffer): void {
