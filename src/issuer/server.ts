@@ -186,7 +186,8 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
   const tls = listenerTls(config);
-  const server = https.createServer({ cert: tls.cert, key: tls.key });
+  // allowHalfOpen as http.Server has it: a tunnelled upgrade whose client ended its side still gets its answer.
+  const server = https.createServer({ cert: tls.cert, key: tls.key, allowHalfOpen: true });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });

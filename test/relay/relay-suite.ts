@@ -265,6 +265,13 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
       await until(() => recordFor('/api/v1/namespaces/default/pods/web/portforward').length === 1, 3_000, 'the session record');
       expect(recordFor('/api/v1/namespaces/default/pods/web/portforward')[0]).toMatchObject({ verb: 'portforward', status: 101, ports: ['8080'], method: 'POST' });
     });
+    it('keeps a half-closed upgraded stream open the other way: the client ends its side and still gets every byte back (echo | nc)', async () => {
+      const payload = Buffer.alloc(300 * 1024, 'h'); // more than one tunnel window
+      const answer = await rawUpgrade('/api/v1/namespaces/default/pods/web/portforward?ports=8080', 'SPDY/3.1', [`Authorization: Bearer ${token}`, 'X-Stream-Protocol-Version: portforward.k8s.io'], 'POST', payload, { halfClose: true });
+      expect(answer.head).toMatch(/^HTTP\/1\.1 101/);
+      expect(answer.rest.length).toBe(payload.length);
+      expect(answer.endedCleanly).toBe(true);
+    });
   });
 
   describe('audit trail', () => {
@@ -305,7 +312,15 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
   });
 
   /** Sends one upgrade request on a raw TLS socket and returns the response head and whatever bytes followed. */
-  function rawUpgrade(path: string, protocol: string, extraHeaders: string[], method = 'GET', payload?: Buffer): Promise<{ head: string; rest: Buffer }> {
+  /** An upgrade on a raw TLS socket; with `halfClose`, the client ends its side after the payload and reads until the relay ends. */
+  function rawUpgrade(
+    path: string,
+    protocol: string,
+    extraHeaders: string[],
+    method = 'GET',
+    payload?: Buffer,
+    options: { halfClose?: boolean } = {},
+  ): Promise<{ head: string; rest: Buffer; endedCleanly: boolean }> {
     return new Promise((resolve, reject) => {
       const url = new URL(stack.relay.url);
       const socket = tls.connect({ host: url.hostname, port: Number(url.port), ca: stack.caPem, servername: 'localhost' }, () => {
@@ -320,20 +335,24 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
           if (end === -1) return;
           head = buffer.subarray(0, end).toString('latin1');
           buffer = buffer.subarray(end + 4);
-          if (head.startsWith('HTTP/1.1 101') && payload) socket.write(payload);
-          else if (!head.startsWith('HTTP/1.1 101')) {
+          if (head.startsWith('HTTP/1.1 101') && payload) {
+            if (options.halfClose) socket.end(payload);
+            else socket.write(payload);
+          } else if (!head.startsWith('HTTP/1.1 101')) {
             socket.destroy();
-            resolve({ head, rest: buffer });
+            resolve({ head, rest: buffer, endedCleanly: false });
             return;
           }
         }
-        if (payload && buffer.length >= payload.length) {
+        if (payload && buffer.length >= payload.length && !options.halfClose) {
           socket.destroy();
-          resolve({ head: head!, rest: buffer });
+          resolve({ head: head!, rest: buffer, endedCleanly: false });
         }
       });
+      let ended = false;
+      socket.on('end', () => (ended = true));
       socket.on('error', reject);
-      socket.on('close', () => resolve({ head: head ?? '', rest: buffer }));
+      socket.on('close', () => resolve({ head: head ?? '', rest: buffer, endedCleanly: ended }));
     });
   }
 

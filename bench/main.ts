@@ -1,0 +1,357 @@
+/**
+ * npm run bench — what kube-relay costs against going straight to the API
+ * server, measured in one run on one machine (issue 6). Every party is its
+ * own process and every leg is TLS, as deployed:
+ *
+ *   upstream   bench/upstream.ts (a lean stand-in for kube-apiserver)
+ *   direct     kube-relay relay --mode direct, in front of the upstream
+ *   tunnel     kube-relay issuer (with its hub) + kube-relay relay --mode tunnel
+ *   load       wrk (Debian's `wrk`) for request rates and latencies; this
+ *              process for single-stream throughput
+ *
+ * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --phases small,streams,designs --json FILE]
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import tls from 'node:tls';
+import { requestToken } from '../src/client/token.js';
+import { issueCertificate, loadOrCreateCa } from '../src/tls/local-ca.js';
+import { compareTunnelDesigns, type DesignFigures } from './tunnel-designs.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '5' },
+    'stream-mib': { type: 'string', default: '1024' },
+    json: { type: 'string' },
+    phases: { type: 'string', default: 'small,streams,designs' },
+  },
+});
+const PHASES = new Set(flags.phases.split(','));
+const DURATION_S = Number(flags.duration);
+const STREAM_BYTES = Number(flags['stream-mib']) * 1024 * 1024;
+const ROOT = path.resolve(import.meta.dirname, '..');
+const CLI = path.join(ROOT, 'bin', 'kube-relay.js');
+const CLUSTER = 'bench';
+
+type PathName = 'upstream' | 'direct' | 'tunnel';
+const PATHS: PathName[] = ['upstream', 'direct', 'tunnel'];
+
+interface Target {
+  /** Base URL that stands for the API server on this path. */
+  base: string;
+  headers: () => Promise<Record<string, string>>;
+}
+
+// ---------------------------------------------------------------- processes
+
+const children: ChildProcess[] = [];
+process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
+
+/** Starts a child and resolves with the first output line matching `ready`. */
+function startProcess(name: string, command: string, args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<RegExpMatchArray> {
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within 30 s:\n${output}`)), 30_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = ready.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`${name} exited (${code}) before it was ready:\n${output}`)));
+  });
+}
+
+function kubeRelay(dataDir: string, args: string[]): string {
+  return execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, KUBE_RELAY_DATA: dataDir } }).trim();
+}
+
+async function waitReady(adminPort: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const status = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.status, () => 0);
+    if (status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the relay on admin port ${adminPort} did not become ready`);
+}
+
+async function startEverything(): Promise<{ targets: Record<PathName, Target>; ca: string; pids: Record<string, number> }> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'kube-relay-bench-'));
+  const ca = loadOrCreateCa(dataDir);
+  const upstreamCert = issueCertificate(ca, { commonName: 'bench-upstream', sans: ['127.0.0.1', 'localhost'], usage: 'server' });
+  writeFileSync(path.join(dataDir, 'upstream.crt'), upstreamCert.certPem);
+  writeFileSync(path.join(dataDir, 'upstream.key'), upstreamCert.keyPem, { mode: 0o600 });
+
+  const connectorKey = kubeRelay(dataDir, ['cluster', 'create', CLUSTER, '--org', 'bench']);
+  writeFileSync(path.join(dataDir, 'connector.key'), `${connectorKey}\n`, { mode: 0o600 });
+  const agentKey = kubeRelay(dataDir, ['agent', 'create', 'loader', '--org', 'bench', '--team', 'load']);
+
+  const upstreamPort = Number(
+    (await startProcess('upstream', process.execPath, ['--import', 'tsx', path.join('bench', 'upstream.ts'), path.join(dataDir, 'upstream.crt'), path.join(dataDir, 'upstream.key')], /listening (\d+)/))[1],
+  );
+  writeFileSync(
+    path.join(dataDir, 'upstream.kubeconfig'),
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'bench', cluster: { server: `https://127.0.0.1:${upstreamPort}`, 'certificate-authority': ca.certPath } }],
+      users: [{ name: 'relay', user: { token: 'bench-relay-credential' } }],
+      contexts: [{ name: 'bench', context: { cluster: 'bench', user: 'relay' } }],
+      'current-context': 'bench',
+    }),
+  );
+
+  const node = process.execPath;
+  const data = { KUBE_RELAY_DATA: dataDir };
+  const issuerUrl = (await startProcess('issuer', node, [CLI, 'issuer', '--listen', '127.0.0.1:0'], /"url":"(https:\/\/[^"]+)"/, data))[1]!;
+  const relayArgs = ['--cluster', CLUSTER, '--issuer', issuerUrl, '--issuer-ca-file', ca.certPath, '--kubeconfig', path.join(dataDir, 'upstream.kubeconfig'), '--admin-listen', '127.0.0.1:0'];
+  const direct = await startProcess(
+    'direct relay',
+    node,
+    [CLI, 'relay', ...relayArgs, '--mode', 'direct', '--listen', '127.0.0.1:0', '--audit-file', path.join(dataDir, 'direct-audit.jsonl')],
+    /"relay listening".*"url":"(https:\/\/[^"]+)".*"admin":(\d+)/,
+    data,
+  );
+  const tunnel = await startProcess(
+    'tunnel relay',
+    node,
+    [CLI, 'relay', ...relayArgs, '--mode', 'tunnel', '--hub', issuerUrl, '--connector-key-file', path.join(dataDir, 'connector.key'), '--audit-file', path.join(dataDir, 'tunnel-audit.jsonl')],
+    /"relay dialling the hub".*"url":"(https:\/\/[^"]+)".*"admin":(\d+)/,
+    data,
+  );
+  await Promise.all([waitReady(Number(direct[2])), waitReady(Number(tunnel[2]))]);
+
+  // A fresh 60-second token for every measurement that needs one.
+  const agentHeaders = async () => ({ authorization: `Bearer ${(await requestToken({ issuer: issuerUrl, cluster: CLUSTER, apiKey: agentKey, issuerCa: ca.certPem })).token}` });
+  return {
+    ca: ca.certPem,
+    targets: {
+      upstream: { base: `https://127.0.0.1:${upstreamPort}`, headers: async () => ({ authorization: 'Bearer bench-relay-credential' }) },
+      direct: { base: direct[1]!, headers: agentHeaders },
+      tunnel: { base: tunnel[1]!, headers: agentHeaders },
+    },
+    pids: Object.fromEntries(children.map((child, i) => [['upstream', 'issuer', 'direct', 'tunnel'][i]!, child.pid!])),
+  };
+}
+
+// ---------------------------------------------------------------- small GETs (wrk)
+
+interface LatencyFigures {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  errors: number;
+}
+
+async function wrk(target: Target, connections: number, seconds: number): Promise<LatencyFigures> {
+  const headers = await target.headers();
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', path.join(ROOT, 'bench', 'wrk-report.lua')];
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
+  args.push(`${target.base}/api/v1/namespaces/bench/pods`);
+  const output = execFileSync('wrk', args, { encoding: 'utf8' });
+  const report = JSON.parse(/WRK-JSON (.*)/.exec(output)![1]!) as { requests: number; durationUs: number; errors: number; non2xx: number; p50: number; p99: number; p999: number };
+  return {
+    rps: report.requests / (report.durationUs / 1e6),
+    p50Ms: report.p50 / 1000,
+    p99Ms: report.p99 / 1000,
+    p999Ms: report.p999 / 1000,
+    errors: report.errors + report.non2xx,
+  };
+}
+
+// ---------------------------------------------------------------- single streams
+
+const CHUNK = Buffer.alloc(64 * 1024, 'b');
+
+function writeBytes(out: NodeJS.WritableStream, size: number, done: () => void): void {
+  let left = size;
+  const pump = () => {
+    while (left > 0) {
+      const chunk = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
+      left -= chunk.length;
+      if (!out.write(chunk)) {
+        out.once('drain', pump);
+        return;
+      }
+    }
+    done();
+  };
+  pump();
+}
+
+const megabytesPerSecond = (bytes: number, startedAt: number) => bytes / 1e6 / ((performance.now() - startedAt) / 1000);
+
+async function bodyDownload(target: Target, ca: string, size: number): Promise<number> {
+  const headers = await target.headers();
+  const startedAt = performance.now();
+  return new Promise((resolve, reject) => {
+    https
+      .get(`${target.base}/bench/bytes?size=${size}`, { ca, agent: false, headers }, (res) => {
+        let received = 0;
+        res.on('data', (chunk: Buffer) => (received += chunk.length));
+        res.on('end', () => (received === size ? resolve(megabytesPerSecond(size, startedAt)) : reject(new Error(`got ${received} of ${size} bytes`))));
+      })
+      .on('error', reject);
+  });
+}
+
+async function bodyUpload(target: Target, ca: string, size: number): Promise<number> {
+  const headers = await target.headers();
+  const startedAt = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      `${target.base}/bench/sink`,
+      { method: 'POST', ca, agent: false, headers: { ...headers, 'content-type': 'application/octet-stream', 'content-length': size } },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => {
+          const received = (JSON.parse(text) as { received: number }).received;
+          if (received === size) resolve(megabytesPerSecond(size, startedAt));
+          else reject(new Error(`upstream got ${received} of ${size} bytes`));
+        });
+      },
+    );
+    req.on('error', reject);
+    writeBytes(req, size, () => req.end());
+  });
+}
+
+/** A port-forward-like upgrade: `source` streams `size` bytes to us, `sink` takes `size` bytes from us. */
+async function upgradedStream(target: Target, ca: string, kind: 'source' | 'sink', size: number): Promise<number> {
+  const headers = await target.headers();
+  const base = new URL(target.base);
+  const socket = tls.connect({ host: base.hostname, port: Number(base.port), ca });
+  await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  const headerLines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  socket.write(
+    `POST ${base.pathname.replace(/\/$/, '')}/api/v1/namespaces/bench/pods/${kind}/portforward?size=${size} HTTP/1.1\r\nHost: ${base.host}\r\n${headerLines}` +
+      'Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n',
+  );
+  let startedAt = 0;
+  return new Promise((resolve, reject) => {
+    let head = Buffer.alloc(0);
+    let upgraded = false;
+    let received = 0;
+    let tail = '';
+    socket.on('error', reject);
+    socket.on('data', (chunk: Buffer) => {
+      if (!upgraded) {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        if (!head.subarray(0, 12).toString().startsWith('HTTP/1.1 101')) return reject(new Error(`no upgrade: ${head.toString().split('\r\n')[0]}`));
+        upgraded = true;
+        startedAt = performance.now();
+        chunk = head.subarray(end + 4);
+        if (kind === 'sink') writeBytes(socket, size, () => socket.end());
+      }
+      if (kind === 'source') received += chunk.length;
+      else tail += chunk.toString();
+    });
+    socket.on('end', () => {
+      socket.end();
+      let got = received;
+      if (kind === 'sink') {
+        try {
+          got = (JSON.parse(tail) as { received: number }).received;
+        } catch {
+          return reject(new Error(`${target.base}: the sink's answer never came back (${JSON.stringify(tail)})`));
+        }
+      }
+      if (got === size) resolve(megabytesPerSecond(size, startedAt));
+      else reject(new Error(`${target.base}: ${kind} moved ${got} of ${size} bytes`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------- report
+
+const fmt = (value: number, digits = 2) => value.toFixed(digits);
+const ratio = (value: number, base: number) => `${fmt(value / base)}×`;
+
+async function main(): Promise<void> {
+  try {
+    execFileSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('the benchmark needs wrk as its load generator: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)');
+  }
+  const { targets, ca } = await startEverything();
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`kube-relay benchmark, ${new Date().toISOString()}: ${os.cpus().length} cores (${cpu}), Node ${process.version}, ${os.platform()} ${os.release()}`);
+  console.log(`TLS on every leg; upstream, issuer/hub, direct relay, tunnel relay and load generator each in its own process.\n`);
+
+  const results: Record<string, unknown> = { cores: os.cpus().length, cpu, node: process.version, time: new Date().toISOString() };
+
+  if (PHASES.has('small')) {
+  console.log(`Small GET: pod list of 50 items (wrk -t1, ${DURATION_S} s per cell)`);
+  console.log('| concurrency | path | req/s | p50 ms | p99 ms | p99.9 ms | vs upstream req/s | added p50 ms |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  const small: Record<string, Record<PathName, LatencyFigures>> = {};
+  for (const name of PATHS) await wrk(targets[name], 16, 1); // warm-up
+  for (const connections of [1, 16, 64]) {
+    const row = {} as Record<PathName, LatencyFigures>;
+    for (const name of PATHS) row[name] = await wrk(targets[name], connections, DURATION_S);
+    small[`c${connections}`] = row;
+    for (const name of PATHS) {
+      const figures = row[name];
+      const base = row.upstream;
+      console.log(
+        `| ${connections} | ${name} | ${fmt(figures.rps, 0)} | ${fmt(figures.p50Ms)} | ${fmt(figures.p99Ms)} | ${fmt(figures.p999Ms)} | ${ratio(figures.rps, base.rps)} | ${name === 'upstream' ? '-' : fmt(figures.p50Ms - base.p50Ms)}${figures.errors ? ` (${figures.errors} errors)` : ''} |`,
+      );
+    }
+  }
+  results.smallGet = small;
+  }
+
+  if (PHASES.has('streams')) {
+  console.log(`\nSingle stream, ${STREAM_BYTES / 1024 / 1024} MiB each (MB/s)`);
+  console.log('| stream | upstream | direct | tunnel | direct / upstream | tunnel / direct |');
+  console.log('|---|---|---|---|---|---|');
+  const streams: Record<string, Record<PathName, number>> = {};
+  const kinds: [string, (t: Target) => Promise<number>][] = [
+    ['response body (download)', (t) => bodyDownload(t, ca, STREAM_BYTES)],
+    ['request body (upload)', (t) => bodyUpload(t, ca, STREAM_BYTES)],
+    ['upgraded, upstream → client', (t) => upgradedStream(t, ca, 'source', STREAM_BYTES)],
+    ['upgraded, client → upstream', (t) => upgradedStream(t, ca, 'sink', STREAM_BYTES)],
+  ];
+  for (const [label, run] of kinds) {
+    const row = {} as Record<PathName, number>;
+    for (const name of PATHS) row[name] = await run(targets[name]);
+    streams[label] = row;
+    console.log(`| ${label} | ${fmt(row.upstream, 0)} | ${fmt(row.direct, 0)} | ${fmt(row.tunnel, 0)} | ${fmt((100 * row.direct) / row.upstream, 0)} % | ${fmt((100 * row.tunnel) / row.direct, 0)} % |`);
+  }
+  results.singleStream = streams;
+  }
+
+  if (PHASES.has('designs')) {
+  console.log('\nTunnel transport designs (DESIGN §4), in one process, plain HTTP over a loopback WebSocket');
+  const designs: DesignFigures[] = await compareTunnelDesigns({ bodyBytes: Math.min(STREAM_BYTES, 512 * 1024 * 1024), seconds: Math.min(DURATION_S, 5) });
+  console.log('| design | body MB/s | small GET c=16 req/s |');
+  console.log('|---|---|---|');
+  for (const design of designs) console.log(`| ${design.name} | ${fmt(design.bodyMBps, 0)} | ${fmt(design.smallGetRps, 0)} |`);
+  results.tunnelDesigns = designs;
+  }
+
+  if (flags.json) writeFileSync(flags.json, `${JSON.stringify(results, null, 2)}\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);
