@@ -186,8 +186,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
   const tls = listenerTls(config);
-  // allowHalfOpen as http.Server has it: a tunnelled upgrade whose client ended its side still gets its answer.
-  const server = https.createServer({ cert: tls.cert, key: tls.key, allowHalfOpen: true });
+  const server = https.createServer({ cert: tls.cert, key: tls.key });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });

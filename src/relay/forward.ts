@@ -105,6 +105,7 @@ export class Forwarder {
   }
 
   forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, headers: OutgoingHttpHeaders, hooks: ForwardHooks): void {
+    allowHalfClose(socket);
     this.inFlight.set(req, { hooks, clientGone: false });
     if (head.length > 0) hooks.onBytes('in', head.length);
     this.proxy.ws(withHeaders(req, headers), socket, head, {}, (err: Error) => hooks.onError(err));
@@ -146,6 +147,17 @@ export class Forwarder {
     this.proxy.close();
     this.agent.destroy();
   }
+}
+
+/**
+ * An upgraded stream carries each direction to its own end: a client that
+ * ended its side (exec stdin EOF, `echo | nc` over port-forward) must still
+ * get the upstream's answer. TLS sockets from an https.Server end their
+ * writable side as soon as the client's FIN arrives unless told otherwise
+ * (http.Server sockets allow half-open; https.Server ones do not).
+ */
+export function allowHalfClose(socket: Duplex): void {
+  socket.allowHalfOpen = true;
 }
 
 /**

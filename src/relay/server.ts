@@ -89,12 +89,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
 
   // Direct mode: our own HTTPS listener. Tunnel mode: a plain HTTP server that never listens; the
   // tunnel hands it each stream as a connection (TLS is the tunnel's), so the same pipeline serves both.
-  // allowHalfOpen as http.Server has it (https.Server does not): an upgraded stream whose client ended its
-  // side (exec stdin EOF, `echo | nc` over port-forward) must still carry the upstream's answer back.
-  const server =
-    config.mode === 'direct'
-      ? https.createServer({ ...tlsFor(config), allowHalfOpen: true, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 })
-      : http.createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 });
+  const server = config.mode === 'direct' ? https.createServer({ ...tlsFor(config), headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 }) : http.createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 });
   server.on('request', pipeline.handleRequest);
   server.on('upgrade', pipeline.handleUpgrade);
   server.on('clientError', (_err, socket) => {

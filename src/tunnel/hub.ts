@@ -16,7 +16,7 @@ import type { Registry } from '../issuer/registry.js';
 import type { Logger } from '../log.js';
 import { extractBearerToken } from '../relay/authenticate.js';
 import { RelayRefusal, writeStatus, writeStatusToSocket } from '../relay/errors.js';
-import { createKubernetesProxy } from '../relay/forward.js';
+import { allowHalfClose, createKubernetesProxy } from '../relay/forward.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
 import { TokenVerifier } from '../relay/token-verifier.js';
 import { Keepalive } from './backoff.js';
@@ -123,6 +123,7 @@ export class TunnelHub {
       .then(
       (session) => {
         req.url = route.rest;
+        allowHalfClose(socket);
         this.proxy.ws(req, socket, head, { target: 'http://tunnel', agent: this.agentFor(session, req) }, () => socket.destroy());
       },
       (err: unknown) => {
