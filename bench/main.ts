@@ -10,6 +10,7 @@
  *              process for single-stream throughput
  *
  * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --phases small,streams,designs --json FILE]
+ *        [--cpu-prof DIR]  (the relays and the issuer write V8 CPU profiles to DIR when the run ends)
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -28,6 +29,7 @@ const { values: flags } = parseArgs({
     'stream-mib': { type: 'string', default: '1024' },
     json: { type: 'string' },
     phases: { type: 'string', default: 'small,streams,designs' },
+    'cpu-prof': { type: 'string' },
   },
 });
 const PHASES = new Set(flags.phases.split(','));
@@ -113,20 +115,21 @@ async function startEverything(): Promise<{ targets: Record<PathName, Target>; c
   );
 
   const node = process.execPath;
+  const profile = flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`] : [];
   const data = { KUBE_RELAY_DATA: dataDir };
-  const issuerUrl = (await startProcess('issuer', node, [CLI, 'issuer', '--listen', '127.0.0.1:0'], /"url":"(https:\/\/[^"]+)"/, data))[1]!;
+  const issuerUrl = (await startProcess('issuer', node, [...profile, CLI, 'issuer', '--listen', '127.0.0.1:0'], /"url":"(https:\/\/[^"]+)"/, data))[1]!;
   const relayArgs = ['--cluster', CLUSTER, '--issuer', issuerUrl, '--issuer-ca-file', ca.certPath, '--kubeconfig', path.join(dataDir, 'upstream.kubeconfig'), '--admin-listen', '127.0.0.1:0'];
   const direct = await startProcess(
     'direct relay',
     node,
-    [CLI, 'relay', ...relayArgs, '--mode', 'direct', '--listen', '127.0.0.1:0', '--audit-file', path.join(dataDir, 'direct-audit.jsonl')],
+    [...profile, CLI, 'relay', ...relayArgs, '--mode', 'direct', '--listen', '127.0.0.1:0', '--audit-file', path.join(dataDir, 'direct-audit.jsonl')],
     /"relay listening".*"url":"(https:\/\/[^"]+)".*"admin":(\d+)/,
     data,
   );
   const tunnel = await startProcess(
     'tunnel relay',
     node,
-    [CLI, 'relay', ...relayArgs, '--mode', 'tunnel', '--hub', issuerUrl, '--connector-key-file', path.join(dataDir, 'connector.key'), '--audit-file', path.join(dataDir, 'tunnel-audit.jsonl')],
+    [...profile, CLI, 'relay', ...relayArgs, '--mode', 'tunnel', '--hub', issuerUrl, '--connector-key-file', path.join(dataDir, 'connector.key'), '--audit-file', path.join(dataDir, 'tunnel-audit.jsonl')],
     /"relay dialling the hub".*"url":"(https:\/\/[^"]+)".*"admin":(\d+)/,
     data,
   );
@@ -348,8 +351,29 @@ async function main(): Promise<void> {
   if (flags.json) writeFileSync(flags.json, `${JSON.stringify(results, null, 2)}\n`);
 }
 
+/** SIGTERM, so each process shuts down as in production (and writes its CPU profile). */
+async function stopEverything(): Promise<void> {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null) return resolve();
+          const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
 main().then(
-  () => process.exit(0),
+  async () => {
+    await stopEverything();
+    process.exit(0);
+  },
   (err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);

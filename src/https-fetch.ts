@@ -35,6 +35,10 @@ export function fetchWithCa(options: FetchWithCaOptions = {}): FetchLike {
         ...(url.protocol === 'https:' && options.ca ? { ca: options.ca } : {}),
         timeout: timeoutMs,
         signal: init.signal ?? undefined,
+        // A fresh connection per call: these calls are seconds apart, and a pooled socket reused just as
+        // the server's keep-alive timeout closes it fails with "socket hang up" (Node's global agent and
+        // server both default to 5 s).
+        agent: false,
       });
       req.on('timeout', () => req.destroy(new Error(`no answer from ${url.origin} within ${timeoutMs} ms`)));
       req.on('error', reject);

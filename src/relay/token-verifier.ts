@@ -7,6 +7,7 @@
  * whether the claims make an agent identity. Only the claims listed in
  * DESIGN §2 are read; everything else in a token is ignored.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   compactVerify,
@@ -37,6 +38,8 @@ const JWKS_TIMEOUT_MS = 5_000;
 const JWKS_COOLDOWN_MS = 30_000;
 /** Keys are re-fetched at least this often even when every `kid` is known. */
 const JWKS_MAX_AGE_MS = 10 * 60_000;
+/** Verified tokens remembered at once; beyond this the oldest are forgotten (and verified again if seen). */
+const VERIFIED_CACHE_SIZE = 10_000;
 const KID_FORMAT = /^[A-Za-z0-9._-]{1,128}$/;
 const JTI_FORMAT = /^[\x21-\x7e]{1,128}$/;
 
@@ -92,6 +95,14 @@ export class TokenVerifier {
   private readonly remote?: ReturnType<typeof createRemoteJWKSet>;
   private readonly now: () => number;
   private keysLoaded: boolean;
+  /**
+   * Payloads of tokens whose signature verified, keyed by the SHA-256 of the
+   * whole token (never a prefix: two tokens sharing a header and payload
+   * differ only in the signature). A token is used for many requests within
+   * its 60 seconds, and the ES256 check is the costliest step of a request;
+   * the claims, expiry included, are still validated on every use.
+   */
+  private readonly verified = new Map<string, JWTPayload>();
 
   constructor(private readonly options: TokenVerifierOptions) {
     this.now = options.now ?? Date.now;
@@ -139,6 +150,35 @@ export class TokenVerifier {
 
   async verify(token: string): Promise<AgentIdentity> {
     if (Buffer.byteLength(token) > MAX_TOKEN_BYTES) throw new RelayRefusal('oversized-token', 'token is too large');
+    const digest = createHash('sha256').update(token).digest('base64');
+    const known = this.verified.get(digest);
+    if (known) {
+      try {
+        return validateClaims(known, this.options, Math.floor(this.now() / 1000));
+      } catch (err) {
+        this.verified.delete(digest);
+        throw err;
+      }
+    }
+    const payload = await this.verifySignature(token);
+    const identity = validateClaims(payload, this.options, Math.floor(this.now() / 1000));
+    this.remember(digest, payload);
+    return identity;
+  }
+
+  private remember(digest: string, payload: JWTPayload): void {
+    if (this.verified.size >= VERIFIED_CACHE_SIZE) {
+      const nowSeconds = Math.floor(this.now() / 1000);
+      for (const [key, cached] of this.verified) {
+        if ((cached.exp ?? 0) + CLOCK_SKEW_SECONDS <= nowSeconds) this.verified.delete(key);
+      }
+      // Still full of live tokens: forget the oldest (Map iterates in insertion order).
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+    }
+    this.verified.set(digest, payload);
+  }
+
+  private async verifySignature(token: string): Promise<JWTPayload> {
     let kid: string | undefined;
     try {
       kid = decodeProtectedHeader(token).kid;
@@ -157,7 +197,7 @@ export class TokenVerifier {
     if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
       throw new RelayRefusal('malformed-token', 'token payload is not a JSON object');
     }
-    return validateClaims(payload, this.options, Math.floor(this.now() / 1000));
+    return payload;
   }
 }
 

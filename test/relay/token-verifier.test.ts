@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RelayRefusal } from '../../src/relay/errors.js';
 import { TokenVerifier, validateClaims } from '../../src/relay/token-verifier.js';
 import { CLUSTER, createTestSigner, ISSUER, rawJwt } from '../helpers/tokens.js';
@@ -61,6 +61,28 @@ describe('token verification (DESIGN §2)', () => {
     expect(await refusalOf(verifier.verify('a'.repeat(8 * 1024 + 1)))).toBe('oversized-token');
     const bigClaims = await signer.sign({ ...signer.claims(NOW), padding: 'x'.repeat(9000) });
     expect(await refusalOf(verifier.verify(bigClaims))).toBe('oversized-token');
+  });
+});
+
+describe('verified-token cache (issue 6)', () => {
+  it('verifies a signature once per token, keyed by the whole token: a changed signature is checked anew', async () => {
+    let now = NOW;
+    const cached = new TokenVerifier({ issuer: ISSUER, audience: CLUSTER, jwksFile: signer.jwksFile, now: () => now * 1000 });
+    const token = await signer.sign(signer.claims(NOW));
+    const verifySignature = vi.spyOn(cached as unknown as { verifySignature(t: string): Promise<unknown> }, 'verifySignature');
+    await cached.verify(token);
+    await cached.verify(token);
+    expect(verifySignature).toHaveBeenCalledTimes(1);
+
+    // Same header and payload, another signature: never served from the cache.
+    const [h, p, sig] = token.split('.');
+    const flipped = `${h}.${p}.${sig!.slice(0, 10)}${sig![10] === 'A' ? 'B' : 'A'}${sig!.slice(11)}`;
+    expect(await refusalOf(cached.verify(flipped))).toBe('bad-signature');
+    expect(verifySignature).toHaveBeenCalledTimes(2);
+
+    // The claims are checked on every use: a cached token still expires.
+    now = NOW + 60 + 5;
+    expect(await refusalOf(cached.verify(token))).toBe('expired');
   });
 });
 
