@@ -7,6 +7,7 @@
  * says GOAWAY (it is shutting down) gets a new tunnel dialled at once while
  * the old one finishes its streams.
  */
+import type { Duplex } from 'node:stream';
 import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import WebSocket from 'ws';
 import type { Logger } from '../log.js';
@@ -99,6 +100,8 @@ export class TunnelConnector {
     const tunnel: { socket: WebSocket; session?: MuxSession } = { socket };
     this.current = tunnel;
     let openedAt: number | undefined;
+    let transport: Duplex | undefined;
+    socket.on('upgrade', (response) => (transport = response.socket));
     socket.on('unexpected-response', (_req, res) => {
       // Decided now, before 'close' schedules a reconnect; the body only explains it.
       if (res.statusCode === 401) this.refused = true;
@@ -118,7 +121,7 @@ export class TunnelConnector {
     });
     socket.on('open', () => {
       openedAt = Date.now();
-      const session = new MuxSession(socket, { role: 'server' });
+      const session = new MuxSession(socket, { role: 'server', ...(transport ? { transport } : {}) });
       let pingSentAt = 0;
       const keepalive = new Keepalive(
         () => {

@@ -158,7 +158,8 @@ export class TunnelHub {
 
   /** The token must be for this cluster before anything enters its tunnel. */
   private async admit(req: IncomingMessage, cluster: string): Promise<MuxSession> {
-    if (!this.options.registry.findCluster(cluster)) throw new HubRefusal(404, `no cluster named "${cluster}"`);
+    // A connected tunnel proves the cluster exists (its key was checked): the registry is asked only without one.
+    if (!this.tunnels.has(cluster) && !this.options.registry.findCluster(cluster)) throw new HubRefusal(404, `no cluster named "${cluster}"`);
     let verifier = this.verifiers.get(cluster);
     if (!verifier) {
       verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks });
@@ -203,11 +204,11 @@ export class TunnelHub {
       writeStatusToSocket(socket, 401, `the connector key is for cluster "${cluster.name}", not "${String(claimed)}"`);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register(cluster.name, ws));
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register(cluster.name, ws, socket));
   }
 
-  private register(cluster: string, ws: WebSocket): void {
-    const session = new MuxSession(ws, { role: 'client' });
+  private register(cluster: string, ws: WebSocket, transport: Duplex): void {
+    const session = new MuxSession(ws, { role: 'client', transport });
     const sessions = this.tunnels.get(cluster) ?? [];
     sessions.push(session);
     this.tunnels.set(cluster, sessions);
