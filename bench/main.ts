@@ -9,11 +9,12 @@
  *   load       wrk (Debian's `wrk`) for request rates and latencies; this
  *              process for single-stream throughput
  *
- * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --phases small,streams,designs --json FILE]
+ * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --watches 10000 --json FILE
+ *                          --phases small,streams,isolation,watches,tokens,designs]
  *        [--cpu-prof DIR]  (the relays and the issuer write V8 CPU profiles to DIR when the run ends)
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,7 @@ import { parseArgs } from 'node:util';
 import tls from 'node:tls';
 import { requestToken } from '../src/client/token.js';
 import { issueCertificate, loadOrCreateCa } from '../src/tls/local-ca.js';
+import { measureTokenVerification } from './token-verification.js';
 import { compareTunnelDesigns, type DesignFigures } from './tunnel-designs.js';
 
 const { values: flags } = parseArgs({
@@ -28,7 +30,8 @@ const { values: flags } = parseArgs({
     duration: { type: 'string', default: '5' },
     'stream-mib': { type: 'string', default: '1024' },
     json: { type: 'string' },
-    phases: { type: 'string', default: 'small,streams,designs' },
+    phases: { type: 'string', default: 'small,streams,isolation,watches,tokens,designs' },
+    watches: { type: 'string', default: '10000' },
     'cpu-prof': { type: 'string' },
   },
 });
@@ -280,6 +283,146 @@ async function upgradedStream(target: Target, ca: string, kind: 'source' | 'sink
   });
 }
 
+// ---------------------------------------------------------------- isolation
+
+const percentile = (samples: number[], p: number) => [...samples].sort((a, b) => a - b)[Math.min(samples.length - 1, Math.floor((p / 100) * samples.length))]!;
+
+function timedGet(url: string, agent: https.Agent, headers: Record<string, string>): Promise<number> {
+  const startedAt = performance.now();
+  return new Promise((resolve, reject) => {
+    https
+      .get(url, { agent, headers }, (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 200 ? resolve(performance.now() - startedAt) : reject(new Error(`${url}: HTTP ${res.statusCode}`))));
+      })
+      .on('error', reject);
+  });
+}
+
+/** Opens a port-forward-like upgrade to the echoing upstream, writes `bytes` and never reads: a stalled consumer. */
+async function stalledStream(target: Target, ca: string, bytes: number): Promise<tls.TLSSocket> {
+  const headers = await target.headers();
+  const base = new URL(target.base);
+  const socket = tls.connect({ host: base.hostname, port: Number(base.port), ca });
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('secureConnect', resolve));
+  const headerLines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  socket.write(
+    `POST ${base.pathname.replace(/\/$/, '')}/api/v1/namespaces/bench/pods/stall/portforward HTTP/1.1\r\nHost: ${base.host}\r\n${headerLines}` +
+      'Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\nContent-Length: 0\r\n\r\n',
+  );
+  socket.write(Buffer.alloc(bytes, 's'));
+  socket.pause();
+  return socket;
+}
+
+/** p99 of 100 parallel GETs (5 rounds), without and then beside one stalled stream on the same path. */
+async function isolation(target: Target, ca: string): Promise<{ p99Ms: number; p99StalledMs: number }> {
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 100, ca });
+  const url = `${target.base}/api/v1/namespaces/bench/pods`;
+  const rounds = async () => {
+    const headers = await target.headers();
+    const samples: number[] = [];
+    for (let round = 0; round < 5; round++) samples.push(...(await Promise.all(Array.from({ length: 100 }, () => timedGet(url, agent, headers)))));
+    return samples;
+  };
+  await rounds(); // warm-up: connections open
+  const p99Ms = percentile(await rounds(), 99);
+  const stalled = await stalledStream(target, ca, 8 * 1024 * 1024);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const p99StalledMs = percentile(await rounds(), 99);
+  stalled.destroy();
+  agent.destroy();
+  return { p99Ms, p99StalledMs };
+}
+
+// ---------------------------------------------------------------- idle watches
+
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** Resident memory and CPU time used so far by a process, from /proc. */
+function processUsage(pid: number): { rssMiB: number; cpuSeconds: number } {
+  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
+  return { rssMiB: rssKiB / 1024, cpuSeconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND };
+}
+
+interface WatchFigures {
+  watches: number;
+  openSeconds: number;
+  relayRssMiB: number;
+  hubRssMiB?: number;
+  idleCpuPercent: number;
+  fanOutMs: number;
+}
+
+async function upstreamWatches(upstream: Target): Promise<number> {
+  const text = await new Promise<string>((resolve, reject) => {
+    https.get(`${upstream.base}/bench/watches`, { agent: false, ca: upstreamCa }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+  return (JSON.parse(text) as { open: number }).open;
+}
+let upstreamCa = '';
+
+async function idleWatches(target: Target, upstream: Target, ca: string, count: number, relayPid: number, hubPid?: number): Promise<WatchFigures> {
+  const agent = new https.Agent({ keepAlive: false, maxSockets: Infinity, maxCachedSessions: 1000, ca });
+  const requests: import('node:http').ClientRequest[] = [];
+  let waitingForEvent: (() => void) | undefined;
+  const openedAt = performance.now();
+  for (let first = 0; first < count; first += 250) {
+    const headers = await target.headers(); // a fresh 60-second token per batch: opening them all takes a while
+    await Promise.all(
+      Array.from({ length: Math.min(250, count - first) }, () => new Promise<void>((resolve, reject) => {
+        const req = https.get(`${target.base}/api/v1/namespaces/bench/pods?watch=1`, { agent, headers }, (res) => {
+          if (res.statusCode !== 200) return reject(new Error(`watch: HTTP ${res.statusCode}`));
+          res.on('data', () => waitingForEvent?.());
+          resolve();
+        });
+        req.on('error', reject);
+        requests.push(req);
+      })),
+    );
+  }
+  const openSeconds = (performance.now() - openedAt) / 1000;
+  while ((await upstreamWatches(upstream)) < count) await new Promise((resolve) => setTimeout(resolve, 200));
+
+  const before = processUsage(relayPid);
+  await new Promise((resolve) => setTimeout(resolve, 5_000));
+  const after = processUsage(relayPid);
+
+  let delivered = 0;
+  const allDelivered = new Promise<void>((resolve) => {
+    waitingForEvent = () => {
+      if (++delivered === count) resolve();
+    };
+  });
+  const sentAt = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const req = https.request(`${upstream.base}/bench/event`, { method: 'POST', agent: false, ca: upstreamCa }, (res) => res.resume().on('end', resolve));
+    req.on('error', reject);
+    req.end();
+  });
+  await allDelivered;
+  const fanOutMs = performance.now() - sentAt;
+
+  for (const req of requests) req.destroy();
+  agent.destroy();
+  while ((await upstreamWatches(upstream)) > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+  return {
+    watches: count,
+    openSeconds,
+    relayRssMiB: after.rssMiB,
+    ...(hubPid ? { hubRssMiB: processUsage(hubPid).rssMiB } : {}),
+    idleCpuPercent: (100 * (after.cpuSeconds - before.cpuSeconds)) / 5,
+    fanOutMs,
+  };
+}
+
 // ---------------------------------------------------------------- report
 
 const fmt = (value: number, digits = 2) => value.toFixed(digits);
@@ -291,7 +434,8 @@ async function main(): Promise<void> {
   } catch {
     throw new Error('the benchmark needs wrk as its load generator: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)');
   }
-  const { targets, ca } = await startEverything();
+  const { targets, ca, pids } = await startEverything();
+  upstreamCa = ca;
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`kube-relay benchmark, ${new Date().toISOString()}: ${os.cpus().length} cores (${cpu}), Node ${process.version}, ${os.platform()} ${os.release()}`);
   console.log(`TLS on every leg; upstream, issuer/hub, direct relay, tunnel relay and load generator each in its own process.\n`);
@@ -337,6 +481,47 @@ async function main(): Promise<void> {
     console.log(`| ${label} | ${fmt(row.upstream, 0)} | ${fmt(row.direct, 0)} | ${fmt(row.tunnel, 0)} | ${fmt((100 * row.direct) / row.upstream, 0)} % | ${fmt((100 * row.tunnel) / row.direct, 0)} % |`);
   }
   results.singleStream = streams;
+  }
+
+  if (PHASES.has('isolation')) {
+    console.log('\nIsolation: p99 of 100 parallel small GETs (5 rounds), alone and beside one stalled port-forward on the same path');
+    console.log('| path | p99 ms | p99 ms with a stalled stream | change |');
+    console.log('|---|---|---|---|');
+    const isolated: Record<string, { p99Ms: number; p99StalledMs: number }> = {};
+    for (const name of PATHS) {
+      const figures = (isolated[name] = await isolation(targets[name], ca));
+      console.log(`| ${name} | ${fmt(figures.p99Ms)} | ${fmt(figures.p99StalledMs)} | ${fmt((100 * (figures.p99StalledMs - figures.p99Ms)) / figures.p99Ms, 0)} % |`);
+    }
+    results.isolation = isolated;
+  }
+
+  if (PHASES.has('watches')) {
+    const limit = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
+    const wanted = Number(flags.watches);
+    // A direct-mode relay holds two descriptors per watch (client and upstream); a tunnelled one, one.
+    const directCount = Math.min(wanted, Math.floor((limit - 500) / 2));
+    console.log(`\nIdle watches through one relay: memory and CPU while idle, and one event delivered to all`);
+    if (directCount < wanted) console.log(`(direct mode capped at ${directCount} watches: this shell allows ${limit} open files, the relay needs two per watch; raise ulimit -n to measure ${wanted})`);
+    console.log('| path | watches | opened in s | relay RSS MiB | hub RSS MiB | relay CPU idle | event to all ms |');
+    console.log('|---|---|---|---|---|---|---|');
+    const watches: Record<string, WatchFigures> = {};
+    for (const [name, count, relayPid, hubPid] of [
+      ['direct', directCount, pids.direct!, undefined],
+      ['tunnel', wanted, pids.tunnel!, pids.issuer!],
+    ] as const) {
+      const figures = (watches[name] = await idleWatches(targets[name], targets.upstream, ca, count, relayPid, hubPid));
+      console.log(`| ${name} | ${figures.watches} | ${fmt(figures.openSeconds, 1)} | ${fmt(figures.relayRssMiB, 0)} | ${figures.hubRssMiB ? fmt(figures.hubRssMiB, 0) : '-'} | ${fmt(figures.idleCpuPercent, 1)} % | ${fmt(figures.fanOutMs, 0)} |`);
+    }
+    results.watches = watches;
+  }
+
+  if (PHASES.has('tokens')) {
+    const figures = await measureTokenVerification(5_000);
+    console.log('\nToken verification in one process (ES256, jose): verifications/s');
+    console.log('| distinct tokens (signature checked) | the same token again (verified-token cache) |');
+    console.log('|---|---|');
+    console.log(`| ${fmt(figures.distinctPerSecond, 0)} | ${fmt(figures.repeatedPerSecond, 0)} |`);
+    results.tokenVerification = figures;
   }
 
   if (PHASES.has('designs')) {

@@ -45,6 +45,15 @@ export function createKubernetesProxy(options: httpProxy.ServerOptions): httpPro
   const passes = proxy as unknown as { wsPasses: { name: string }[]; webPasses: { name: string }[] };
   passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
   passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
+  // A streamed answer (a watch, logs -f) must reach the client with its headers at once, as kube-apiserver
+  // flushes them; Node would hold them back until the first body byte. http-proxy copies the headers
+  // synchronously right after this event, so the flush waits for a microtask.
+  proxy.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
+    if (proxyRes.headers['content-length'] !== undefined) return;
+    queueMicrotask(() => {
+      if (!res.headersSent && !res.destroyed) res.flushHeaders();
+    });
+  });
   return proxy;
 }
 

@@ -242,7 +242,7 @@ export class MuxSession extends EventEmitter {
   ) {
     super();
     this.nextId = options.role === 'client' ? 1 : 2;
-    this.maxStreams = options.maxStreams ?? 10_000;
+    this.maxStreams = options.maxStreams ?? 16_384;
     this.transport = options.transport;
     socket.binaryType = 'nodebuffer';
     socket.on('message', (data: Buffer, isBinary: boolean) => {

@@ -189,6 +189,20 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
   });
 
   describe('streaming', () => {
+    it('answers a watch at once, before its first event, as kube-apiserver flushes the headers', async () => {
+      const watchArrived = stack.fake.nextWatch();
+      const response = new Promise<number>((resolve, reject) => {
+        const req = https.get(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=1`, { headers: { authorization: `Bearer ${token}` }, ca: stack.caPem, agent: false }, (res) => {
+          resolve(res.statusCode!);
+          req.destroy();
+        });
+        req.on('error', () => undefined);
+        setTimeout(() => reject(new Error('no response headers within 2 s of an idle watch')), 2_000);
+      });
+      await watchArrived;
+      expect(await response).toBe(200);
+    });
+
     it('delivers each watch event before the next one is sent upstream, and a client abort closes the upstream watch', async () => {
       const received: string[] = [];
       let onLine: (() => void) | undefined;
