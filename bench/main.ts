@@ -6,6 +6,7 @@
  *   upstream   bench/upstream.ts (a lean stand-in for kube-apiserver)
  *   direct     kube-relay relay --mode direct, in front of the upstream
  *   tunnel     kube-relay issuer (with its hub) + kube-relay relay --mode tunnel
+ *   bare       bench/bare-proxy.ts, a bare Node https proxy: the floor any Node proxy stands on
  *   load       wrk (Debian's `wrk`) for request rates and latencies; this
  *              process for single-stream throughput
  *
@@ -42,8 +43,9 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const CLI = path.join(ROOT, 'bin', 'kube-relay.js');
 const CLUSTER = 'bench';
 
-type PathName = 'upstream' | 'direct' | 'tunnel';
-const PATHS: PathName[] = ['upstream', 'direct', 'tunnel'];
+/** upstream: straight to it; bare: through a bare Node https proxy (the floor); direct, tunnel: through kube-relay. */
+type PathName = 'upstream' | 'bare' | 'direct' | 'tunnel';
+const PATHS: PathName[] = ['upstream', 'bare', 'direct', 'tunnel'];
 
 interface Target {
   /** Base URL that stands for the API server on this path. */
@@ -54,12 +56,14 @@ interface Target {
 // ---------------------------------------------------------------- processes
 
 const children: ChildProcess[] = [];
+const pids: Record<string, number> = {};
 process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
 
 /** Starts a child and resolves with the first output line matching `ready`. */
 function startProcess(name: string, command: string, args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<RegExpMatchArray> {
   const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(child);
+  pids[name] = child.pid!;
   return new Promise((resolve, reject) => {
     let output = '';
     const timer = setTimeout(() => reject(new Error(`${name} did not start within 30 s:\n${output}`)), 30_000);
@@ -91,7 +95,7 @@ async function waitReady(adminPort: number): Promise<void> {
   throw new Error(`the relay on admin port ${adminPort} did not become ready`);
 }
 
-async function startEverything(): Promise<{ targets: Record<PathName, Target>; ca: string; pids: Record<string, number> }> {
+async function startEverything(): Promise<{ targets: Record<PathName, Target>; ca: string }> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'kube-relay-bench-'));
   const ca = loadOrCreateCa(dataDir);
   const upstreamCert = issueCertificate(ca, { commonName: 'bench-upstream', sans: ['127.0.0.1', 'localhost'], usage: 'server' });
@@ -104,6 +108,16 @@ async function startEverything(): Promise<{ targets: Record<PathName, Target>; c
 
   const upstreamPort = Number(
     (await startProcess('upstream', process.execPath, ['--import', 'tsx', path.join('bench', 'upstream.ts'), path.join(dataDir, 'upstream.crt'), path.join(dataDir, 'upstream.key')], /listening (\d+)/))[1],
+  );
+  const barePort = Number(
+    (
+      await startProcess(
+        'bare proxy',
+        process.execPath,
+        ['--import', 'tsx', path.join('bench', 'bare-proxy.ts'), path.join(dataDir, 'upstream.crt'), path.join(dataDir, 'upstream.key'), ca.certPath, String(upstreamPort)],
+        /listening (\d+)/,
+      )
+    )[1],
   );
   writeFileSync(
     path.join(dataDir, 'upstream.kubeconfig'),
@@ -144,10 +158,10 @@ async function startEverything(): Promise<{ targets: Record<PathName, Target>; c
     ca: ca.certPem,
     targets: {
       upstream: { base: `https://127.0.0.1:${upstreamPort}`, headers: async () => ({ authorization: 'Bearer bench-relay-credential' }) },
+      bare: { base: `https://127.0.0.1:${barePort}`, headers: async () => ({ authorization: 'Bearer bench-relay-credential' }) },
       direct: { base: direct[1]!, headers: agentHeaders },
       tunnel: { base: tunnel[1]!, headers: agentHeaders },
     },
-    pids: Object.fromEntries(children.map((child, i) => [['upstream', 'issuer', 'direct', 'tunnel'][i]!, child.pid!])),
   };
 }
 
@@ -434,7 +448,7 @@ async function main(): Promise<void> {
   } catch {
     throw new Error('the benchmark needs wrk as its load generator: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)');
   }
-  const { targets, ca, pids } = await startEverything();
+  const { targets, ca } = await startEverything();
   upstreamCa = ca;
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`kube-relay benchmark, ${new Date().toISOString()}: ${os.cpus().length} cores (${cpu}), Node ${process.version}, ${os.platform()} ${os.release()}`);
@@ -465,8 +479,8 @@ async function main(): Promise<void> {
 
   if (PHASES.has('streams')) {
   console.log(`\nSingle stream, ${STREAM_BYTES / 1024 / 1024} MiB each (MB/s)`);
-  console.log('| stream | upstream | direct | tunnel | direct / upstream | tunnel / direct |');
-  console.log('|---|---|---|---|---|---|');
+  console.log('| stream | upstream | bare Node proxy | direct | tunnel | bare / upstream | direct / upstream | tunnel / direct |');
+  console.log('|---|---|---|---|---|---|---|---|');
   const streams: Record<string, Record<PathName, number>> = {};
   const kinds: [string, (t: Target) => Promise<number>][] = [
     ['response body (download)', (t) => bodyDownload(t, ca, STREAM_BYTES)],
@@ -478,7 +492,8 @@ async function main(): Promise<void> {
     const row = {} as Record<PathName, number>;
     for (const name of PATHS) row[name] = await run(targets[name]);
     streams[label] = row;
-    console.log(`| ${label} | ${fmt(row.upstream, 0)} | ${fmt(row.direct, 0)} | ${fmt(row.tunnel, 0)} | ${fmt((100 * row.direct) / row.upstream, 0)} % | ${fmt((100 * row.tunnel) / row.direct, 0)} % |`);
+    const percent = (part: number, whole: number) => `${fmt((100 * part) / whole, 0)} %`;
+    console.log(`| ${label} | ${fmt(row.upstream, 0)} | ${fmt(row.bare, 0)} | ${fmt(row.direct, 0)} | ${fmt(row.tunnel, 0)} | ${percent(row.bare, row.upstream)} | ${percent(row.direct, row.upstream)} | ${percent(row.tunnel, row.direct)} |`);
   }
   results.singleStream = streams;
   }
@@ -488,7 +503,7 @@ async function main(): Promise<void> {
     console.log('| path | p99 ms | p99 ms with a stalled stream | change |');
     console.log('|---|---|---|---|');
     const isolated: Record<string, { p99Ms: number; p99StalledMs: number }> = {};
-    for (const name of PATHS) {
+    for (const name of ['upstream', 'direct', 'tunnel'] as const) {
       const figures = (isolated[name] = await isolation(targets[name], ca));
       console.log(`| ${name} | ${fmt(figures.p99Ms)} | ${fmt(figures.p99StalledMs)} | ${fmt((100 * (figures.p99StalledMs - figures.p99Ms)) / figures.p99Ms, 0)} % |`);
     }
@@ -506,8 +521,8 @@ async function main(): Promise<void> {
     console.log('|---|---|---|---|---|---|---|');
     const watches: Record<string, WatchFigures> = {};
     for (const [name, count, relayPid, hubPid] of [
-      ['direct', directCount, pids.direct!, undefined],
-      ['tunnel', wanted, pids.tunnel!, pids.issuer!],
+      ['direct', directCount, pids['direct relay']!, undefined],
+      ['tunnel', wanted, pids['tunnel relay']!, pids.issuer!],
     ] as const) {
       const figures = (watches[name] = await idleWatches(targets[name], targets.upstream, ca, count, relayPid, hubPid));
       console.log(`| ${name} | ${figures.watches} | ${fmt(figures.openSeconds, 1)} | ${fmt(figures.relayRssMiB, 0)} | ${figures.hubRssMiB ? fmt(figures.hubRssMiB, 0) : '-'} | ${fmt(figures.idleCpuPercent, 1)} % | ${fmt(figures.fanOutMs, 0)} |`);
