@@ -29,7 +29,7 @@ export interface ConnectorOptions {
 }
 
 /** How long a stopping relay lets the streams in flight finish before it cuts them. */
-export const STOP_DRAIN_MS = 10_000;
+const STOP_DRAIN_MS = 10_000;
 
 export class TunnelConnector {
   /** The tunnel new streams arrive on. */
