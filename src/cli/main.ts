@@ -388,8 +388,12 @@ async function runRelay(args: string[], io: Io): Promise<number> {
     log,
   });
   io.stderr(`kube-relay relay for cluster "${cluster}" (${mode} mode): agents use ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}\n`);
-  await untilSignal();
+  const failure = await Promise.race([untilSignal().then(() => undefined), relay.failed]);
   await relay.close();
+  if (failure) {
+    io.stderr(`kube-relay: ${failure.message}\n`);
+    return 1;
+  }
   return 0;
 }
 

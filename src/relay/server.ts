@@ -17,6 +17,7 @@ import { Forwarder } from './forward.js';
 import { LiveStreams } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
+import { checkImpersonationPermissions, MissingPermissionError } from './self-check.js';
 import { RevocationList } from './revocations.js';
 import { TokenVerifier } from './token-verifier.js';
 import type { Upstream } from './upstream.js';
@@ -58,6 +59,8 @@ export interface RunningRelay {
   revocations: RevocationList;
   /** What /readyz reports. */
   readiness(): Readiness;
+  /** Settles only if the relay must stop: a later self-check found a permission missing. */
+  failed: Promise<Error>;
   close(): Promise<void>;
 }
 
@@ -86,6 +89,48 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     streams,
     log,
   });
+
+  let upstreamReachable = false;
+  let mayImpersonate = false;
+  let reportFatal: (err: Error) => void = () => undefined;
+  const failed = new Promise<Error>((resolve) => (reportFatal = resolve));
+  const checkReadiness = async () => {
+    if (!verifier.ready) {
+      try {
+        await verifier.loadKeys();
+      } catch (err) {
+        log.warn('cannot load the issuer keys yet', { issuer: config.issuer, error: (err as Error).message });
+      }
+    }
+    const reachable = await probeUpstream(config.upstream);
+    if (reachable !== upstreamReachable) log.info(reachable ? 'API server reachable' : 'API server unreachable', { upstream: config.upstream.description });
+    upstreamReachable = reachable;
+    if (reachable && !mayImpersonate) {
+      try {
+        await checkImpersonationPermissions(config.upstream);
+        mayImpersonate = true;
+      } catch (err) {
+        if (err instanceof MissingPermissionError) throw err;
+        log.warn('cannot check the relay\'s permissions yet', { error: (err as Error).message });
+      }
+    }
+  };
+  // Before anything listens: a relay that may not impersonate must not start at all.
+  try {
+    await checkReadiness();
+  } catch (err) {
+    stopPolling();
+    forwarder.close();
+    await audit.close();
+    throw err;
+  }
+  const readinessTimer = setInterval(() => {
+    checkReadiness().catch((err: Error) => {
+      log.error(err.message);
+      reportFatal(err);
+    });
+  }, READINESS_INTERVAL_MS);
+  readinessTimer.unref();
 
   // Direct mode: our own HTTPS listener. Tunnel mode: a plain HTTP server that never listens; the
   // tunnel hands it each stream as a connection (TLS is the tunnel's), so the same pipeline serves both.
@@ -119,26 +164,11 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     url = `${config.tunnel.hubUrl.replace(/\/+$/, '')}/clusters/${config.cluster}`;
   }
 
-  let upstreamReachable = false;
-  const checkReadiness = async () => {
-    if (!verifier.ready) {
-      try {
-        await verifier.loadKeys();
-      } catch (err) {
-        log.warn('cannot load the issuer keys yet', { issuer: config.issuer, error: (err as Error).message });
-      }
-    }
-    const reachable = await probeUpstream(config.upstream);
-    if (reachable !== upstreamReachable) log.info(reachable ? 'API server reachable' : 'API server unreachable', { upstream: config.upstream.description });
-    upstreamReachable = reachable;
-  };
-  await checkReadiness();
-  const readinessTimer = setInterval(() => void checkReadiness(), READINESS_INTERVAL_MS);
-  readinessTimer.unref();
   const readiness = (): Readiness => {
     const waitingFor = [
       ...(verifier.ready ? [] : ['issuer keys (JWKS)']),
       ...(upstreamReachable ? [] : ['the Kubernetes API server']),
+      ...(upstreamReachable && !mayImpersonate ? ['the impersonation self-check'] : []),
       ...(connector && !connector.connected ? [`the tunnel (${connector.state})`] : []),
     ];
     return { ready: waitingFor.length === 0, waitingFor };
@@ -153,6 +183,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     pipeline,
     revocations,
     readiness,
+    failed,
     async close() {
       clearInterval(readinessTimer);
       await connector?.stop();

@@ -137,7 +137,7 @@ describe('hub shutdown and restart', () => {
       );
       req.on('error', reject);
       req.write(body.subarray(0, 1024));
-      void until(() => stack.fake.requests.some((r) => r.method === 'POST' && r.body.length > 0), 5_000, 'the upstream to get the first bytes').then(async () => {
+      void until(() => stack.fake.requests.some((r) => r.url.endsWith('/configmaps') && r.body.length > 0), 5_000, 'the upstream to get the first bytes').then(async () => {
         stopping = hub.close();
         await new Promise((resolve) => setTimeout(resolve, 200));
         req.end(body.subarray(1024));
@@ -145,7 +145,7 @@ describe('hub shutdown and restart', () => {
     });
     const answer = await response;
     expect(answer.status).toBe(200);
-    expect(stack.fake.requests.filter((r) => r.method === 'POST').at(-1)!.body.length).toBe(body.length);
+    expect(stack.fake.requests.filter((r) => r.url.endsWith('/configmaps')).at(-1)!.body.length).toBe(body.length);
     await stopping;
     await until(() => !relay.readiness().ready, 2_000, 'the relay to report the tunnel down');
     expect(relay.readiness().waitingFor.join()).toContain('tunnel');

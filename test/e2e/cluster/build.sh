@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the e2e cluster's binaries (kube-apiserver, kube-controller-manager, etcd, kwok) from the Go module proxy, pinned by
+# Builds the e2e cluster's binaries (kube-apiserver, kube-controller-manager, etcd, kwok) and Helm from the Go module proxy, pinned by
 # the wrapper modules beside this script, into a cache outside the repository keyed by version.
 # Prints "name=path" for each. Only the first run on a machine pays the build.
 set -euo pipefail
@@ -30,6 +30,7 @@ build() { # name, wrapper dir, package, version, ldflags
 k8s=$(version_of kube-apiserver k8s.io/kubernetes)
 etcd=$(version_of etcd go.etcd.io/etcd/server/v3)
 kwok=$(version_of kwok sigs.k8s.io/kwok)
+helm=$(version_of helm helm.sh/helm/v3)
 minor=$(echo "$k8s" | cut -d. -f2)
 kube_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
 
@@ -37,3 +38,4 @@ build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s" 
 build kube-controller-manager kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager "$k8s" "$kube_ldflags"
 build etcd etcd go.etcd.io/etcd/server/v3 "$etcd" "-s -w"
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok "$kwok" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$kwok"
+build helm helm helm.sh/helm/v3/cmd/helm "$helm" "-s -w -X helm.sh/helm/v3/internal/version.version=$helm"
