@@ -12,6 +12,8 @@ export type E2eCluster = Omit<Cluster, 'stop'> & { relayKubeconfig: string };
 declare module 'vitest' {
   export interface ProvidedContext {
     cluster: E2eCluster;
+    /** The Helm binary built from the module proxy. */
+    helm: string;
   }
 }
 
@@ -26,6 +28,7 @@ export default async function setup(project: TestProject) {
   process.stderr.write(`e2e: cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s (${cluster.dir})\n`);
   const { stop: _stop, ...coordinates } = cluster;
   project.provide('cluster', { ...coordinates, relayKubeconfig });
+  project.provide('helm', binaries.helm);
   return async () => {
     await cluster?.stop();
   };

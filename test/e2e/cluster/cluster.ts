@@ -29,6 +29,8 @@ export interface Binaries {
   kubeControllerManager: string;
   etcd: string;
   kwok: string;
+  /** Not part of the cluster: the chart's lint, template and dry-run checks use it. */
+  helm: string;
 }
 
 export interface Cluster {
@@ -49,7 +51,7 @@ export interface Cluster {
 export function buildBinaries(): Binaries {
   const output = execFileSync('bash', [path.join(HERE, 'build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const paths = Object.fromEntries(output.trim().split('\n').map((line) => line.split('=') as [string, string]));
-  return { kubeApiserver: paths['kube-apiserver']!, kubeControllerManager: paths['kube-controller-manager']!, etcd: paths.etcd!, kwok: paths.kwok! };
+  return { kubeApiserver: paths['kube-apiserver']!, kubeControllerManager: paths['kube-controller-manager']!, etcd: paths.etcd!, kwok: paths.kwok!, helm: paths.helm! };
 }
 
 export async function startCluster(binaries: Binaries = buildBinaries()): Promise<Cluster> {

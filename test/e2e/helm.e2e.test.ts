@@ -1,0 +1,102 @@
+/**
+ * The Helm chart (issue 5), with Helm built from the module proxy: lint and
+ * template for each mode, clear failures for wrong values, the plain
+ * manifests kept in sync, and the whole rendering accepted by a real
+ * kube-apiserver (server-side dry run). Grants are applied for real and an
+ * agent gets exactly the granted access.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { kubectlBinary, runKubectl } from '../helpers/kubectl.js';
+import { adminKubectl } from './cluster/bootstrap.js';
+import { type RelayUnderTest, startRelayFor } from './relay-harness.js';
+
+const cluster = inject('cluster');
+const helmBinary = inject('helm');
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+const CHART = path.join(ROOT, 'deploy', 'helm', 'kube-relay');
+const CI_VALUES = { tunnel: path.join(CHART, 'ci', 'tunnel-values.yaml'), direct: path.join(CHART, 'ci', 'direct-values.yaml') };
+
+function helm(args: string[]): { code: number; stdout: string; stderr: string } {
+  const result = spawnSync(helmBinary, args, { encoding: 'utf8' });
+  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+function template(values: string, extra: string[] = []): string {
+  const result = helm(['template', 'kube-relay', CHART, '--namespace', 'kube-relay', '-f', values, ...extra]);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  return result.stdout;
+}
+
+const kinds = (rendered: string) => parseAllDocuments(rendered).map((doc) => (doc.toJS() as { kind?: string } | null)?.kind).filter(Boolean);
+
+describe('the chart', () => {
+  it.each(['tunnel', 'direct'] as const)('passes helm lint and renders in %s mode', (mode) => {
+    const lint = helm(['lint', CHART, '-f', CI_VALUES[mode]]);
+    expect(lint.code, lint.stdout + lint.stderr).toBe(0);
+    const rendered = kinds(template(CI_VALUES[mode]));
+    expect(rendered).toContain('Deployment');
+    expect(rendered).toContain('ServiceAccount');
+    expect(rendered.filter((kind) => kind === 'Secret')).toHaveLength(mode === 'tunnel' ? 1 : 0);
+  });
+
+  it.each([
+    ['an unknown mode', ['--set', 'mode=bogus'], "at '/mode': value must be one of 'tunnel', 'direct'"],
+    ['tunnel mode without a connector key', ['--set', 'connectorKey='], 'connectorKey (or existingSecret) is required in tunnel mode'],
+    ['a cluster name that is not a DNS label', ['--set', 'clusterName=Prod_EU'], "at '/clusterName'"],
+    ['a grant with an unknown role', ['--set', 'grants[0].group=acme/sre,grants[0].role=god'], "at '/grants/0/role'"],
+  ])('refuses %s with a message that names it', (_what, extra, message) => {
+    const result = helm(['template', 'kube-relay', CHART, '-f', CI_VALUES.tunnel, ...extra]);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain(message);
+  });
+
+  it('deploy/manifests/kube-relay.yaml is the chart rendered with deploy/manifests/values.yaml (bash deploy/render-manifests.sh)', () => {
+    const fresh = template(path.join(ROOT, 'deploy', 'manifests', 'values.yaml'));
+    expect(readFileSync(path.join(ROOT, 'deploy', 'manifests', 'kube-relay.yaml'), 'utf8')).toBe(fresh);
+  });
+
+  it.each(['tunnel', 'direct'] as const)('is accepted whole by kube-apiserver (kubectl apply --dry-run=server, %s mode)', (mode) => {
+    const rendered = template(CI_VALUES[mode]);
+    const result = spawnSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, 'apply', '--dry-run=server', '-f', '-'], { input: rendered, encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('deployment.apps/kube-relay created (server dry run)');
+  });
+});
+
+describe('grants from Helm values', () => {
+  let relay: RelayUnderTest;
+  let agent: string;
+  const rendered = () =>
+    template(CI_VALUES.tunnel, ['--set-json', 'grants=[{"group":"acme/readers","role":"kube-relay-read-only","namespace":"e2e"}]', '--show-only', 'templates/grants.yaml', '--show-only', 'templates/access-roles.yaml']);
+
+  beforeAll(async () => {
+    execFileSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, 'apply', '-f', '-'], { input: rendered() });
+    relay = await startRelayFor(cluster, 'direct');
+    agent = relay.agent('helm-reader', ['readers']);
+  });
+
+  afterAll(async () => {
+    execFileSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, 'delete', '--ignore-not-found', '-f', '-'], { input: rendered() });
+    await relay?.close();
+  });
+
+  it('an agent in the granted group gets exactly kube-relay-read-only in that namespace', async () => {
+    const can = async (...args: string[]) => (await runKubectl(kubectlBinary('1.33'), ['--kubeconfig', agent, 'auth', 'can-i', ...args])).stdout.trim();
+    expect(await can('list', 'pods', '-n', 'e2e')).toBe('yes');
+    expect(await can('get', 'pods/log', '-n', 'e2e')).toBe('yes');
+    expect(await can('list', 'deployments.apps', '-n', 'e2e')).toBe('yes');
+    expect(await can('get', 'secrets', '-n', 'e2e')).toBe('no');
+    expect(await can('create', 'pods/exec', '-n', 'e2e')).toBe('no');
+    expect(await can('delete', 'pods', '-n', 'e2e')).toBe('no');
+    expect(await can('list', 'pods', '-n', 'kube-system')).toBe('no');
+    const listed = await runKubectl(kubectlBinary('1.33'), ['--kubeconfig', agent, 'get', 'pods', '-n', 'e2e', '-o', 'name']);
+    expect(listed.stdout).toContain('pod/web');
+    expect(adminKubectl(cluster, ['get', 'rolebinding', '-n', 'e2e', '-o', 'name'])).toContain('rolebinding.rbac.authorization.k8s.io/kube-relay-grant-0');
+  });
+});
