@@ -24,7 +24,7 @@ export default async function setup(project: TestProject) {
   const binaries = buildBinaries();
   process.stderr.write(`e2e: binaries ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   cluster = await startCluster(binaries);
-  const { relayKubeconfig } = await bootstrapCluster(cluster);
+  const { relayKubeconfig } = await bootstrapCluster(cluster, binaries.helm);
   process.stderr.write(`e2e: cluster up in ${((Date.now() - started) / 1000).toFixed(1)} s (${cluster.dir})\n`);
   const { stop: _stop, ...coordinates } = cluster;
   project.provide('cluster', { ...coordinates, relayKubeconfig });

@@ -1,6 +1,6 @@
 /**
  * What the e2e cluster holds before any test: the relay's ServiceAccount
- * with only the impersonation ClusterRole, a kwok node with a running pod,
+ * with only the impersonation ClusterRole, both rendered from the Helm chart, a kwok node with a running pod,
  * and a kubeconfig for the relay whose token comes from the TokenRequest API.
  */
 import { execFileSync } from 'node:child_process';
@@ -12,6 +12,7 @@ import { kubectlBinary } from '../../helpers/kubectl.js';
 import type { Cluster } from './cluster.js';
 
 const MANIFESTS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'manifests');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 export function adminKubectl(cluster: Pick<Cluster, 'adminKubeconfig'>, args: string[], input?: string): string {
   return execFileSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, ...args], {
@@ -21,8 +22,10 @@ export function adminKubectl(cluster: Pick<Cluster, 'adminKubeconfig'>, args: st
   });
 }
 
-export async function bootstrapCluster(cluster: Cluster): Promise<{ relayKubeconfig: string }> {
-  adminKubectl(cluster, ['apply', '-f', path.join(MANIFESTS, 'relay-rbac.yaml')]);
+export async function bootstrapCluster(cluster: Cluster, helm: string): Promise<{ relayKubeconfig: string }> {
+  // The relay's identity is exactly what the Helm chart installs: its ServiceAccount and impersonation-only ClusterRole.
+  adminKubectl(cluster, ['create', 'namespace', 'kube-relay']);
+  adminKubectl(cluster, ['apply', '-f', '-'], relayIdentityFromChart(helm));
   adminKubectl(cluster, ['apply', '-f', path.join(MANIFESTS, 'workload.yaml')]);
   await waitForPodRunning(cluster, 'e2e', 'web');
   await waitForAggregatedRoles(cluster);
@@ -41,6 +44,15 @@ export async function bootstrapCluster(cluster: Cluster): Promise<{ relayKubecon
     { mode: 0o600 },
   );
   return { relayKubeconfig };
+}
+
+function relayIdentityFromChart(helm: string): string {
+  const chart = path.join(ROOT, 'deploy', 'helm', 'kube-relay');
+  return execFileSync(
+    helm,
+    ['template', 'kube-relay', chart, '--namespace', 'kube-relay', '-f', path.join(chart, 'ci', 'tunnel-values.yaml'), '--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml'],
+    { encoding: 'utf8' },
+  );
 }
 
 /** view, edit and admin are filled in by the controller-manager's clusterrole-aggregation controller. */

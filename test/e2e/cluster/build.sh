@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache="${KUBE_RELAY_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-relay/e2e}"
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "e2e: Go 1.24 or newer is required to build kube-apiserver, etcd and kwok from the Go module proxy: install Go (https://go.dev/doc/install) and run again" >&2
+  echo "e2e: Go 1.26 or newer is required to build kube-apiserver, etcd, kwok and Helm from the Go module proxy: install Go (https://go.dev/doc/install) and run again" >&2
   exit 1
 fi
 
