@@ -100,3 +100,40 @@ describe('grants from Helm values', () => {
     expect(adminKubectl(cluster, ['get', 'rolebinding', '-n', 'e2e', '-o', 'name'])).toContain('rolebinding.rbac.authorization.k8s.io/kube-relay-grant-0');
   });
 });
+
+describe('helm install for real', () => {
+  const NAMESPACE = 'kube-relay-helm';
+  // Not "kube-relay": bootstrap installed the relay's own identity under that name already.
+  const RELEASE = 'second';
+  const NAME = `${RELEASE}-kube-relay`;
+  let relay: RelayUnderTest | undefined;
+
+  afterAll(async () => {
+    await relay?.close();
+    helm(['uninstall', RELEASE, '-n', NAMESPACE, '--kubeconfig', cluster.adminKubeconfig]);
+    adminKubectl(cluster, ['delete', 'namespace', NAMESPACE, '--ignore-not-found', '--wait=false']);
+  });
+
+  it('installs every object, and a tunnel relay connects with the connector key read back from the chart\'s Secret', async () => {
+    relay = await startRelayFor(cluster, 'tunnel', {
+      connectorKeyVia: (key) => {
+        const install = helm([
+          'install', RELEASE, CHART, '-n', NAMESPACE, '--create-namespace', '--kubeconfig', cluster.adminKubeconfig,
+          '-f', CI_VALUES.tunnel, '--set', 'clusterName=e2e,issuerUrl=https://issuer.e2e.test,hubUrl=https://issuer.e2e.test',
+          // The access ClusterRoles belong to another test's release here; this one only references them.
+          '--set', 'accessRoles.create=false', '--set', `connectorKey=${key}`,
+        ]);
+        expect(install.stderr).toBe('');
+        expect(install.code).toBe(0);
+        const stored = adminKubectl(cluster, ['get', 'secret', `${NAME}-connector`, '-n', NAMESPACE, '-o', 'jsonpath={.data.connector-key}']);
+        return Buffer.from(stored, 'base64').toString('utf8').trim();
+      },
+    });
+    const installed = adminKubectl(cluster, ['get', 'deployment,serviceaccount,secret,service,poddisruptionbudget', '-n', NAMESPACE, '-o', 'name']);
+    for (const object of [`deployment.apps/${NAME}`, `serviceaccount/${NAME}`, `secret/${NAME}-connector`, `service/${NAME}`, `poddisruptionbudget.policy/${NAME}`]) {
+      expect(installed).toContain(object);
+    }
+    expect(relay.relay.readiness()).toEqual({ ready: true, waitingFor: [] });
+  });
+});
+

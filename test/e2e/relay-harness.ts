@@ -29,7 +29,12 @@ export interface RelayUnderTest {
 }
 
 /** An issuer (and hub) and a relay in front of the e2e cluster: agents reach it directly or through the hub's tunnel. */
-export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunnel'): Promise<RelayUnderTest> {
+export interface RelayOptions {
+  /** Tunnel mode: where the connector key travels before the relay reads it (the chart's Secret, say); returns what the relay is given. */
+  connectorKeyVia?: (key: string) => string;
+}
+
+export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunnel', options: RelayOptions = {}): Promise<RelayUnderTest> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-e2e-relay-'));
   const log = createLogger('warn');
   const withRegistry = <T>(use: (registry: Registry) => T): T => {
@@ -40,7 +45,8 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
       store.close();
     }
   };
-  const connectorKey = withRegistry((registry) => registry.createCluster(CLUSTER_NAME, ORG));
+  const issuedKey = withRegistry((registry) => registry.createCluster(CLUSTER_NAME, ORG));
+  const connectorKey = options.connectorKeyVia ? options.connectorKeyVia(issuedKey) : issuedKey;
   const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log });
   const auditFile = path.join(dataDir, 'audit.jsonl');
   const issuerCa = readFileSync(issuer.caFile!);
