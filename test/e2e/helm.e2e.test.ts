@@ -44,6 +44,14 @@ describe('the chart', () => {
     expect(rendered.filter((kind) => kind === 'Secret')).toHaveLength(mode === 'tunnel' ? 1 : 0);
   });
 
+  it('lints with its default values, and renders none: cluster, issuer and connector key have no default, and it says so', () => {
+    const lint = helm(['lint', CHART]);
+    expect(lint.code, lint.stdout + lint.stderr).toBe(0);
+    const rendered = helm(['template', 'kube-relay', CHART]);
+    expect(rendered.code).not.toBe(0);
+    expect(rendered.stderr).toMatch(/(clusterName|issuerUrl|connectorKey \(or existingSecret\)) is required/);
+  });
+
   it.each([
     ['an unknown mode', ['--set', 'mode=bogus'], "at '/mode': value must be one of 'tunnel', 'direct'"],
     ['tunnel mode without a connector key', ['--set', 'connectorKey='], 'connectorKey (or existingSecret) is required in tunnel mode'],
