@@ -59,7 +59,7 @@ export interface RunningRelay {
   revocations: RevocationList;
   /** What /readyz reports. */
   readiness(): Readiness;
-  /** Settles only if the relay must stop: a later self-check found a permission missing. */
+  /** Settles only if the relay must stop: the hub refused its connector key, or a later self-check found a permission missing. */
   failed: Promise<Error>;
   close(): Promise<void>;
 }
@@ -157,6 +157,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       keepaliveMs: config.tunnel.keepaliveMs,
       ...(config.tunnel.backoff ? { backoff: config.tunnel.backoff } : {}),
       onStream: (stream) => server.emit('connection', stream),
+      onRefused: (reason) => reportFatal(new Error(`the hub refused this relay's connector key for cluster "${config.cluster}": ${reason}`)),
       log,
       metrics: metrics.registry,
     });

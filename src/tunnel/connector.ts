@@ -22,6 +22,8 @@ export interface ConnectorOptions {
   /** Trust for the hub (`--issuer-ca-file`). */
   hubCa?: string | Buffer | undefined;
   onStream(stream: MuxStream): void;
+  /** The hub refused the connector key (401): the relay will not reconnect. */
+  onRefused?(reason: string): void;
   log: Logger;
   metrics: MetricsRegistry;
   backoff?: ReconnectBackoff;
@@ -114,8 +116,10 @@ export class TunnelConnector {
         } catch {
           // not a Status body: keep the text
         }
-        if (this.refused) log.error('the hub refused this relay; not reconnecting until restarted with a valid connector key', { status: 401, reason });
-        else log.warn('the hub did not accept the tunnel', { status: res.statusCode, reason });
+        if (this.refused) {
+          log.error('the hub refused this relay; not reconnecting until restarted with a valid connector key', { status: 401, reason });
+          this.options.onRefused?.(reason);
+        } else log.warn('the hub did not accept the tunnel', { status: res.statusCode, reason });
         socket.terminate();
       });
     });

@@ -1,10 +1,12 @@
 /** The hub's own rules (DESIGN §4): who may connect a tunnel, and which requests may enter one. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
 import { ReconnectBackoff } from '../../src/tunnel/backoff.js';
+import { runCli } from '../helpers/cli.js';
 import { request, until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 
@@ -93,9 +95,21 @@ describe('relays dialling in', () => {
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(attempts.count).toBe(0);
       expect(lines.join('')).not.toContain('krl_cluster_not-a-real-key');
+      expect((await relay.failed).message).toContain('the hub refused this relay\'s connector key for cluster "prod-eu"');
     } finally {
       await relay.close();
     }
+  });
+
+  it('kube-relay relay exits 1 with the reason when the hub refuses its key (a CrashLoopBackOff in Kubernetes, not a tight loop)', async () => {
+    const keyFile = path.join(stack.dataDir, 'wrong.connector-key');
+    writeFileSync(keyFile, 'krl_cluster_not-a-real-key\n', { mode: 0o600 });
+    const result = await runCli(
+      ['relay', '--mode', 'tunnel', '--cluster', 'prod-eu', '--issuer', hub(), '--hub', hub(), '--issuer-ca-file', stack.caFile, '--connector-key-file', keyFile, '--kubeconfig', stack.relayKubeconfig, '--data', stack.dataDir, '--log-level', 'error'],
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('kube-relay: the hub refused this relay\'s connector key for cluster "prod-eu": the connector key is not valid');
+    expect(result.stderr).not.toContain('krl_cluster_not-a-real-key');
   });
 
   it('a relay claiming another cluster than its key is refused', async () => {
