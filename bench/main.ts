@@ -371,9 +371,9 @@ interface WatchFigures {
   fanOutMs: number;
 }
 
-async function upstreamWatches(upstream: Target): Promise<number> {
+async function upstreamWatches(upstream: Target, ca: string): Promise<number> {
   const text = await new Promise<string>((resolve, reject) => {
-    https.get(`${upstream.base}/bench/watches`, { agent: false, ca: upstreamCa }, (res) => {
+    https.get(`${upstream.base}/bench/watches`, { agent: false, ca }, (res) => {
       let body = '';
       res.on('data', (chunk: Buffer) => (body += chunk.toString()));
       res.on('end', () => resolve(body));
@@ -381,7 +381,6 @@ async function upstreamWatches(upstream: Target): Promise<number> {
   });
   return (JSON.parse(text) as { open: number }).open;
 }
-let upstreamCa = '';
 
 async function idleWatches(target: Target, upstream: Target, ca: string, count: number, relayPid: number, hubPid?: number): Promise<WatchFigures> {
   const agent = new https.Agent({ keepAlive: false, maxSockets: Infinity, maxCachedSessions: 1000, ca });
@@ -403,7 +402,7 @@ async function idleWatches(target: Target, upstream: Target, ca: string, count: 
     );
   }
   const openSeconds = (performance.now() - openedAt) / 1000;
-  while ((await upstreamWatches(upstream)) < count) await new Promise((resolve) => setTimeout(resolve, 200));
+  while ((await upstreamWatches(upstream, ca)) < count) await new Promise((resolve) => setTimeout(resolve, 200));
 
   const before = processUsage(relayPid);
   await new Promise((resolve) => setTimeout(resolve, 5_000));
@@ -417,7 +416,7 @@ async function idleWatches(target: Target, upstream: Target, ca: string, count: 
   });
   const sentAt = performance.now();
   await new Promise<void>((resolve, reject) => {
-    const req = https.request(`${upstream.base}/bench/event`, { method: 'POST', agent: false, ca: upstreamCa }, (res) => res.resume().on('end', resolve));
+    const req = https.request(`${upstream.base}/bench/event`, { method: 'POST', agent: false, ca }, (res) => res.resume().on('end', resolve));
     req.on('error', reject);
     req.end();
   });
@@ -426,7 +425,7 @@ async function idleWatches(target: Target, upstream: Target, ca: string, count: 
 
   for (const req of requests) req.destroy();
   agent.destroy();
-  while ((await upstreamWatches(upstream)) > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+  while ((await upstreamWatches(upstream, ca)) > 0) await new Promise((resolve) => setTimeout(resolve, 200));
   return {
     watches: count,
     openSeconds,
@@ -449,7 +448,6 @@ async function main(): Promise<void> {
     throw new Error('the benchmark needs wrk as its load generator: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)');
   }
   const { targets, ca } = await startEverything();
-  upstreamCa = ca;
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`kube-relay benchmark, ${new Date().toISOString()}: ${os.cpus().length} cores (${cpu}), Node ${process.version}, ${os.platform()} ${os.release()}`);
   console.log(`TLS on every leg; upstream, issuer/hub, direct relay, tunnel relay and load generator each in its own process.\n`);

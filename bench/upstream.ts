@@ -4,6 +4,7 @@
  * records nothing and answers from memory:
  *
  *   GET  /version                                  version info (relay readiness)
+ *   POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews   always allowed (the relay's self-check)
  *   GET  /api/v1/namespaces/bench/pods             a PodList of 50 pods (~40 KiB)
  *   GET  /api/v1/namespaces/bench/pods?watch=1     held open; events fanned out on POST /bench/event
  *   GET  /bench/bytes?size=N                       N bytes of body
@@ -67,6 +68,16 @@ const server = https.createServer({ cert: readFileSync(certFile), key: readFileS
   if (url.pathname === '/api/v1/namespaces/bench/pods') {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': podList.length });
     res.end(podList);
+    return;
+  }
+  if (url.pathname === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews' && req.method === 'POST') {
+    // The relay's start-up self-check: everything is allowed here.
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ...(JSON.parse(body || '{}') as object), status: { allowed: true } }));
+    });
     return;
   }
   if (url.pathname === '/version') {
