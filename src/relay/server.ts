@@ -1,7 +1,8 @@
 /**
  * Assembles a relay: key source, revocation feed, upstream, pipeline, audit
  * sink, API listener and admin listener. Ready (`/readyz`) only once the
- * issuer's keys are loaded and the API server has answered.
+ * issuer's keys are loaded, the API server has answered and the relay's
+ * right to impersonate has been confirmed (self-check.ts).
  */
 import http from 'node:http';
 import https from 'node:https';
