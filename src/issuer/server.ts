@@ -10,6 +10,7 @@ import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'pro
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
+import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
 import { type HostPort, listenerUrl } from '../net.js';
 import { writeStatusToSocket } from '../relay/errors.js';
 import { listenerTls } from '../tls/serving.js';
@@ -158,6 +159,8 @@ export interface IssuerConfig {
   drainMs?: number;
   /** Tunnel ping interval (default 30 s, DESIGN §4); tests shorten it. */
   tunnelKeepaliveMs?: number;
+  /** Header and request deadlines of the listener (tests shorten them). */
+  limits?: ListenerLimits;
 }
 
 export interface RunningIssuer {
@@ -186,16 +189,18 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
   const tls = listenerTls(config);
-  const server = https.createServer({ cert: tls.cert, key: tls.key });
+  const server = https.createServer({ cert: tls.cert, key: tls.key, ...listenerOptions(config.limits) });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
   const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, log: config.log, keepaliveMs: config.tunnelKeepaliveMs });
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (!hub.handleRequest(req, res)) app(req, res);
-  });
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (!hub.handleUpgrade(req, socket, head)) writeStatusToSocket(socket, 404, 'no such endpoint');
+  serveKubernetesApi(server, {
+    request: (req: IncomingMessage, res: ServerResponse) => {
+      if (!hub.handleRequest(req, res)) app(req, res);
+    },
+    upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (!hub.handleUpgrade(req, socket, head)) writeStatusToSocket(socket, 404, 'no such endpoint');
+    },
   });
   const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics, () => ({ ready: true, waitingFor: [] })) : undefined;
   config.log.info('issuer listening', { url: publicUrl, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });

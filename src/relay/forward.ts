@@ -11,7 +11,6 @@
  */
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
@@ -20,8 +19,6 @@ import type { Upstream } from './upstream.js';
 /** How long a client may keep an upgraded connection half-open after the upstream closed it. */
 const UPGRADE_CLOSE_GRACE_MS = 10_000;
 
-const require = createRequire(import.meta.url);
-const { urlJoin } = require('http-proxy/lib/http-proxy/common') as { urlJoin: (...parts: string[]) => string };
 
 export interface ForwardHooks {
   /** The upstream answered (status of a plain response, or of a refused upgrade). */
@@ -38,13 +35,22 @@ export interface ForwardHooks {
  * An http-proxy server fit for Kubernetes traffic: its upgrade check (GET and
  * `websocket` only) would refuse kubectl's SPDY exec, a POST, so callers
  * validate upgrades themselves; and its deleteLength pass would turn a chunked
- * DELETE body into "Content-Length: 0". Both passes are removed.
+ * DELETE body into "Content-Length: 0". Both passes are removed. The
+ * upstream sees `pathPrefix` plus the request target byte for byte.
  */
-export function createKubernetesProxy(options: httpProxy.ServerOptions): httpProxy {
+export function createKubernetesProxy(options: httpProxy.ServerOptions, pathPrefix = ''): httpProxy {
   const proxy = httpProxy.createProxyServer({ toProxy: true, xfwd: false, ws: true, ...options });
   const passes = proxy as unknown as { wsPasses: { name: string }[]; webPasses: { name: string }[] };
   passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
   passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
+  // http-proxy builds the upstream path with its urlJoin, which collapses "//" and turns "http:/" into
+  // "http://": another path than the client's (DESIGN §3.4). The request line is written on the first
+  // write, after these events, so the exact path set here is the one sent.
+  const exactPath = (proxyReq: ClientRequest, req: IncomingMessage) => {
+    proxyReq.path = pathPrefix + req.url;
+  };
+  proxy.on('proxyReq', exactPath);
+  proxy.on('proxyReqWs', exactPath);
   // A streamed answer (a watch, logs -f) must reach the client with its headers at once, as kube-apiserver
   // flushes them; Node would hold them back until the first body byte. http-proxy copies the headers
   // synchronously right after this event, so the flush waits for a microtask.
@@ -78,7 +84,6 @@ export class Forwarder {
       host: hostname,
       hostname,
       port: server.port || (server.protocol === 'https:' ? '443' : '80'),
-      path: this.pathPrefix,
       ...(upstream.tls.ca ? { ca: upstream.tls.ca } : {}),
       ...(upstream.tls.cert ? { cert: upstream.tls.cert } : {}),
       ...(upstream.tls.key ? { key: upstream.tls.key } : {}),
@@ -87,17 +92,8 @@ export class Forwarder {
       server.protocol === 'https:'
         ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, rejectUnauthorized: upstream.tls.rejectUnauthorized })
         : new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
-    this.proxy = createKubernetesProxy({ target, agent: this.agent, secure: upstream.tls.rejectUnauthorized, changeOrigin: true });
+    this.proxy = createKubernetesProxy({ target, agent: this.agent, secure: upstream.tls.rejectUnauthorized, changeOrigin: true }, this.pathPrefix);
     this.observeProxy();
-  }
-
-  /**
-   * The path the upstream will see, or undefined when http-proxy would send
-   * anything but the prefix plus the target byte for byte (it collapses "//").
-   */
-  upstreamPath(target: string): string | undefined {
-    const expected = this.pathPrefix + target;
-    return urlJoin(this.pathPrefix, target) === expected ? expected : undefined;
   }
 
   forwardRequest(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks): void {

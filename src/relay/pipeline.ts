@@ -91,9 +91,6 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   /** Stages 1-3: everything that must hold before a byte goes upstream. */
   async function admit(ctx: RequestContext, upgrade: UpgradeProtocol | undefined): Promise<OutgoingHttpHeaders> {
     checkRequestTarget(ctx.target);
-    if (deps.forwarder.upstreamPath(ctx.target) === undefined) {
-      throw new RelayRefusal('bad-request-target', 'the request path cannot be forwarded unchanged');
-    }
     ctx.identity = await authenticate(ctx.rawHeaders, ctx.target, deps.verifier, deps.revocations);
     refuseClientImpersonation(ctx.rawHeaders);
     return addImpersonation(stripClientHeaders(ctx.rawHeaders, upgrade), ctx.identity, deps.upstream.authorization(), ctx.requestId);

@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { boundPort, closeServer, listenOn, type Readiness, startAdminServer } from '../admin.js';
 import { openAuditSink } from '../audit/sink.js';
+import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
 import type { Logger } from '../log.js';
 import { type HostPort, listenerUrl } from '../net.js';
 import { caPaths } from '../tls/local-ca.js';
@@ -26,7 +27,6 @@ import type { Upstream } from './upstream.js';
 /** How often readiness re-checks the API server and, until loaded, the issuer keys. */
 const READINESS_INTERVAL_MS = 10_000;
 /** Slow-loris bound: the whole header block must arrive within this time. */
-const HEADERS_TIMEOUT_MS = 30_000;
 
 export interface RelayConfig {
   cluster: string;
@@ -49,6 +49,8 @@ export interface RelayConfig {
   maxStreamDurationMs: number;
   /** Poll the issuer's revocation feed (direct mode). */
   pollRevocations: boolean;
+  /** Header and request deadlines of the API listener (tests shorten them). */
+  limits?: ListenerLimits;
   log: Logger;
 }
 
@@ -135,13 +137,8 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
 
   // Direct mode: our own HTTPS listener. Tunnel mode: a plain HTTP server that never listens; the
   // tunnel hands it each stream as a connection (TLS is the tunnel's), so the same pipeline serves both.
-  const server = config.mode === 'direct' ? https.createServer({ ...tlsFor(config), headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 }) : http.createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0 });
-  server.on('request', pipeline.handleRequest);
-  server.on('upgrade', pipeline.handleUpgrade);
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
-  });
+  const server = config.mode === 'direct' ? https.createServer({ ...tlsFor(config), ...listenerOptions(config.limits) }) : http.createServer(listenerOptions(config.limits));
+  serveKubernetesApi(server, { request: pipeline.handleRequest, upgrade: pipeline.handleUpgrade });
   let connector: TunnelConnector | undefined;
   let url: string;
   if (config.mode === 'direct') {

@@ -23,15 +23,31 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/** Headers through which a client could claim an identity: never forwarded. */
+/**
+ * A header name as a proxy that folds `_` into `-` would read it (nginx with
+ * underscores_in_headers, CGI-style servers): `Impersonate_User` must never
+ * become `Impersonate-User` one hop further on.
+ */
+function canonicalName(lowerName: string): string {
+  return lowerName.replaceAll('_', '-');
+}
+
+/**
+ * Headers through which a client could claim an identity or a source
+ * address: never forwarded. kube-apiserver takes the client address for its
+ * audit log from X-Forwarded-For, then X-Real-Ip (k8s.io/apimachinery
+ * util/net GetClientIP).
+ */
 function isIdentityHeader(lowerName: string): boolean {
+  const name = canonicalName(lowerName);
   return (
-    lowerName === 'authorization' ||
-    lowerName.startsWith('impersonate-') ||
-    lowerName.startsWith('x-remote-') ||
-    lowerName.startsWith('proxy-') ||
-    lowerName === 'forwarded' ||
-    lowerName.startsWith('x-forwarded-')
+    name === 'authorization' ||
+    name.startsWith('impersonate-') ||
+    name.startsWith('x-remote-') ||
+    name.startsWith('proxy-') ||
+    name === 'forwarded' ||
+    name.startsWith('x-forwarded-') ||
+    name === 'x-real-ip'
   );
 }
 
@@ -40,11 +56,12 @@ export type UpgradeProtocol = 'websocket' | 'SPDY/3.1';
 
 /**
  * A client choosing its own identity is refused loudly (kube-oidc-proxy does
- * the same), in any letter case and whether or not `Connection` names it.
+ * the same), in any letter case, with `_` for `-`, and whether or not
+ * `Connection` names it.
  */
 export function refuseClientImpersonation(rawHeaders: readonly string[]): void {
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]!.toLowerCase().startsWith('impersonate-')) {
+    if (canonicalName(rawHeaders[i]!.toLowerCase()).startsWith('impersonate-')) {
       throw new RelayRefusal('impersonation-forbidden', 'impersonation headers are not allowed through kube-relay: requests run as the agent named by the token');
     }
   }

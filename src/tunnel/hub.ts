@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { extractBearerToken } from '../relay/authenticate.js';
 import { RelayRefusal, writeStatus, writeStatusToSocket } from '../relay/errors.js';
 import { allowHalfClose, createKubernetesProxy } from '../relay/forward.js';
+import { checkRequestTarget } from '../relay/request-target.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
 import { TokenVerifier } from '../relay/token-verifier.js';
 import { Keepalive } from './backoff.js';
@@ -85,7 +86,7 @@ export class TunnelHub {
       writeStatus(res, 404, UNPREFIXED_MESSAGE);
       return true;
     }
-    this.admit(req, route.cluster).then(
+    this.admit(req, route).then(
       (session) => {
         req.url = route.rest;
         this.proxy.web(req, res, { target: 'http://tunnel', agent: this.agentFor(session, req) }, (err) => {
@@ -118,7 +119,7 @@ export class TunnelHub {
     Promise.resolve()
       .then(() => {
         validatedUpgrade(req.rawHeaders); // h2c and friends never enter a tunnel
-        return this.admit(req, route.cluster);
+        return this.admit(req, route);
       })
       .then(
       (session) => {
@@ -156,8 +157,9 @@ export class TunnelHub {
     return { cluster: match[1]!, rest: `${match[3] ?? '/'}${queryStart === -1 ? '' : url.slice(queryStart)}` };
   }
 
-  /** The token must be for this cluster before anything enters its tunnel. */
-  private async admit(req: IncomingMessage, cluster: string): Promise<MuxSession> {
+  /** The target must be one the relay can forward unchanged, and the token for this cluster, before anything enters its tunnel. */
+  private async admit(req: IncomingMessage, { cluster, rest }: { cluster: string; rest: string }): Promise<MuxSession> {
+    checkRequestTarget(rest);
     // A connected tunnel proves the cluster exists (its key was checked): the registry is asked only without one.
     if (!this.tunnels.has(cluster) && !this.options.registry.findCluster(cluster)) throw new HubRefusal(404, `no cluster named "${cluster}"`);
     let verifier = this.verifiers.get(cluster);
