@@ -15,7 +15,7 @@ import { SigningKeys } from '../issuer/signing-keys.js';
 import { AlreadyExistsError, openSqliteStore } from '../issuer/store.js';
 import { createLogger, isLogLevel, LOG_LEVELS, type LogLevel } from '../log.js';
 import { parseHostPort } from '../net.js';
-import { startRelay } from '../relay/server.js';
+import { DEFAULT_MAX_STREAMS_PER_AGENT, startRelay } from '../relay/server.js';
 import { inClusterUpstream, upstreamFromKubeconfig, UpstreamConfigError } from '../relay/upstream.js';
 import { parseDuration } from './duration.js';
 
@@ -50,7 +50,7 @@ Commands:
   relay --cluster NAME --issuer URL --mode tunnel --hub URL --connector-key-file F [--kubeconfig F [--context C]]
   relay --cluster NAME --issuer URL --mode direct --listen HOST:PORT [--kubeconfig F [--context C]]
         [--tls-cert F --tls-key F] [--tls-san NAME]... [--issuer-ca-file F] [--jwks-file F]
-        [--audit-file F] [--admin-listen HOST:PORT] [--max-stream-duration DURATION]
+        [--audit-file F] [--admin-listen HOST:PORT] [--max-stream-duration DURATION] [--max-streams-per-agent N]
 
 Global flags: --data DIR (env KUBE_RELAY_DATA, default ./.kube-relay), --log-level debug|info|warn|error.
 Every flag has an environment twin KUBE_RELAY_<FLAG>, for example KUBE_RELAY_ISSUER_CA_FILE.
@@ -344,6 +344,7 @@ async function runRelay(args: string[], io: Io): Promise<number> {
       'audit-file': { type: 'string' },
       'admin-listen': { type: 'string' },
       'max-stream-duration': { type: 'string' },
+      'max-streams-per-agent': { type: 'string' },
     },
     io,
     0,
@@ -384,7 +385,9 @@ async function runRelay(args: string[], io: Io): Promise<number> {
     auditFile: str(values, 'audit-file'),
     adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
     maxStreamDurationMs: duration(str(values, 'max-stream-duration') ?? '4h', '--max-stream-duration'),
-    pollRevocations: str(values, 'jwks-file') === undefined,
+    maxStreamsPerAgent: positiveInteger(str(values, 'max-streams-per-agent') ?? String(DEFAULT_MAX_STREAMS_PER_AGENT), '--max-streams-per-agent'),
+    // In tunnel mode the hub pushes revocations through the tunnel.
+    pollRevocations: mode === 'direct' && str(values, 'jwks-file') === undefined,
     log,
   });
   io.stderr(`kube-relay relay for cluster "${cluster}" (${mode} mode): agents use ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}\n`);
@@ -417,6 +420,11 @@ function duration(value: string, flag: string): number {
   const ms = parseDuration(value);
   if (ms === undefined) throw new UsageError(`${flag} "${value}" is not a duration such as 90s, 30m or 4h (0 for no limit)`);
   return ms;
+}
+
+function positiveInteger(value: string, flag: string): number {
+  if (!/^[1-9][0-9]{0,8}$/.test(value)) throw new UsageError(`${flag} "${value}" is not a whole number of at least 1`);
+  return Number(value);
 }
 
 function untilSignal(): Promise<void> {

@@ -29,6 +29,8 @@ export type RefusalReason =
   | 'agent-revoked'
   // 403: a client trying to choose its own identity
   | 'impersonation-forbidden'
+  // 429: the agent holds as many long-running streams as it may
+  | 'too-many-streams'
   // 400: requests the relay will not forward in any form
   | 'bad-request-target'
   | 'unsupported-upgrade'
@@ -53,6 +55,7 @@ const STATUS_OF: Record<RefusalReason, number> = {
   'invalid-claims': 401,
   'agent-revoked': 401,
   'impersonation-forbidden': 403,
+  'too-many-streams': 429,
   'bad-request-target': 400,
   'unsupported-upgrade': 400,
   'jwks-unavailable': 503,

@@ -19,7 +19,7 @@ import { authenticate, headerValues } from './authenticate.js';
 import { isAuthenticationFailure, RelayRefusal, writeStatus, writeStatusToSocket } from './errors.js';
 import type { Forwarder, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
-import { isLongRunning, type LiveStreams } from './live-streams.js';
+import { isLongRunning, type LiveStreams, type StreamQuota } from './live-streams.js';
 import type { RelayMetrics } from './metrics.js';
 import { checkRequestTarget } from './request-target.js';
 import type { RevocationList } from './revocations.js';
@@ -37,6 +37,7 @@ export interface PipelineDeps {
   audit: AuditSink;
   metrics: RelayMetrics;
   streams: LiveStreams;
+  quota: StreamQuota;
   log: Logger;
 }
 
@@ -57,6 +58,8 @@ interface RequestContext {
   bytesIn: number;
   bytesOut: number;
   session?: { protocol: string; startedAt: number };
+  /** Gives back the agent's long-running stream slot. */
+  releaseSlot?: () => void;
   finished: boolean;
 }
 
@@ -93,6 +96,16 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     checkRequestTarget(ctx.target);
     ctx.identity = await authenticate(ctx.rawHeaders, ctx.target, deps.verifier, deps.revocations);
     refuseClientImpersonation(ctx.rawHeaders);
+    if (isLongRunning(ctx.info.verb, ctx.info.subresource)) {
+      ctx.releaseSlot = deps.quota.take(ctx.identity.user);
+      if (!ctx.releaseSlot) {
+        throw new RelayRefusal(
+          'too-many-streams',
+          `the agent already holds ${deps.quota.perAgent} long-running requests (watches, logs -f, exec, attach, port-forward) through this relay; end some and retry`,
+          ctx.identity,
+        );
+      }
+    }
     return addImpersonation(stripClientHeaders(ctx.rawHeaders, upgrade), ctx.identity, deps.upstream.authorization(), ctx.requestId);
   }
 
@@ -143,6 +156,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   function finish(ctx: RequestContext): void {
     if (ctx.finished) return;
     ctx.finished = true;
+    ctx.releaseSlot?.();
     const endedAt = Date.now();
     if (ctx.status === undefined) {
       // The client went away before anyone answered (nginx calls this 499).

@@ -1,8 +1,9 @@
 /**
  * Revoked agents (DESIGN §2): a revoked agent's tokens die within 60 s by
  * themselves; this list makes it sooner. Direct-mode relays poll the issuer's
- * `GET /v1/revocations` every 10 s; listeners are told of each newly revoked
- * user so its live streams can be cut.
+ * `GET /v1/revocations` every 10 s; the hub pushes the same entries through
+ * each tunnel. Listeners are told of each newly revoked user so its live
+ * streams can be cut.
  */
 import { fetchWithCa } from '../https-fetch.js';
 import type { AgentIdentity } from '../identity.js';
@@ -19,7 +20,7 @@ export interface RevocationEntry {
 
 export class RevocationList {
   private readonly revokedAt = new Map<string, number>();
-  private readonly listeners: ((user: string) => void)[] = [];
+  private readonly listeners: ((entry: RevocationEntry) => void)[] = [];
 
   /** A token is revoked when its agent was revoked at or after the second it was issued. */
   isRevoked(identity: AgentIdentity): boolean {
@@ -27,18 +28,24 @@ export class RevocationList {
     return at !== undefined && identity.issuedAt * 1000 <= at;
   }
 
-  onRevoked(listener: (user: string) => void): void {
+  onRevoked(listener: (entry: RevocationEntry) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Every revocation still remembered. */
+  entries(): RevocationEntry[] {
+    return [...this.revokedAt].map(([user, at]) => ({ user, revokedAt: new Date(at).toISOString() }));
   }
 
   apply(entries: RevocationEntry[], now: number = Date.now()): void {
     for (const entry of entries) {
+      if (typeof entry?.user !== 'string' || typeof entry.revokedAt !== 'string') continue;
       const at = Date.parse(entry.revokedAt);
-      if (typeof entry.user !== 'string' || Number.isNaN(at)) continue;
+      if (Number.isNaN(at)) continue;
       const known = this.revokedAt.get(entry.user);
       if (known !== undefined && known >= at) continue;
       this.revokedAt.set(entry.user, at);
-      for (const listener of this.listeners) listener(entry.user);
+      for (const listener of this.listeners) listener({ user: entry.user, revokedAt: entry.revokedAt });
     }
     for (const [user, at] of this.revokedAt) if (now - at > RETENTION_MS) this.revokedAt.delete(user);
   }

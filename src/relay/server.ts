@@ -16,7 +16,7 @@ import { listenerTls } from '../tls/serving.js';
 import type { ReconnectBackoff } from '../tunnel/backoff.js';
 import { TunnelConnector } from '../tunnel/connector.js';
 import { Forwarder } from './forward.js';
-import { LiveStreams } from './live-streams.js';
+import { LiveStreams, StreamQuota } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { checkImpersonationPermissions, MissingPermissionError } from './self-check.js';
@@ -26,6 +26,8 @@ import type { Upstream } from './upstream.js';
 
 /** How often readiness re-checks the API server and, until loaded, the issuer keys. */
 const READINESS_INTERVAL_MS = 10_000;
+/** Far above what kubectl needs (a handful), room for an agent running controllers. */
+export const DEFAULT_MAX_STREAMS_PER_AGENT = 1_000;
 /** Slow-loris bound: the whole header block must arrive within this time. */
 
 export interface RelayConfig {
@@ -47,7 +49,9 @@ export interface RelayConfig {
   adminListen?: HostPort | undefined;
   /** 0 = unlimited. */
   maxStreamDurationMs: number;
-  /** Poll the issuer's revocation feed (direct mode). */
+  /** Long-running requests one agent may hold at once (default 1 000). */
+  maxStreamsPerAgent?: number;
+  /** Poll the issuer's revocation feed (direct mode; in tunnel mode the hub pushes revocations through the tunnel). */
   pollRevocations: boolean;
   /** Header and request deadlines of the API listener (tests shorten them). */
   limits?: ListenerLimits;
@@ -73,7 +77,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   const verifier = new TokenVerifier({ issuer: config.issuer, audience: config.cluster, jwksFile: config.jwksFile, issuerCa: config.issuerCa });
   const revocations = new RevocationList();
   const streams = new LiveStreams(config.maxStreamDurationMs);
-  revocations.onRevoked((user) => {
+  revocations.onRevoked(({ user }) => {
     const cut = streams.cutUser(user);
     log.info('agent revoked', { user, streamsCut: cut });
   });
@@ -90,6 +94,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     audit,
     metrics,
     streams,
+    quota: new StreamQuota(config.maxStreamsPerAgent ?? DEFAULT_MAX_STREAMS_PER_AGENT),
     log,
   });
 
@@ -155,6 +160,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       keepaliveMs: config.tunnel.keepaliveMs,
       ...(config.tunnel.backoff ? { backoff: config.tunnel.backoff } : {}),
       onStream: (stream) => server.emit('connection', stream),
+      onRevocations: (entries) => revocations.apply(entries),
       onRefused: (reason) => reportFatal(new Error(`the hub refused this relay's connector key for cluster "${config.cluster}": ${reason}`)),
       log,
       metrics: metrics.registry,

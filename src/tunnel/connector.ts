@@ -2,8 +2,9 @@
  * The relay's side of the tunnel (DESIGN §4): dial the hub out of the
  * cluster, keep the WebSocket alive, reconnect with backoff, and hand every
  * stream the hub opens to the relay's ordinary HTTP server. A hub that
- * refuses the connector key (401) stops the relay from reconnecting: a
- * revoked key is an operator's decision, not a fault to retry. A hub that
+ * refuses the connector key (401), or closes the tunnel because the key was
+ * revoked, stops the relay from reconnecting: a revoked key is an
+ * operator's decision, not a fault to retry. A hub that
  * says GOAWAY (it is shutting down) gets a new tunnel dialled at once while
  * the old one finishes its streams.
  */
@@ -12,8 +13,9 @@ import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import WebSocket from 'ws';
 import type { Logger } from '../log.js';
 import { Keepalive, ReconnectBackoff } from './backoff.js';
-import { CLUSTER_HEADER, TUNNEL_PATH } from './hub.js';
-import { MuxSession, type MuxStream } from './mux.js';
+import type { RevocationEntry } from '../relay/revocations.js';
+import { CLUSTER_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from './hub.js';
+import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream } from './mux.js';
 
 export interface ConnectorOptions {
   hubUrl: string;
@@ -22,6 +24,8 @@ export interface ConnectorOptions {
   /** Trust for the hub (`--issuer-ca-file`). */
   hubCa?: string | Buffer | undefined;
   onStream(stream: MuxStream): void;
+  /** Revocations the hub pushed (DESIGN §2). */
+  onRevocations?(entries: RevocationEntry[]): void;
   /** The hub refused the connector key (401): the relay will not reconnect. */
   onRefused?(reason: string): void;
   log: Logger;
@@ -97,6 +101,7 @@ export class TunnelConnector {
       headers: { authorization: `Bearer ${this.options.connectorKey}`, [CLUSTER_HEADER]: this.options.cluster },
       ...(this.options.hubCa ? { ca: this.options.hubCa } : {}),
       perMessageDeflate: false,
+      maxPayload: MAX_MESSAGE_BYTES,
       handshakeTimeout: 10_000,
     });
     const tunnel: { socket: WebSocket; session?: MuxSession } = { socket };
@@ -145,6 +150,9 @@ export class TunnelConnector {
       socket.on('message', () => keepalive.alive());
       keepalive.start();
       session.on('stream', (stream: MuxStream) => this.options.onStream(stream));
+      session.on('control', (message: { type?: unknown; items?: unknown }) => {
+        if (message?.type === 'revocations' && Array.isArray(message.items)) this.options.onRevocations?.(message.items as RevocationEntry[]);
+      });
       session.on('error', (err: Error) => log.warn('tunnel protocol error', { error: err.message }));
       session.on('goaway', () => {
         if (this.current !== tunnel || this.stopped) return;
@@ -163,7 +171,12 @@ export class TunnelConnector {
       log.info('tunnel connected', { hub: this.options.hubUrl });
     });
     socket.on('error', (err) => log.debug('tunnel socket error', { error: err.message }));
-    socket.on('close', () => {
+    socket.on('close', (code: number, reason: Buffer) => {
+      if (code === KEY_REVOKED_CLOSE_CODE) {
+        this.refused = true;
+        log.error('the hub closed the tunnel: this cluster\'s connector key was revoked; not reconnecting', { reason: reason.toString() });
+        this.options.onRefused?.(reason.toString());
+      }
       if (openedAt !== undefined) {
         this.backoff.connectionEnded(Date.now() - openedAt);
         log.warn('tunnel disconnected', { hub: this.options.hubUrl });

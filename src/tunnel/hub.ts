@@ -13,15 +13,17 @@ import type { JSONWebKeySet } from 'jose';
 import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Registry } from '../issuer/registry.js';
+import type { AgentIdentity } from '../identity.js';
 import type { Logger } from '../log.js';
 import { extractBearerToken } from '../relay/authenticate.js';
 import { RelayRefusal, writeStatus, writeStatusToSocket } from '../relay/errors.js';
 import { allowHalfClose, createKubernetesProxy } from '../relay/forward.js';
 import { checkRequestTarget } from '../relay/request-target.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
+import { type RevocationEntry, RevocationList } from '../relay/revocations.js';
 import { TokenVerifier } from '../relay/token-verifier.js';
 import { Keepalive } from './backoff.js';
-import { MuxSession } from './mux.js';
+import { MAX_MESSAGE_BYTES, MuxSession } from './mux.js';
 
 export const TUNNEL_PATH = '/v1/tunnel';
 /** The relay states its --cluster in this header; the key decides, a mismatch is refused. */
@@ -31,6 +33,12 @@ const UNPREFIXED_KUBERNETES_PATH = /^\/(api|apis|version|openapi|healthz|livez|r
 const UNPREFIXED_MESSAGE =
   'this is the kube-relay hub: Kubernetes API requests go to /clusters/<cluster>/... (kubectl proxy drops that prefix unless run with --append-server-path)';
 const CLUSTER_PATH = /^\/clusters\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\/.*)?$/;
+/** How often the hub reads revocations (agents and clusters) from the store, where another process may have written them. */
+const REGISTRY_WATCH_INTERVAL_MS = 1_000;
+/** Revocations older than this are not pushed: every token issued before them has expired. */
+const REVOCATION_HORIZON_MS = 10 * 60_000;
+/** WebSocket close code for a tunnel whose connector key was revoked while it was connected (4000-4999: private use). */
+export const KEY_REVOKED_CLOSE_CODE = 4401;
 
 export interface HubOptions {
   registry: Registry;
@@ -39,12 +47,16 @@ export interface HubOptions {
   metrics: MetricsRegistry;
   log: Logger;
   keepaliveMs?: number | undefined;
+  /** How often revocations are read from the store (default 1 s; tests shorten it). */
+  registryWatchMs?: number;
 }
 
 export class TunnelHub {
   private readonly tunnels = new Map<string, MuxSession[]>();
   private readonly verifiers = new Map<string, TokenVerifier>();
-  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1024 * 1024 });
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES });
+  private readonly revocations = new RevocationList();
+  private readonly watchRegistry: NodeJS.Timeout;
   private readonly proxy = createKubernetesProxy({});
   private readonly connected: Gauge;
   private next = 0;
@@ -68,6 +80,12 @@ export class TunnelHub {
         for (const [cluster, sessions] of tunnels) this.set({ cluster }, sessions.reduce((sum, session) => sum + session.openStreams, 0));
       },
     });
+    this.revocations.onRevoked((entry) => {
+      for (const session of [...this.tunnels.values()].flat()) session.sendControl({ type: 'revocations', items: [entry] });
+    });
+    this.watchRegistry = setInterval(() => this.applyRevocations(), options.registryWatchMs ?? REGISTRY_WATCH_INTERVAL_MS);
+    this.watchRegistry.unref();
+    this.applyRevocations();
     // A client that hangs up mid-response (a watch) must end the tunnelled request too; http-proxy only
     // aborts upstream for requests whose body was still arriving.
     this.proxy.on('proxyReq', (proxyReq: http.ClientRequest, _req: IncomingMessage, res: ServerResponse) => {
@@ -142,6 +160,7 @@ export class TunnelHub {
    */
   async close(drainMs: number): Promise<void> {
     this.closing = true;
+    clearInterval(this.watchRegistry);
     const sessions = [...this.tunnels.values()].flat();
     await Promise.all(sessions.map((session) => session.drain(drainMs)));
     this.wss.close();
@@ -167,16 +186,41 @@ export class TunnelHub {
       verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks });
       this.verifiers.set(cluster, verifier);
     }
+    let identity: AgentIdentity;
     try {
-      await verifier.verify(extractBearerToken(req.rawHeaders, req.url ?? ''));
+      identity = await verifier.verify(extractBearerToken(req.rawHeaders, req.url ?? ''));
     } catch (err) {
       // A valid token for another cluster (of this or another org) is not let near this one.
       if (err instanceof RelayRefusal && err.reason === 'wrong-audience') throw new HubRefusal(403, `the token is not for cluster "${cluster}"`);
       throw err;
     }
+    if (this.revocations.isRevoked(identity)) throw new HubRefusal(401, 'the agent has been revoked');
     const sessions = (this.tunnels.get(cluster) ?? []).filter((session) => !session.draining);
     if (sessions.length === 0) throw new HubRefusal(503, `cluster "${cluster}" has no relay connected to this hub right now`);
-    return sessions[this.next++ % sessions.length]!;
+    const open = sessions.filter((session) => !session.full);
+    if (open.length === 0) throw new HubRefusal(429, `the tunnel to cluster "${cluster}" carries as many streams as it can; retry when some have finished`);
+    return open[this.next++ % open.length]!;
+  }
+
+  /**
+   * Revocations reach the hub through the store (`kube-relay agent revoke`
+   * runs in another process): newly revoked agents are refused here at once
+   * and pushed to every relay through its tunnel (DESIGN §2), which cuts
+   * their live streams; a revoked cluster's tunnels are closed.
+   */
+  private applyRevocations(): void {
+    const { registry, log } = this.options;
+    try {
+      const since = new Date(Date.now() - REVOCATION_HORIZON_MS);
+      this.revocations.apply(registry.revocationsSince(since).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() })));
+      for (const [cluster, sessions] of this.tunnels) {
+        if (!registry.findCluster(cluster)?.revokedAt) continue;
+        log.warn('closing the tunnels of a revoked cluster', { cluster, tunnels: sessions.length });
+        for (const session of sessions) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was revoked');
+      }
+    } catch (err) {
+      log.error('cannot read revocations from the store', { error: (err as Error).message });
+    }
   }
 
   /** An agent that opens one tunnel stream per connection, carrying the client's address for the relay's audit. */
@@ -210,7 +254,9 @@ export class TunnelHub {
   }
 
   private register(cluster: string, ws: WebSocket, transport: Duplex): void {
-    const session = new MuxSession(ws, { role: 'client', transport });
+    const session = new MuxSession(ws, { role: 'client', transport, acceptStreams: false });
+    const recent: RevocationEntry[] = this.revocations.entries();
+    if (recent.length > 0) session.sendControl({ type: 'revocations', items: recent });
     const sessions = this.tunnels.get(cluster) ?? [];
     sessions.push(session);
     this.tunnels.set(cluster, sessions);

@@ -11,7 +11,12 @@
  *   FIN     no payload: the sender will write no more (half-close)
  *   RST     no payload: abort the stream both ways
  *   GOAWAY  stream id 0: open no new streams; existing ones finish
+ *   CONTROL stream id 0, payload: a JSON message for the tunnel's owner
+ *           (the hub pushes revocations this way)
  *
+ * A frame for a stream that was never opened is a protocol error that ends
+ * the session, as HTTP/2 treats frames on idle streams (RFC 9113 §5.1);
+ * frames for a stream already closed are dropped (a RST may cross them).
  * Each stream is a Node Duplex with the few socket methods http.Agent and
  * http.Server call, so an HTTP server can take it as a connection
  * (`server.emit('connection', stream)`) and an agent can return it from
@@ -30,6 +35,7 @@ export const enum FrameType {
   Fin = 4,
   Rst = 5,
   GoAway = 6,
+  Control = 7,
 }
 
 /** Credit each stream starts with, in each direction. */
@@ -39,6 +45,10 @@ export const MAX_FRAME_PAYLOAD = 64 * 1024;
 /** Credit is returned in batches of at least this much while data is still buffered. */
 const WINDOW_UPDATE_THRESHOLD = INITIAL_WINDOW / 4;
 const HEADER_BYTES = 5;
+/** The largest WebSocket message a peer may send (ws `maxPayload`): one full DATA frame. */
+export const MAX_MESSAGE_BYTES = HEADER_BYTES + MAX_FRAME_PAYLOAD;
+/** Streams open at once on one session; the opener refuses more itself, the acceptor resets them. */
+export const MAX_STREAMS = 16_384;
 
 export interface StreamMetadata {
   /** Address of the client on the far side, reported as the stream's `remoteAddress`. */
@@ -213,6 +223,8 @@ export interface MuxSessionOptions {
   role: 'client' | 'server';
   /** Refuse (RST) streams beyond this many open at once. */
   maxStreams?: number;
+  /** False: the peer may not open streams at all (the hub opens every stream; a relay that tries is broken or hostile). */
+  acceptStreams?: boolean;
   /**
    * The connection under the WebSocket. When given, the frames sent in one
    * tick leave in one write (one TLS record batch, one syscall) instead of
@@ -223,14 +235,18 @@ export interface MuxSessionOptions {
 
 /**
  * Emits 'stream' (MuxStream) for each stream the peer opens, 'goaway' when
- * the peer stops accepting new streams, 'idle' when the last open stream has
+ * the peer stops accepting new streams, 'control' (the parsed JSON) for
+ * each CONTROL message, 'idle' when the last open stream has
  * gone, 'close' when the WebSocket closes
  * (every stream is destroyed then), and 'error' for protocol violations.
  */
 export class MuxSession extends EventEmitter {
   private readonly streams = new Map<number, MuxStream>();
   private nextId: number;
+  /** The highest stream id the peer has opened. */
+  private highestPeerId = 0;
   private readonly maxStreams: number;
+  private readonly acceptStreams: boolean;
   private goingAway = false;
   private peerGoingAway = false;
   private readonly transport: Pick<Writable, 'cork' | 'uncork'> | undefined;
@@ -242,7 +258,8 @@ export class MuxSession extends EventEmitter {
   ) {
     super();
     this.nextId = options.role === 'client' ? 1 : 2;
-    this.maxStreams = options.maxStreams ?? 16_384;
+    this.maxStreams = options.maxStreams ?? MAX_STREAMS;
+    this.acceptStreams = options.acceptStreams ?? true;
     this.transport = options.transport;
     socket.binaryType = 'nodebuffer';
     socket.on('message', (data: Buffer, isBinary: boolean) => {
@@ -265,6 +282,11 @@ export class MuxSession extends EventEmitter {
     return this.streams.size;
   }
 
+  /** True when the peer would refuse another stream. */
+  get full(): boolean {
+    return this.streams.size >= this.maxStreams;
+  }
+
   /** True once either side said GOAWAY: no new streams from here. */
   get draining(): boolean {
     return this.goingAway || this.peerGoingAway;
@@ -279,6 +301,16 @@ export class MuxSession extends EventEmitter {
     this.streams.set(id, stream);
     this.send(frame(FrameType.Open, id, Buffer.from(JSON.stringify(metadata))));
     return stream;
+  }
+
+  /** Ends the session now, with a WebSocket close code the peer can act on; open streams are destroyed. */
+  close(code: number, reason: string): void {
+    this.socket.close(code, reason);
+  }
+
+  /** Sends a JSON message outside any stream. */
+  sendControl(message: object): void {
+    this.send(frame(FrameType.Control, 0, Buffer.from(JSON.stringify(message))));
   }
 
   /** Tells the peer to open no new streams; existing streams finish normally. */
@@ -340,13 +372,25 @@ export class MuxSession extends EventEmitter {
       this.emit('goaway');
       return;
     }
+    if (type === FrameType.Control) {
+      let message: unknown;
+      try {
+        message = JSON.parse(payload.toString('utf8'));
+      } catch {
+        throw new MuxProtocolError('CONTROL payload is not JSON');
+      }
+      this.emit('control', message);
+      return;
+    }
     if (type === FrameType.Open) {
       this.accept(id, payload);
       return;
     }
     const stream = this.streams.get(id);
-    // Frames for streams already gone (a RST crossing our own) are dropped; unknown ids are too.
-    if (!stream) return;
+    if (!stream) {
+      if (!this.wasOpened(id)) throw new MuxProtocolError(`frame of type ${type as number} for stream ${id}, which was never opened`);
+      return; // closed already: a RST crossed this frame
+    }
     switch (type) {
       case FrameType.Data:
         stream.onData(payload);
@@ -366,9 +410,17 @@ export class MuxSession extends EventEmitter {
     }
   }
 
+  private wasOpened(id: number): boolean {
+    if (id === 0) return false;
+    return id % 2 === this.nextId % 2 ? id < this.nextId : id <= this.highestPeerId;
+  }
+
   private accept(id: number, payload: Buffer): void {
+    if (!this.acceptStreams) throw new MuxProtocolError('the peer may not open streams on this tunnel');
     const peerParity = this.nextId % 2 === 1 ? 0 : 1;
-    if (id === 0 || id % 2 !== peerParity || this.streams.has(id)) throw new MuxProtocolError(`bad stream id ${id} in OPEN`);
+    // Ids only grow (as in HTTP/2): an old id reopened could be confused with a stream just closed.
+    if (id % 2 !== peerParity || id <= this.highestPeerId) throw new MuxProtocolError(`bad stream id ${id} in OPEN`);
+    this.highestPeerId = id;
     if (this.goingAway || this.streams.size >= this.maxStreams) {
       this.send(frame(FrameType.Rst, id));
       return;

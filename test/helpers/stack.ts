@@ -100,7 +100,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     upstream: upstreamFromKubeconfig(relayKubeconfig),
     auditFile,
     maxStreamDurationMs: 0,
-    pollRevocations: true,
+    pollRevocations: mode === 'direct',
     log: options.relayLog ?? log,
     ...options.relay,
   });

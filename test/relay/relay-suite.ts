@@ -371,7 +371,7 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
   }
 
   describe('revocation (DESIGN §2)', () => {
-    it('refuses a revoked agent within one poll and cuts its open watch', async () => {
+    it('refuses a revoked agent within one poll (direct) or push (tunnel) and cuts its open watch', async () => {
       const handle = stack.registry();
       const key = handle.registry.createAgent('short-lived', 'acme', ['sre']);
       handle.close();
@@ -396,6 +396,9 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
       await watch.closed;
       const answer = await request(`${stack.relay.url}/api/v1/namespaces/default/pods`, { headers: { authorization: `Bearer ${agentToken}` }, ca: stack.caPem });
       expect(answer.status).toBe(401);
+      // Through the tunnel the watch was cut by the revocation the hub pushed; the hub, which learnt it first,
+      // refuses the new request before it enters the tunnel.
+      if (mode === 'tunnel') return;
       await until(() => stack.auditRecords().some((r) => r.reason === 'agent-revoked'), 2_000, 'the refusal record');
       expect(stack.auditRecords().find((r) => r.reason === 'agent-revoked')).toMatchObject({ user: 'agent:short-lived', decision: 'denied-by-relay', status: 401 });
     }, 20_000);
