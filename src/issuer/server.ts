@@ -161,6 +161,8 @@ export interface IssuerConfig {
   tunnelKeepaliveMs?: number;
   /** Header and request deadlines of the listener (tests shorten them). */
   limits?: ListenerLimits;
+  /** Streams one tunnel carries at once (tests lower it). */
+  tunnelMaxStreams?: number;
 }
 
 export interface RunningIssuer {
@@ -193,7 +195,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
-  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, log: config.log, keepaliveMs: config.tunnelKeepaliveMs });
+  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, maxStreamsPerTunnel: config.tunnelMaxStreams });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {
       if (!hub.handleRequest(req, res)) app(req, res);

@@ -23,7 +23,7 @@ import { validatedUpgrade } from '../relay/strip-headers.js';
 import { type RevocationEntry, RevocationList } from '../relay/revocations.js';
 import { TokenVerifier } from '../relay/token-verifier.js';
 import { Keepalive } from './backoff.js';
-import { MAX_MESSAGE_BYTES, MuxSession } from './mux.js';
+import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession } from './mux.js';
 
 export const TUNNEL_PATH = '/v1/tunnel';
 /** The relay states its --cluster in this header; the key decides, a mismatch is refused. */
@@ -48,7 +48,9 @@ export interface HubOptions {
   log: Logger;
   keepaliveMs?: number | undefined;
   /** How often revocations are read from the store (default 1 s; tests shorten it). */
-  registryWatchMs?: number;
+  registryWatchMs?: number | undefined;
+  /** Streams one tunnel carries at once (default MAX_STREAMS, which relays accept; tests lower it). */
+  maxStreamsPerTunnel?: number | undefined;
 }
 
 export class TunnelHub {
@@ -254,7 +256,7 @@ export class TunnelHub {
   }
 
   private register(cluster: string, ws: WebSocket, transport: Duplex): void {
-    const session = new MuxSession(ws, { role: 'client', transport, acceptStreams: false });
+    const session = new MuxSession(ws, { role: 'client', transport, acceptStreams: false, maxStreams: this.options.maxStreamsPerTunnel ?? MAX_STREAMS });
     const recent: RevocationEntry[] = this.revocations.entries();
     if (recent.length > 0) session.sendControl({ type: 'revocations', items: recent });
     const sessions = this.tunnels.get(cluster) ?? [];

@@ -271,6 +271,9 @@ export class MuxSession extends EventEmitter {
         socket.terminate();
       }
     });
+    // ws reports a peer's protocol violations (a message over maxPayload, a bad frame) as 'error', then
+    // closes: without a listener, an 'error' event would end the process.
+    socket.on('error', (err: Error) => this.emit('error', err));
     socket.on('close', () => {
       for (const stream of this.streams.values()) stream.destroy(new Error('tunnel closed'));
       this.streams.clear();

@@ -12,7 +12,7 @@ import type { AuditRecord } from '../../src/audit/record.js';
 import { requestToken } from '../../src/client/token.js';
 import { Registry } from '../../src/issuer/registry.js';
 import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
-import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
+import { type IssuerConfig, type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
 import { openSqliteStore } from '../../src/issuer/store.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { type RelayConfig, type RunningRelay, startRelay } from '../../src/relay/server.js';
@@ -49,7 +49,8 @@ export interface StackOptions {
   fake?: Omit<FakeApiServerOptions, 'tls'>;
   /** Where the relay logs (default: errors only, to stderr). */
   relayLog?: Logger;
-  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations'>>;
+  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'limits' | 'maxStreamsPerAgent'>>;
+  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams'>>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -65,7 +66,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   setup.close();
   const mode = options.mode ?? 'direct';
 
-  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log });
+  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log, ...options.issuer });
   const ca = loadOrCreateCa(dataDir);
   const apiServerCert = issueCertificate(ca, { commonName: 'kube-apiserver', sans: ['127.0.0.1', 'localhost'], usage: 'server' });
   const fake = await startFakeApiServer({ ...options.fake, tls: { key: apiServerCert.keyPem, cert: apiServerCert.certPem, ca: ca.certPem, requestCert: true } });

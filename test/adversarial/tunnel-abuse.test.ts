@@ -1,0 +1,242 @@
+/**
+ * The tunnel as an attacker holding a connector key would use it (issue 7):
+ * a hand-written relay speaks raw mux frames to the real hub. The hub
+ * derives the cluster from the key, never from what the relay claims, and
+ * ends a tunnel whose relay breaks the protocol rather than guessing.
+ */
+import type { IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { createLogger } from '../../src/log.js';
+import { startRelay } from '../../src/relay/server.js';
+import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
+import { CLUSTER_HEADER, KEY_REVOKED_CLOSE_CODE } from '../../src/tunnel/hub.js';
+import { FrameType, INITIAL_WINDOW, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES } from '../../src/tunnel/mux.js';
+import { request, until } from '../helpers/http.js';
+import { type Stack, startStack } from '../helpers/stack.js';
+
+const TUNNEL_CAPACITY = 8;
+
+let stack: Stack;
+const keys: Record<string, string> = {};
+let alphaToken: string;
+
+beforeAll(async () => {
+  stack = await startStack({ mode: 'tunnel', issuer: { tunnelMaxStreams: TUNNEL_CAPACITY } });
+  const setup = stack.registry();
+  for (const cluster of ['alpha', 'beta', 'gamma', 'delta', 'retired']) keys[cluster] = setup.registry.createCluster(cluster, 'acme');
+  setup.registry.revokeCluster('retired');
+  setup.close();
+  alphaToken = await stack.token(stack.agentKey, 'alpha');
+});
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+function frame(type: number, id: number, payload: Buffer | string = Buffer.alloc(0)): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt8(type, 0);
+  header.writeUInt32BE(id, 1);
+  return Buffer.concat([header, Buffer.from(payload)]);
+}
+
+interface FakeRelay {
+  ws: WebSocket;
+  /** Frames the hub sent, in order. */
+  frames: { type: number; id: number; payload: Buffer }[];
+  closed: Promise<number>;
+}
+
+/** A relay written by hand: the tunnel handshake with `key`, claiming `cluster`, then whatever the test sends. */
+function dialHub(key: string, cluster: string): Promise<FakeRelay> {
+  const ws = new WebSocket(`${stack.issuer.url.replace('https', 'wss')}/v1/tunnel`, {
+    ca: stack.caPem,
+    perMessageDeflate: false,
+    headers: { authorization: `Bearer ${key}`, [CLUSTER_HEADER]: cluster },
+  });
+  const frames: FakeRelay['frames'] = [];
+  ws.on('message', (data: Buffer) => frames.push({ type: data.readUInt8(0), id: data.readUInt32BE(1), payload: data.subarray(5) }));
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    ws.on('open', () => resolve({ ws, frames, closed }));
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => reject(Object.assign(new Error((JSON.parse(body) as { message: string }).message), { status: res.statusCode })));
+    });
+    ws.on('error', () => undefined);
+  });
+}
+
+const agentGet = (path: string, token = alphaToken) => request(`${stack.issuer.url}${path}`, { ca: stack.caPem, headers: { authorization: `Bearer ${token}` } });
+
+/** Completes one request through the fake relay (the positive control: the harness speaks the protocol). */
+async function serveOne(relay: FakeRelay): Promise<void> {
+  const answer = agentGet('/clusters/alpha/version');
+  await until(() => relay.frames.some((f) => f.type === FrameType.Open), 3_000, 'the hub to open a stream');
+  const id = relay.frames.find((f) => f.type === FrameType.Open)!.id;
+  await until(() => relay.frames.some((f) => f.type === FrameType.Data && f.id === id && f.payload.includes('\r\n\r\n')), 3_000, 'the request');
+  relay.ws.send(frame(FrameType.Data, id, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
+  relay.ws.send(frame(FrameType.Fin, id));
+  const result = await answer;
+  expect(result.status).toBe(200);
+  expect(result.body.toString()).toBe('ok');
+  relay.frames.length = 0;
+}
+
+describe('who may connect a tunnel (DESIGN §4: the key decides the cluster)', () => {
+  it("refuses cluster alpha's key claiming cluster beta, naming the key's cluster", async () => {
+    await expect(dialHub(keys.alpha!, 'beta')).rejects.toMatchObject({ status: 401, message: expect.stringContaining('"alpha"') });
+  });
+
+  it("refuses cluster beta's key claiming alpha, and a made-up key claiming either", async () => {
+    await expect(dialHub(keys.beta!, 'alpha')).rejects.toMatchObject({ status: 401 });
+    await expect(dialHub(`krl_cluster_${'A'.repeat(43)}`, 'alpha')).rejects.toMatchObject({ status: 401 });
+  });
+
+  it("refuses a revoked cluster's key", async () => {
+    await expect(dialHub(keys.retired!, 'retired')).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('closes the tunnel of a cluster revoked while it is connected, and the real relay stops for good', async () => {
+    const fake = await dialHub(keys.gamma!, 'gamma');
+    const relay = await startRelay({
+      mode: 'tunnel',
+      cluster: 'delta',
+      issuer: stack.issuer.url,
+      dataDir: stack.dataDir,
+      issuerCa: stack.caPem,
+      tunnel: { hubUrl: stack.issuer.url, connectorKey: keys.delta!, hubCa: stack.caPem },
+      upstream: upstreamFromKubeconfig(stack.relayKubeconfig),
+      auditFile: `${stack.dataDir}/delta-audit.jsonl`,
+      maxStreamDurationMs: 0,
+      pollRevocations: false,
+      log: createLogger('error', {}, () => undefined),
+    });
+    try {
+      const deltaToken = await stack.token(stack.agentKey, 'delta');
+      await until(async () => (await agentGet('/clusters/delta/version', deltaToken)).status === 200, 5_000, 'the delta relay to connect');
+      const revoke = stack.registry();
+      revoke.registry.revokeCluster('gamma');
+      revoke.registry.revokeCluster('delta');
+      revoke.close();
+      expect(await fake.closed).toBe(KEY_REVOKED_CLOSE_CODE);
+      const failure = await relay.failed;
+      expect(failure.message).toMatch(/connector key was revoked/);
+      expect((await agentGet('/clusters/delta/version', deltaToken)).status).not.toBe(200);
+    } finally {
+      await relay.close();
+    }
+  });
+});
+
+describe('a relay that breaks the tunnel protocol is disconnected (hub side)', () => {
+  it('serves a well-behaved hand-written relay (control), and drops frames for a stream already closed', async () => {
+    const relay = await dialHub(keys.alpha!, 'alpha');
+    await serveOne(relay);
+    // Stream 1 is closed both ways now: a late frame for it is a race, not an attack.
+    relay.ws.send(frame(FrameType.Data, 1, 'late'));
+    await serveOne(relay);
+    relay.ws.close();
+    await relay.closed;
+  });
+
+  it.each([
+    ['opens a stream of its own (only the hub opens streams)', () => frame(FrameType.Open, 2, '{}')],
+    ['sends DATA for a stream the hub never opened', () => frame(FrameType.Data, 7, 'HTTP/1.1 200 OK\r\n\r\n')],
+    ['sends DATA for an id of its own parity that was never opened', () => frame(FrameType.Data, 8, 'x')],
+    ['sends WINDOW for a stream never opened', () => frame(FrameType.Window, 3, Buffer.from([0, 0, 16, 0]))],
+    ['sends FIN for a stream never opened', () => frame(FrameType.Fin, 5)],
+    ['sends RST for a stream never opened', () => frame(FrameType.Rst, 9)],
+    ['sends a frame shorter than its header', () => Buffer.from([2, 0, 0])],
+    ['sends a CONTROL message that is not JSON', () => frame(FrameType.Control, 0, 'not json')],
+    ['sends a frame of an unknown type', () => frame(42, 0)],
+  ])('when it %s', async (_name, bad) => {
+    const relay = await dialHub(keys.alpha!, 'alpha');
+    relay.ws.send(bad());
+    expect(await relay.closed).toBe(1006); // terminated, no close handshake
+    expect((await agentGet('/clusters/alpha/version')).status).toBe(503);
+  });
+
+  it('when it sends a text message', async () => {
+    const relay = await dialHub(keys.alpha!, 'alpha');
+    relay.ws.send('hello');
+    expect(await relay.closed).toBe(1006);
+  });
+
+  it('when it sends a message larger than one frame (1009, message too big)', async () => {
+    const relay = await dialHub(keys.alpha!, 'alpha');
+    relay.ws.send(frame(FrameType.Data, 1, Buffer.alloc(MAX_MESSAGE_BYTES)));
+    expect(await relay.closed).toBe(1009);
+  });
+
+  it('when it sends more than the window the hub granted a stream, and the client never gets those bytes as an answer', async () => {
+    const relay = await dialHub(keys.alpha!, 'alpha');
+    // The client reads nothing, so the hub's credit for the stream runs out; the relay ignores that.
+    let response: IncomingMessage | undefined;
+    const answer = new Promise<{ complete: boolean }>((resolve) => {
+      const req = https.get(`${stack.issuer.url}/clusters/alpha/version`, { ca: stack.caPem, agent: false, headers: { authorization: `Bearer ${alphaToken}` } }, (res) => {
+        res.pause();
+        response = res;
+        res.on('close', () => resolve({ complete: res.complete }));
+        res.on('error', () => undefined);
+      });
+      req.on('error', () => resolve({ complete: false }));
+    });
+    await until(() => relay.frames.some((f) => f.type === FrameType.Open), 3_000, 'the hub to open a stream');
+    relay.ws.send(frame(FrameType.Data, 1, 'HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n'));
+    const chunk = frame(FrameType.Data, 1, Buffer.alloc(MAX_FRAME_PAYLOAD));
+    for (let i = 0; i < 1024 && relay.ws.readyState === WebSocket.OPEN; i++) {
+      relay.ws.send(chunk);
+      if (i % 16 === 15) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await relay.closed).toBe(1006);
+    response?.resume(); // what the hub had already passed on drains, then the cut shows
+    expect((await answer).complete).toBe(false);
+  });
+});
+
+describe('a tunnel that dies mid-answer', () => {
+  it('cuts the client connection too, so the client sees the answer break off instead of waiting forever', async () => {
+    const relay = await dialHub(keys.alpha!, 'alpha');
+    const answer = new Promise<{ complete: boolean; body: string }>((resolve) => {
+      const req = https.get(`${stack.issuer.url}/clusters/alpha/version`, { ca: stack.caPem, agent: false, headers: { authorization: `Bearer ${alphaToken}` } }, (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('close', () => resolve({ complete: res.complete, body }));
+        res.on('error', () => undefined);
+      });
+      req.on('error', () => resolve({ complete: false, body: '' }));
+    });
+    await until(() => relay.frames.some((f) => f.type === FrameType.Open), 3_000, 'the hub to open a stream');
+    relay.ws.send(frame(FrameType.Data, 1, 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst ten.'));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    relay.ws.terminate();
+    expect(await answer).toEqual({ complete: false, body: 'first ten.' });
+  });
+});
+
+describe('a tunnel at its capacity', () => {
+  it(`refuses stream ${TUNNEL_CAPACITY + 1} with 429 and a Status, at once, while the first ${TUNNEL_CAPACITY} stay open`, async () => {
+    const relay = await dialHub(keys.alpha!, 'alpha'); // accepts every stream, answers none
+    const agent = new https.Agent({ maxSockets: Infinity });
+    const pending = Array.from({ length: TUNNEL_CAPACITY }, () =>
+      new Promise<number>((resolve) => {
+        const req = https.get(`${stack.issuer.url}/clusters/alpha/version`, { ca: stack.caPem, agent, headers: { authorization: `Bearer ${alphaToken}` } }, (res) => resolve(res.statusCode!));
+        req.on('error', () => resolve(0));
+      }),
+    );
+    await until(() => relay.frames.filter((f) => f.type === FrameType.Open).length === TUNNEL_CAPACITY, 5_000, 'every stream to open');
+    const startedAt = Date.now();
+    const refused = await agentGet('/clusters/alpha/version');
+    expect(refused.status).toBe(429);
+    expect(refused.json()).toMatchObject({ kind: 'Status', code: 429, reason: 'TooManyRequests', message: expect.stringContaining('retry') });
+    expect(Date.now() - startedAt).toBeLessThan(1_000);
+    expect(relay.frames.filter((f) => f.type === FrameType.Open)).toHaveLength(TUNNEL_CAPACITY);
+    relay.ws.terminate();
+    expect(await Promise.all(pending)).toEqual(Array(TUNNEL_CAPACITY).fill(502));
+    agent.destroy();
+  });
+});
