@@ -362,6 +362,7 @@ async function runRelay(args: string[], io: Io): Promise<number> {
           hubCa: readFileFlag(values, 'issuer-ca-file'),
         }
       : undefined;
+  const maxStreamsPerAgent = positiveInteger(str(values, 'max-streams-per-agent') ?? String(DEFAULT_MAX_STREAMS_PER_AGENT), '--max-streams-per-agent');
   const kubeconfig = str(values, 'kubeconfig');
   if (kubeconfig === undefined && str(values, 'context') !== undefined) throw new UsageError('--context needs --kubeconfig');
   if (kubeconfig === undefined && !io.env.KUBERNETES_SERVICE_HOST) {
@@ -385,7 +386,7 @@ async function runRelay(args: string[], io: Io): Promise<number> {
     auditFile: str(values, 'audit-file'),
     adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
     maxStreamDurationMs: duration(str(values, 'max-stream-duration') ?? '4h', '--max-stream-duration'),
-    maxStreamsPerAgent: positiveInteger(str(values, 'max-streams-per-agent') ?? String(DEFAULT_MAX_STREAMS_PER_AGENT), '--max-streams-per-agent'),
+    maxStreamsPerAgent,
     // In tunnel mode the hub pushes revocations through the tunnel.
     pollRevocations: mode === 'direct' && str(values, 'jwks-file') === undefined,
     log,

@@ -14,6 +14,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { listHeaderValues } from './authenticate.js';
 import type { Upstream } from './upstream.js';
 
 /** How long a client may keep an upgraded connection half-open after the upstream closed it. */
@@ -54,7 +55,12 @@ export function createKubernetesProxy(options: httpProxy.ServerOptions, pathPref
   // A streamed answer (a watch, logs -f) must reach the client with its headers at once, as kube-apiserver
   // flushes them; Node would hold them back until the first body byte. http-proxy copies the headers
   // synchronously right after this event, so the flush waits for a microtask.
-  proxy.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
+  proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
+    // Connection is this hop's business: the client's own request decides. http-proxy would otherwise
+    // answer "Connection: keep-alive" (it reads the header set the pipeline rebuilt, which has none), and
+    // Node then keeps open a connection the client asked to close.
+    const clientCloses = listHeaderValues(req.rawHeaders, 'connection').some((token) => token.toLowerCase() === 'close');
+    proxyRes.headers.connection = clientCloses || req.httpVersion === '1.0' ? 'close' : 'keep-alive';
     if (proxyRes.headers['content-length'] !== undefined) return;
     queueMicrotask(() => {
       if (!res.headersSent && !res.destroyed) res.flushHeaders();

@@ -23,10 +23,12 @@ describe('CLI misuse: a sentence on stderr and exit status 2 (DESIGN §6)', () =
     ['relay in tunnel mode without a connector key', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'tunnel', '--hub', 'https://x']],
     ['relay with an unknown mode', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'sideways', '--listen', '127.0.0.1:0']],
     ['a bad --log-level', ['agent', 'list', '--log-level', 'loud']],
-  ])('%s', async (_name, args) => {
+    ['relay with --max-streams-per-agent 0', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'direct', '--listen', '127.0.0.1:0', '--max-streams-per-agent', '0'], '--max-streams-per-agent'],
+  ])('%s', async (_name, args, named?: string) => {
     const result = await runCli([...args, '--data', data()]);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^kube-relay: \S.+/);
+    if (named) expect(result.stderr).toContain(named);
     expect(result.stdout).toBe('');
   });
 });

@@ -1,0 +1,131 @@
+/**
+ * Resource limits an attacker would probe (issue 7), in both modes: headers
+ * and bodies trickled in (slow-loris) are cut with a 408 Status, and one
+ * agent opening thousands of long-running requests gets a 429 Status past
+ * its quota while its first ones keep working.
+ */
+import https from 'node:https';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../helpers/http.js';
+import { sendRaw } from '../helpers/raw-http.js';
+import { type Stack, startStack } from '../helpers/stack.js';
+
+const HEADERS_TIMEOUT_MS = 600;
+const REQUEST_TIMEOUT_MS = 1_200;
+const STREAMS_PER_AGENT = 1_500;
+const WATCHES = 2_000;
+
+describe.each(['direct', 'tunnel'] as const)('limits, %s mode', (mode) => {
+  let stack: Stack;
+  let token: string;
+
+  beforeAll(async () => {
+    const limits = { headersTimeoutMs: HEADERS_TIMEOUT_MS, requestTimeoutMs: REQUEST_TIMEOUT_MS };
+    stack = await startStack({ mode, relay: { limits, maxStreamsPerAgent: STREAMS_PER_AGENT }, issuer: { limits } });
+    token = await stack.token();
+  });
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  /** Opens a TLS connection, writes `parts` one by one `gapMs` apart, and returns what comes back and when. */
+  function trickle(parts: string[], gapMs: number): Promise<{ answer: string; afterMs: number }> {
+    const url = new URL(stack.relay.url);
+    const startedAt = Date.now();
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({ host: url.hostname, port: Number(url.port), ca: stack.caPem }, () => {
+        let next = 0;
+        const write = () => {
+          if (next < parts.length && !socket.destroyed) socket.write(parts[next++]!);
+          if (next < parts.length) setTimeout(write, gapMs).unref();
+        };
+        write();
+      });
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+      socket.on('close', () => resolve({ answer, afterMs: Date.now() - startedAt }));
+      socket.on('error', reject);
+    });
+  }
+
+  const base = () => new URL(stack.relay.url).pathname.replace(/\/$/, '');
+  const host = () => new URL(stack.relay.url).host;
+
+  it('cuts a client that trickles its headers (slow-loris) with 408 and a Status', async () => {
+    const lines = [`GET ${base()}/api/v1/namespaces/default/pods HTTP/1.1\r\n`, `Host: ${host()}\r\n`, ...Array.from({ length: 50 }, (_, i) => `X-Slow-${i}: a\r\n`)];
+    const before = stack.fake.requests.length;
+    const { answer, afterMs } = await trickle(lines, 100);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(answer).toContain('"kind":"Status"');
+    expect(afterMs).toBeLessThan(HEADERS_TIMEOUT_MS * 3);
+    expect(stack.fake.requests.length).toBe(before);
+  });
+
+  it('cuts a client that trickles its body with 408, and the API server sees its request aborted', async () => {
+    const head = `POST ${base()}/api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: ${host()}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n`;
+    const { answer, afterMs } = await trickle([head, ...Array.from({ length: 100 }, () => '{')], 100);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(answer).toContain('"kind":"Status"');
+    expect(afterMs).toBeLessThan(REQUEST_TIMEOUT_MS * 3);
+    // The relay streams bodies, so the request had started upstream; it must not linger there.
+    const upstream = stack.fake.requests.filter((r) => r.url === '/api/v1/namespaces/default/configmaps').at(-1);
+    if (upstream) await until(() => upstream.closedByClient, 3_000, 'the upstream request to be aborted');
+  });
+
+  it('leaves a slow but steady body alone when it completes within the request deadline', async () => {
+    const body = '{"kind":"ConfigMap"}';
+    const head = `POST ${base()}/api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: ${host()}\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+    const { answer, afterMs } = await trickle([head, ...body.match(/.{1,5}/g)!], 100);
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    // ...and closes the connection as the client asked, right after the answer.
+    expect(afterMs).toBeLessThan(REQUEST_TIMEOUT_MS * 2);
+  });
+
+  it(`gives one agent ${STREAMS_PER_AGENT} long-running requests of ${WATCHES} and a 429 Status for the rest; the first keep working, and slots come back`, async () => {
+    const agent = new https.Agent({ maxSockets: Infinity, keepAlive: false });
+    const opened: { status: number; close: () => void }[] = [];
+    const refusals: string[] = [];
+    await Promise.all(
+      Array.from(
+        { length: WATCHES },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const req = https.get(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=1`, { ca: stack.caPem, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+              if (res.statusCode === 200) {
+                opened.push({ status: 200, close: () => req.destroy() });
+                res.on('error', () => undefined);
+                resolve();
+                return;
+              }
+              let body = '';
+              res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+              res.on('end', () => {
+                refusals.push(`${res.statusCode} ${body}`);
+                resolve();
+              });
+            });
+            req.on('error', reject);
+          }),
+      ),
+    );
+    expect(opened).toHaveLength(STREAMS_PER_AGENT);
+    expect(refusals).toHaveLength(WATCHES - STREAMS_PER_AGENT);
+    expect(refusals.every((r) => r.startsWith('429 ') && r.includes('"kind":"Status"') && r.includes('long-running'))).toBe(true);
+    // Short requests are not long-running: the agent can still list while it holds its quota.
+    expect((await sendRaw({ url: stack.relay.url, ca: stack.caPem }, `GET ${base()}/api/v1/namespaces/default/pods HTTP/1.1\r\nHost: ${host()}\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)).status).toBe(200);
+    // Refused requests never reached the API server.
+    const watchesUpstream = stack.fake.requests.filter((r) => r.url === '/api/v1/namespaces/default/pods?watch=1' && !r.closedByClient).length;
+    expect(watchesUpstream).toBe(STREAMS_PER_AGENT);
+
+    for (const watch of opened.splice(0, 10)) watch.close();
+    await until(
+      async () => (await sendRaw({ url: stack.relay.url, ca: stack.caPem }, `GET ${base()}/api/v1/namespaces/default/pods?watch=1 HTTP/1.1\r\nHost: ${host()}\r\nAuthorization: Bearer ${token}\r\n\r\n`, { headOnly: true })).status === 200,
+      5_000,
+      'a slot to come back',
+    );
+    for (const watch of opened) watch.close();
+    agent.destroy();
+  }, 120_000);
+});
