@@ -135,7 +135,8 @@ async function startEverything(): Promise<{ targets: Record<PathName, Target>; c
   const profile = flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`] : [];
   const data = { KUBE_RELAY_DATA: dataDir };
   const issuerUrl = (await startProcess('issuer', node, [...profile, CLI, 'issuer', '--listen', '127.0.0.1:0'], /"url":"(https:\/\/[^"]+)"/, data))[1]!;
-  const relayArgs = ['--cluster', CLUSTER, '--issuer', issuerUrl, '--issuer-ca-file', ca.certPath, '--kubeconfig', path.join(dataDir, 'upstream.kubeconfig'), '--admin-listen', '127.0.0.1:0'];
+  // One agent holds every watch of the idle-watch phase: its per-agent quota must not be what is measured.
+  const relayArgs = ['--cluster', CLUSTER, '--issuer', issuerUrl, '--issuer-ca-file', ca.certPath, '--kubeconfig', path.join(dataDir, 'upstream.kubeconfig'), '--admin-listen', '127.0.0.1:0', '--max-streams-per-agent', '1000000'];
   const direct = await startProcess(
     'direct relay',
     node,
