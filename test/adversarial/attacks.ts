@@ -173,6 +173,7 @@ export const ATTACKS: AttackCase[] = [
   { rule: RULE.bearer, name: 'two Authorization headers with the same token', request: (c) => ({ target: PODS, headers: [['Authorization', bearer(c.token)]] }), expect: refused(401) },
   { rule: RULE.bearer, name: 'two Authorization headers in different letter case', request: (c) => ({ target: PODS, headers: [['AUTHORIZATION', bearer(c.revokedAgentToken)]] }), expect: refused(401) },
   { rule: RULE.bearer, name: 'Authorization plus a bearer subprotocol with another token', request: (c) => ({ target: PODS, headers: [['Sec-WebSocket-Protocol', `base64url.bearer.authorization.k8s.io.${b64url(c.tokenForOtherCluster)}, v5.channel.k8s.io`]] }), expect: refused(401) },
+  { rule: RULE.bearer, name: 'a WebSocket exec upgrade with Authorization and a bearer subprotocol carrying another token', request: (c) => ({ target: '/api/v1/namespaces/default/pods/web/exec?command=sh&stdin=true', headers: [['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['Sec-WebSocket-Version', '13'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Protocol', `v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.${b64url(c.tokenForOtherCluster)}`]] }), expect: refused(401) },
   { rule: RULE.bearer, name: 'two bearer subprotocols', request: (c) => ({ target: PODS, authorization: null, headers: [['Sec-WebSocket-Protocol', `base64url.bearer.authorization.k8s.io.${b64url(c.token)}, base64url.bearer.authorization.k8s.io.${b64url(c.revokedAgentToken)}`]] }), expect: refused(401) },
   { rule: RULE.bearer, name: 'the bearer subprotocol alone is accepted and never forwarded', request: (c) => ({ target: PODS, authorization: null, headers: [['Sec-WebSocket-Protocol', `base64url.bearer.authorization.k8s.io.${b64url(c.token)}, v5.channel.k8s.io`]] }), expect: forwarded({ check: (seen) => expectNoHeaderValueContaining(seen, 'base64url.bearer') }) },
   { rule: RULE.query, name: 'a token in ?access_token=', request: (c) => ({ target: `${PODS}?access_token=${c.token}`, authorization: null }), expect: refused(401) },
@@ -200,6 +201,7 @@ export const ATTACKS: AttackCase[] = [
   { rule: RULE.framing, name: 'Content-Length together with Transfer-Encoding', request: (c) => ({ raw: `POST ${c.base}${PODS} HTTP/1.1\r\nHost: ${c.host}\r\nAuthorization: ${bearer(c.token)}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\nGET ${SECRETS} HTTP/1.1\r\n\r\n`, target: PODS }), expect: refused(400) },
   { rule: RULE.framing, name: 'two different Content-Lengths', request: (c) => ({ raw: `POST ${c.base}${PODS} HTTP/1.1\r\nHost: ${c.host}\r\nAuthorization: ${bearer(c.token)}\r\nContent-Length: 2\r\nContent-Length: 40\r\nConnection: close\r\n\r\n{}`, target: PODS }), expect: refused(400) },
   { rule: RULE.framing, name: 'Transfer-Encoding: chunked, identity', request: (c) => ({ raw: `POST ${c.base}${PODS} HTTP/1.1\r\nHost: ${c.host}\r\nAuthorization: ${bearer(c.token)}\r\nTransfer-Encoding: chunked, identity\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n`, target: PODS }), expect: refused(400) },
+  { rule: RULE.impersonate, name: 'Impersonate-User in the trailer of a chunked body never reaches the API server', request: (c) => ({ raw: `POST ${c.base}/api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: ${c.host}\r\nAuthorization: ${bearer(c.token)}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nTrailer: Impersonate-User\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\nImpersonate-User: system:admin\r\nX-Remote-User: system:admin\r\n\r\n`, target: '/api/v1/namespaces/default/configmaps' }), expect: forwarded({ check: (seen) => expectNoTrailers(seen) }) },
   { rule: RULE.framing, name: 'a bare LF inside a header value', request: (c) => ({ raw: `GET ${c.base}${PODS} HTTP/1.1\r\nHost: ${c.host}\r\nAuthorization: ${bearer(c.token)}\r\nX-Note: a\nImpersonate-User: system:admin\r\nConnection: close\r\n\r\n`, target: PODS }), expect: refused(400) },
   { rule: RULE.framing, name: 'an obs-folded header continuing onto Impersonate-User', request: (c) => ({ raw: `GET ${c.base}${PODS} HTTP/1.1\r\nHost: ${c.host}\r\nAuthorization: ${bearer(c.token)}\r\nX-Note: a\r\n Impersonate-User: system:admin\r\nConnection: close\r\n\r\n`, target: PODS }), expect: refused(400) },
   { rule: RULE.framing, name: 'a space before the colon of Impersonate-User', request: (c) => ({ raw: `GET ${c.base}${PODS} HTTP/1.1\r\nHost: ${c.host}\r\nAuthorization: ${bearer(c.token)}\r\nImpersonate-User : system:admin\r\nConnection: close\r\n\r\n`, target: PODS }), expect: refused(400) },
@@ -234,6 +236,10 @@ export const ATTACKS: AttackCase[] = [
 function expectNoHeaderValueContaining(seen: RecordedRequest, text: string): void {
   const offending = seen.rawHeaders.filter((value, i) => i % 2 === 1 && value.includes(text));
   if (offending.length > 0) throw new Error(`the API server received a header carrying ${JSON.stringify(text)}: ${offending.join(' | ')}`);
+}
+
+function expectNoTrailers(seen: RecordedRequest): void {
+  if (seen.rawTrailers.length > 0) throw new Error(`the API server received trailers: ${seen.rawTrailers.join(' | ')}`);
 }
 
 function expectNoHeader(seen: RecordedRequest, name: string): void {

@@ -8,7 +8,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../helpers/http.js';
-import { sendRaw } from '../helpers/raw-http.js';
+import { expectExactlyAgentIdentity, sendRaw } from '../helpers/raw-http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 
 const HEADERS_TIMEOUT_MS = 600;
@@ -81,6 +81,21 @@ describe.each(['direct', 'tunnel'] as const)('limits, %s mode', (mode) => {
     expect(answer).toMatch(/^HTTP\/1\.1 200 /);
     // ...and closes the connection as the client asked, right after the answer.
     expect(afterMs).toBeLessThan(REQUEST_TIMEOUT_MS * 2);
+  });
+
+  it('judges each pipelined request on one connection on its own: a refusal in the middle forwards nothing of it', async () => {
+    const line = (target: string, extra = '') => `GET ${base()}${target} HTTP/1.1\r\nHost: ${host()}\r\nAuthorization: Bearer ${token}\r\n${extra}`;
+    const pipelined =
+      `${line('/api/v1/namespaces/pipe-1/pods')}\r\n` +
+      `${line('/api/v1/namespaces/pipe-2/secrets', 'Impersonate-User: system:admin\r\n')}\r\n` +
+      `${line('/api/v1/namespaces/pipe-3/pods', 'Connection: close\r\n')}\r\n`;
+    const before = stack.fake.requests.length;
+    const { answer } = await trickle([pipelined], 0);
+    expect([...answer.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]))).toEqual([200, 403, 200]);
+    const upstream = stack.fake.requests.slice(before).filter((r) => r.url.includes('/pipe-'));
+    // Node hands pipelined requests over as they are parsed, so they may reach the API server in any order; the answers keep theirs.
+    expect(upstream.map((r) => r.url).sort()).toEqual(['/api/v1/namespaces/pipe-1/pods', '/api/v1/namespaces/pipe-3/pods']);
+    for (const seen of upstream) expectExactlyAgentIdentity(seen, 'agent:deployer', ['acme/platform', 'acme/sre']);
   });
 
   it(`gives one agent ${STREAMS_PER_AGENT} long-running requests of ${WATCHES} and a 429 Status for the rest; the first keep working, and slots come back`, async () => {

@@ -58,6 +58,7 @@ describe('the chart', () => {
     ['a cluster name that is not a DNS label', ['--set', 'clusterName=Prod_EU'], "at '/clusterName'"],
     ['a grant with an unknown role', ['--set', 'grants[0].group=acme/sre,grants[0].role=god'], "at '/grants/0/role'"],
     ['direct mode without a serving certificate', ['--set', 'mode=direct,tls.existingSecret='], 'tls.existingSecret is required in direct mode'],
+    ['a per-agent stream quota of 0', ['--set', 'maxStreamsPerAgent=0'], "at '/maxStreamsPerAgent'"],
   ])('refuses %s with a message that names it', (_what, extra, message) => {
     const result = helm(['template', 'kube-relay', CHART, '-f', CI_VALUES.tunnel, ...extra]);
     expect(result.code).not.toBe(0);

@@ -144,6 +144,26 @@ describe('tunnel multiplexing', () => {
     expect((await failed).message).toContain('tunnel closed');
   });
 
+  it('carries CONTROL messages outside any stream (the hub pushes revocations this way)', async () => {
+    const { client, server } = await sessionPair();
+    const received = new Promise<unknown>((resolve) => server.once('control', resolve));
+    client.sendControl({ type: 'revocations', items: [{ user: 'agent:gone', revokedAt: '2026-01-01T00:00:00.000Z' }] });
+    expect(await received).toEqual({ type: 'revocations', items: [{ user: 'agent:gone', revokedAt: '2026-01-01T00:00:00.000Z' }] });
+  });
+
+  it('reports how full a session is against its stream limit', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    await new Promise((resolve) => wss.once('listening', resolve));
+    const socket = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
+    await new Promise((resolve) => socket.once('open', resolve));
+    cleanups.push(() => new Promise((resolve) => wss.close(resolve)), () => socket.terminate());
+    const session = new MuxSession(socket, { role: 'client', maxStreams: 2 });
+    session.open().on('error', () => undefined);
+    expect(session.full).toBe(false);
+    session.open().on('error', () => undefined);
+    expect(session.full).toBe(true);
+  });
+
   it('serves HTTP on streams: an http.Server takes them as connections and an http.Agent dials them', async () => {
     const { client, server } = await sessionPair();
     const api = http.createServer((req, res) => res.end(`${req.method} ${req.url} from ${req.socket.remoteAddress}`));
