@@ -28,7 +28,6 @@ import type { Upstream } from './upstream.js';
 const READINESS_INTERVAL_MS = 10_000;
 /** Far above what kubectl needs (a handful), room for an agent running controllers. */
 export const DEFAULT_MAX_STREAMS_PER_AGENT = 1_000;
-/** Slow-loris bound: the whole header block must arrive within this time. */
 
 export interface RelayConfig {
   cluster: string;

@@ -37,6 +37,7 @@ const CLUSTER_PATH = /^\/clusters\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\/.*)?$/
 const REGISTRY_WATCH_INTERVAL_MS = 1_000;
 /** Revocations older than this are not pushed: every token issued before them has expired. */
 const REVOCATION_HORIZON_MS = 10 * 60_000;
+const REVOCATIONS_PER_MESSAGE = 256;
 /** WebSocket close code for a tunnel whose connector key was revoked while it was connected (4000-4999: private use). */
 export const KEY_REVOKED_CLOSE_CODE = 4401;
 
@@ -218,6 +219,8 @@ export class TunnelHub {
       for (const [cluster, sessions] of this.tunnels) {
         if (!registry.findCluster(cluster)?.revokedAt) continue;
         log.warn('closing the tunnels of a revoked cluster', { cluster, tunnels: sessions.length });
+        // Routed nowhere from now on, even while a relay takes its time to answer the close.
+        this.tunnels.delete(cluster);
         for (const session of sessions) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was revoked');
       }
     } catch (err) {
@@ -257,8 +260,9 @@ export class TunnelHub {
 
   private register(cluster: string, ws: WebSocket, transport: Duplex): void {
     const session = new MuxSession(ws, { role: 'client', transport, acceptStreams: false, maxStreams: this.options.maxStreamsPerTunnel ?? MAX_STREAMS });
+    // Everything revoked recently, in messages that each fit one frame (an entry is at most ~120 bytes).
     const recent: RevocationEntry[] = this.revocations.entries();
-    if (recent.length > 0) session.sendControl({ type: 'revocations', items: recent });
+    for (let i = 0; i < recent.length; i += REVOCATIONS_PER_MESSAGE) session.sendControl({ type: 'revocations', items: recent.slice(i, i + REVOCATIONS_PER_MESSAGE) });
     const sessions = this.tunnels.get(cluster) ?? [];
     sessions.push(session);
     this.tunnels.set(cluster, sessions);

@@ -311,9 +311,11 @@ export class MuxSession extends EventEmitter {
     this.socket.close(code, reason);
   }
 
-  /** Sends a JSON message outside any stream. */
+  /** Sends a JSON message outside any stream; it must fit one frame, as the peer takes no larger message. */
   sendControl(message: object): void {
-    this.send(frame(FrameType.Control, 0, Buffer.from(JSON.stringify(message))));
+    const payload = Buffer.from(JSON.stringify(message));
+    if (payload.length > MAX_FRAME_PAYLOAD) throw new RangeError(`a CONTROL message of ${payload.length} bytes does not fit one frame`);
+    this.send(frame(FrameType.Control, 0, payload));
   }
 
   /** Tells the peer to open no new streams; existing streams finish normally. */

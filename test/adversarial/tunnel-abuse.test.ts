@@ -54,6 +54,7 @@ function dialHub(key: string, cluster: string): Promise<FakeRelay> {
   const ws = new WebSocket(`${stack.issuer.url.replace('https', 'wss')}/v1/tunnel`, {
     ca: stack.caPem,
     perMessageDeflate: false,
+    maxPayload: MAX_MESSAGE_BYTES, // as the real relay
     headers: { authorization: `Bearer ${key}`, [CLUSTER_HEADER]: cluster },
   });
   const frames: FakeRelay['frames'] = [];
@@ -129,6 +130,28 @@ describe('who may connect a tunnel (DESIGN §4: the key decides the cluster)', (
     } finally {
       await relay.close();
     }
+  });
+});
+
+describe('revocations pushed down a tunnel (DESIGN §2)', () => {
+  it('reach a relay that connects after two thousand agents were revoked, in messages that each fit one frame', async () => {
+    const handle = stack.registry();
+    for (let i = 0; i < 2_000; i++) handle.registry.createAgent(`gone-${i}`, 'acme', ['sre']);
+    for (let i = 0; i < 2_000; i++) handle.registry.revokeAgent(`gone-${i}`);
+    handle.close();
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // the hub reads the store every second
+    const relay = await dialHub(keys.beta!, 'beta');
+    const pushed = () =>
+      new Set(
+        relay.frames
+          .filter((f) => f.type === FrameType.Control)
+          .flatMap((f) => (JSON.parse(f.payload.toString()) as { items: { user: string }[] }).items.map((item) => item.user)),
+      );
+    await until(() => pushed().size >= 2_000, 3_000, 'every revocation to arrive');
+    expect([...pushed()].filter((user) => user.startsWith('agent:gone-'))).toHaveLength(2_000);
+    expect(relay.ws.readyState).toBe(WebSocket.OPEN);
+    relay.ws.close();
+    await relay.closed;
   });
 });
 
