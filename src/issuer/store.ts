@@ -138,7 +138,10 @@ export function openSqliteStore(dataDir: string): IssuerStore {
   };
   RETAINED.push(db, sql);
   const addSigningKey = db.transaction((key: StoredSigningKey, keep: number) => {
-    sql.insertSigningKey.run(key.kid, key.privateJwk, key.publicJwk, key.createdAt.getTime());
+    // The newest key signs and the oldest go: two rotations within one millisecond must still be ordered.
+    const newest = (sql.signingKeys.all() as SigningKeyRow[])[0];
+    const createdAt = Math.max(key.createdAt.getTime(), newest ? newest.created_at + 1 : 0);
+    sql.insertSigningKey.run(key.kid, key.privateJwk, key.publicJwk, createdAt);
     const rows = sql.signingKeys.all() as SigningKeyRow[];
     for (const stale of rows.slice(keep)) sql.deleteSigningKey.run(stale.kid);
   });

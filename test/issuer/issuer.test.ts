@@ -131,6 +131,16 @@ describe('discovery, keys and revocations', () => {
     expect(decodeProtectedHeader(body.token!).kid).toBe(newest);
   });
 
+  it('orders rotations made within the same millisecond: the last one signs, the first one goes', async () => {
+    const store = openSqliteStore(await mkdtemp(path.join(tmpdir(), 'kube-relay-keys-')));
+    const sameInstant = new Date('2026-01-01T00:00:00Z');
+    const keys = new SigningKeys(store, () => sameInstant);
+    const kids = [await keys.rotate(), await keys.rotate(), await keys.rotate()];
+    expect((await keys.current()).kid).toBe(kids[2]);
+    expect(keys.jwks().keys.map((key) => key.kid)).toEqual([kids[2], kids[1]]);
+    store.close();
+  });
+
   it('lists recently revoked agents at /v1/revocations', async () => {
     const feed = (await (await fetch(`${issuer.url}/v1/revocations`)).json()) as { items: { user: string; revokedAt: string }[] };
     expect(feed.items.map((i) => i.user)).toEqual(['agent:old-bot']);
