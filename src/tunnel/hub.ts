@@ -10,7 +10,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { JSONWebKeySet } from 'jose';
-import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Registry } from '../issuer/registry.js';
 import type { AgentIdentity } from '../identity.js';
@@ -62,6 +62,7 @@ export class TunnelHub {
   private readonly watchRegistry: NodeJS.Timeout;
   private readonly proxy = createKubernetesProxy({});
   private readonly connected: Gauge;
+  private readonly refusals: Counter;
   private next = 0;
   private closing = false;
 
@@ -70,6 +71,12 @@ export class TunnelHub {
       name: 'kube_relay_tunnel_connected',
       help: 'Relay tunnels connected to this hub, by cluster.',
       labelNames: ['cluster'],
+      registers: [options.metrics],
+    });
+    this.refusals = new Counter({
+      name: 'kube_relay_hub_refusals_total',
+      help: 'Requests for tunnelled clusters the hub refused before they entered a tunnel, by HTTP code.',
+      labelNames: ['code'],
       registers: [options.metrics],
     });
     const tunnels = this.tunnels;
@@ -116,7 +123,7 @@ export class TunnelHub {
         });
       },
       (err: unknown) => {
-        const { code, message } = refusal(err);
+        const { code, message } = this.refuse(req, route.cluster, err);
         req.resume();
         writeStatus(res, code, message);
       },
@@ -149,7 +156,7 @@ export class TunnelHub {
         this.proxy.ws(req, socket, head, { target: 'http://tunnel', agent: this.agentFor(session, req) }, () => socket.destroy());
       },
       (err: unknown) => {
-        const { code, message } = refusal(err);
+        const { code, message } = this.refuse(req, route.cluster, err);
         writeStatusToSocket(socket, code, message);
       },
     );
@@ -203,6 +210,21 @@ export class TunnelHub {
     const open = sessions.filter((session) => !session.full);
     if (open.length === 0) throw new HubRefusal(429, `the tunnel to cluster "${cluster}" carries as many streams as it can; retry when some have finished`);
     return open[this.next++ % open.length]!;
+  }
+
+  /**
+   * A request that never reaches a relay leaves no audit record there: the
+   * hub says why it refused (never the token: only the path, not the query).
+   */
+  private refuse(req: IncomingMessage, cluster: string, err: unknown): { code: number; message: string } {
+    const { code, message } = refusal(err);
+    this.refusals.inc({ code: String(code) });
+    if (err instanceof HubRefusal || err instanceof RelayRefusal) {
+      this.options.log.info('request refused at the hub', { cluster, status: code, reason: message, method: req.method, path: (req.url ?? '').split('?')[0], sourceIp: req.socket.remoteAddress });
+    } else {
+      this.options.log.error('the hub failed to handle a request', { cluster, error: (err as Error).message });
+    }
+    return { code, message };
   }
 
   /**

@@ -21,9 +21,13 @@ const TUNNEL_CAPACITY = 8;
 let stack: Stack;
 const keys: Record<string, string> = {};
 let alphaToken: string;
+const hubLog: string[] = [];
 
 beforeAll(async () => {
-  stack = await startStack({ mode: 'tunnel', issuer: { tunnelMaxStreams: TUNNEL_CAPACITY } });
+  stack = await startStack({
+    mode: 'tunnel',
+    issuer: { tunnelMaxStreams: TUNNEL_CAPACITY, log: createLogger('info', {}, (line) => hubLog.push(line)), adminListen: { host: '127.0.0.1', port: 0 } },
+  });
   const setup = stack.registry();
   for (const cluster of ['alpha', 'beta', 'gamma', 'delta', 'retired']) keys[cluster] = setup.registry.createCluster(cluster, 'acme');
   setup.registry.revokeCluster('retired');
@@ -130,6 +134,18 @@ describe('who may connect a tunnel (DESIGN §4: the key decides the cluster)', (
     } finally {
       await relay.close();
     }
+  });
+});
+
+describe('requests the hub refuses', () => {
+  it('are logged with the reason and counted, never with the token', async () => {
+    const forged = `${alphaToken.slice(0, -4)}AAAA`;
+    expect((await agentGet('/clusters/alpha/api/v1/secrets?access=1', forged)).status).toBe(401);
+    const line = hubLog.find((entry) => entry.includes('request refused at the hub') && entry.includes('/clusters/alpha/api/v1/secrets'));
+    expect(JSON.parse(line!)).toMatchObject({ cluster: 'alpha', status: 401, method: 'GET', path: '/clusters/alpha/api/v1/secrets' });
+    expect(hubLog.join('\n')).not.toContain(forged.split('.')[2]!);
+    const metrics = await (await fetch(`http://127.0.0.1:${stack.issuer.adminPort}/metrics`)).text();
+    expect(Number(/kube_relay_hub_refusals_total\{code="401"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
   });
 });
 

@@ -50,7 +50,7 @@ export interface StackOptions {
   /** Where the relay logs (default: errors only, to stderr). */
   relayLog?: Logger;
   relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'limits' | 'maxStreamsPerAgent'>>;
-  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams'>>;
+  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'log' | 'adminListen'>>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
