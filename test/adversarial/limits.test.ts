@@ -46,7 +46,8 @@ describe.each(['direct', 'tunnel'] as const)('limits, %s mode', (mode) => {
       let answer = '';
       socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
       socket.on('close', () => resolve({ answer, afterMs: Date.now() - startedAt }));
-      socket.on('error', reject);
+      // A part written just as the server hangs up fails with EPIPE or ECONNRESET: the answer is what counts.
+      socket.on('error', (err) => (answer === '' ? reject(err) : undefined));
     });
   }
 
