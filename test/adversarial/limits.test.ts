@@ -124,7 +124,7 @@ describe.each(['direct', 'tunnel'] as const)('limits, %s mode', (mode) => {
                 resolve();
               });
             });
-            req.on('error', reject);
+            req.on('error', (err) => reject(new Error(`a watch failed instead of being answered: ${err.message}`)));
           }),
       ),
     );
@@ -140,7 +140,7 @@ describe.each(['direct', 'tunnel'] as const)('limits, %s mode', (mode) => {
     for (const watch of opened.splice(0, 10)) watch.close();
     await until(
       async () => (await sendRaw({ url: stack.relay.url, ca: stack.caPem }, `GET ${base()}/api/v1/namespaces/default/pods?watch=1 HTTP/1.1\r\nHost: ${host()}\r\nAuthorization: Bearer ${token}\r\n\r\n`, { headOnly: true })).status === 200,
-      5_000,
+      15_000,
       'a slot to come back',
     );
     for (const watch of opened) watch.close();
