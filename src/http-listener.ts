@@ -13,9 +13,9 @@ import { headerValues } from './relay/authenticate.js';
 import { writeStatus, writeStatusToSocket } from './relay/errors.js';
 
 /** Room for an 8 KiB token twice over (header or WebSocket subprotocol) and everything kubectl sends. */
-export const MAX_HEADER_BYTES = 32 * 1024;
+const MAX_HEADER_BYTES = 32 * 1024;
 /** kubectl sends about ten headers. */
-export const MAX_HEADERS = 200;
+const MAX_HEADERS = 200;
 const HEADERS_TIMEOUT_MS = 30_000;
 /**
  * The whole request, body included, must arrive within a minute: kube-apiserver

@@ -91,7 +91,7 @@ export function sendRaw(target: RawTarget, bytes: string | Buffer, options: { he
 }
 
 /** Header names of a recorded request, in lower case, in the order received. */
-export function headerNames(seen: RecordedRequest): string[] {
+function headerNames(seen: RecordedRequest): string[] {
   return seen.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
 }
 
