@@ -54,3 +54,29 @@ const STREAMING_VERBS = new Set(['exec', 'attach', 'portforward', 'proxy']);
 export function auditVerb(kubernetesVerb: string, subresource: string): string {
   return STREAMING_VERBS.has(subresource) ? subresource : kubernetesVerb;
 }
+
+/**
+ * The query string as sent, except that the value of each parameter in
+ * `credentialNames` becomes `redacted`: a request carrying a token there is
+ * refused, and its record must not keep the token (names are compared
+ * decoded, as the refusal compares them, so `access%5Ftoken` counts too).
+ */
+export function redactQuery(query: string, credentialNames: readonly string[]): string {
+  if (query === '') return query;
+  return query
+    .split('&')
+    .map((pair) => {
+      const equals = pair.indexOf('=');
+      const rawName = equals === -1 ? pair : pair.slice(0, equals);
+      return credentialNames.includes(decodeQueryComponent(rawName)) ? `${rawName}=redacted` : pair;
+    })
+    .join('&');
+}
+
+function decodeQueryComponent(component: string): string {
+  try {
+    return decodeURIComponent(component.replaceAll('+', ' '));
+  } catch {
+    return component;
+  }
+}

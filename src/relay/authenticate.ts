@@ -12,7 +12,7 @@ import type { TokenVerifier } from './token-verifier.js';
 
 export const BEARER_SUBPROTOCOL_PREFIX = 'base64url.bearer.authorization.k8s.io.';
 /** Query parameters that carry tokens in some clients; never accepted (they end up in logs). */
-const TOKEN_QUERY_PARAMETERS = ['access_token', 'token', 'id_token'];
+export const TOKEN_QUERY_PARAMETERS = ['access_token', 'token', 'id_token'];
 
 export function headerValues(rawHeaders: readonly string[], name: string): string[] {
   const values: string[] = [];

@@ -10,12 +10,12 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type AuditRecord, auditVerb, type Decision, decisionForUpstreamStatus } from '../audit/record.js';
+import { type AuditRecord, auditVerb, type Decision, decisionForUpstreamStatus, redactQuery } from '../audit/record.js';
 import { parseRequestInfo, type RequestInfo } from '../audit/request-info.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { AgentIdentity } from '../identity.js';
 import type { Logger } from '../log.js';
-import { authenticate, headerValues } from './authenticate.js';
+import { authenticate, headerValues, TOKEN_QUERY_PARAMETERS } from './authenticate.js';
 import { isAuthenticationFailure, RelayRefusal, writeStatus, writeStatusToSocket } from './errors.js';
 import type { Forwarder, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
@@ -265,7 +265,7 @@ function auditRecord(ctx: RequestContext, endedAt: number, deps: PipelineDeps): 
     userAgent: firstHeader('user-agent') ?? null,
     method: ctx.method,
     path: pathOf(ctx.target),
-    query,
+    query: redactQuery(query, TOKEN_QUERY_PARAMETERS),
     verb: ctx.verb,
     namespace: ctx.info.namespace,
     resource: ctx.info.resource,

@@ -5,6 +5,7 @@
  * nothing, or one request carrying exactly the token's identity.
  */
 import { createPublicKey, randomUUID, webcrypto } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/record.js';
@@ -125,6 +126,14 @@ describe.each<Mode>(['direct', 'tunnel'])('the attack corpus, %s mode', (mode) =
       const record: AuditRecord = await stack.awaitRecord(request.target.split('?')[0]!, (r) => r.requestId === requestId);
       expected.audit(record as unknown as Record<string, unknown>);
     }
+  });
+
+  // Runs after the cases (vitest keeps declaration order): whatever they sent, the audit trail holds no credential.
+  it('leaves no token or key in the audit trail after the whole corpus', () => {
+    const trail = readFileSync(stack.auditFile, 'utf8');
+    expect(trail.length).toBeGreaterThan(0);
+    expect(trail.match(/eyJ[\w-]+\.eyJ[\w-]+\.[\w-]*/g) ?? []).toEqual([]);
+    expect(trail.match(/krl_(agent|cluster)_\w+/g) ?? []).toEqual([]);
   });
 
   it('holds at least 60 cases in this mode', () => {
