@@ -3,6 +3,11 @@
  * session when it ends. It names who did what where, never with what
  * credential: no tokens, no bodies, no header values beyond the listed ones.
  */
+import type { IncomingMessage } from 'node:http';
+import type { AgentIdentity } from '../identity.js';
+import { headerValues, TOKEN_QUERY_PARAMETERS } from '../relay/authenticate.js';
+import { parseRequestInfo, type RequestInfo } from './request-info.js';
+
 export type Decision = 'allowed' | 'denied-by-relay' | 'denied-by-cluster' | 'error';
 
 export interface AuditRecord {
@@ -79,4 +84,96 @@ function decodeQueryComponent(component: string): string {
   } catch {
     return component;
   }
+}
+
+/** What the audit knows of a request, filled in as it is handled, whoever answers it (relay or hub). */
+export interface AuditedRequest {
+  readonly requestId: string;
+  readonly cluster: string;
+  readonly mode: 'direct' | 'tunnel';
+  readonly receivedAt: number;
+  readonly method: string;
+  /** The origin-form target as the relay sees it (through the hub: without `/clusters/<name>`). */
+  readonly target: string;
+  readonly info: RequestInfo;
+  readonly verb: string;
+  readonly sourceIp: string | null;
+  readonly rawHeaders: readonly string[];
+  identity?: AgentIdentity | undefined;
+  status?: number;
+  decision?: Decision;
+  reason?: string;
+  bytesIn: number;
+  bytesOut: number;
+  session?: { protocol: string; startedAt: number };
+}
+
+export function auditedRequest(req: IncomingMessage, cluster: string, mode: 'direct' | 'tunnel', target: string, requestId: string): AuditedRequest {
+  const method = req.method ?? 'GET';
+  const info = parseRequestInfo(method, target.startsWith('/') ? target : '/');
+  return {
+    requestId,
+    cluster,
+    mode,
+    receivedAt: Date.now(),
+    method,
+    target,
+    info,
+    verb: auditVerb(info.verb, info.subresource),
+    sourceIp: req.socket.remoteAddress ?? null,
+    // A snapshot: the forward stage replaces req.headers with the upstream set.
+    rawHeaders: [...req.rawHeaders],
+    bytesIn: 0,
+    bytesOut: 0,
+  };
+}
+
+export function pathOf(target: string): string {
+  const queryStart = target.indexOf('?');
+  return queryStart === -1 ? target : target.slice(0, queryStart);
+}
+
+export function auditRecord(request: AuditedRequest, endedAt: number): AuditRecord {
+  const queryStart = request.target.indexOf('?');
+  const query = queryStart === -1 ? '' : request.target.slice(queryStart + 1);
+  const params = new URLSearchParams(query);
+  const firstHeader = (name: string) => headerValues(request.rawHeaders, name)[0];
+  const record: AuditRecord = {
+    time: new Date(endedAt).toISOString(),
+    requestId: request.requestId,
+    cluster: request.cluster,
+    mode: request.mode,
+    user: request.identity?.user ?? null,
+    groups: request.identity?.groups ?? [],
+    tokenId: request.identity?.tokenId ?? null,
+    sourceIp: request.sourceIp,
+    userAgent: firstHeader('user-agent') ?? null,
+    method: request.method,
+    path: pathOf(request.target),
+    query: redactQuery(query, TOKEN_QUERY_PARAMETERS),
+    verb: request.verb,
+    namespace: request.info.namespace,
+    resource: request.info.resource,
+    subresource: request.info.subresource,
+    name: request.info.name,
+    status: request.status ?? 0,
+    decision: request.decision ?? 'error',
+    durationMs: endedAt - request.receivedAt,
+    bytesIn: request.bytesIn,
+    bytesOut: request.bytesOut,
+  };
+  const kubectlCommand = firstHeader('kubectl-command');
+  const kubectlSession = firstHeader('kubectl-session');
+  if (kubectlCommand) record.kubectlCommand = kubectlCommand;
+  if (kubectlSession) record.kubectlSession = kubectlSession;
+  if (request.reason) record.reason = request.reason;
+  if (request.session) {
+    record.protocol = request.session.protocol;
+    record.startedAt = new Date(request.session.startedAt).toISOString();
+    record.endedAt = new Date(endedAt).toISOString();
+    if (request.info.subresource === 'exec') record.command = params.getAll('command');
+    if (params.has('container')) record.container = params.get('container')!;
+    if (request.info.subresource === 'portforward') record.ports = params.getAll('ports');
+  }
+  return record;
 }

@@ -1,55 +1,157 @@
 /**
- * Where audit records go: a file of JSON lines (`--audit-file`) or stdout.
- * A record is never dropped silently: a write error is counted in
- * `kube_relay_audit_records_dropped_total` and logged, and the file is
- * opened at start-up so a bad path fails the relay before it serves.
+ * Where audit records go (DESIGN §5): stdout, a file of JSON lines rotated
+ * by size, an HTTP webhook that takes them in batches, or several of these.
+ * Each destination holds what it has not delivered yet; a record for a
+ * completed request is never dropped to make room. While a destination is
+ * full (it cannot keep up) or broken, new requests wait for room (`block`)
+ * or are refused (`fail`), as configured, and the metrics count both, the
+ * same choice kube-apiserver offers with --audit-log-mode=blocking and
+ * blocking-strict.
  */
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
-import path from 'node:path';
-import type { Counter } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log.js';
+import { openStreamDestination } from './stream-destination.js';
 import type { AuditRecord } from './record.js';
+import { WebhookDestination, type WebhookOptions } from './webhook-destination.js';
+
+export type WhenFull = 'block' | 'fail';
+export const WHEN_FULL: readonly WhenFull[] = ['block', 'fail'];
+
+export interface AuditConfig {
+  /** A file of JSON lines; `-` is stdout. Default: stdout, unless a webhook is configured. */
+  file?: string | undefined;
+  /** Rotate the file past this many bytes (0 = never). */
+  fileMaxBytes?: number | undefined;
+  /** Rotated files kept (`audit.jsonl.1` …). */
+  fileMaxBackups?: number | undefined;
+  webhook?: WebhookOptions | undefined;
+  whenFull?: WhenFull | undefined;
+  /** Records each destination holds undelivered before it counts as full. */
+  bufferRecords?: number | undefined;
+  /** How long closing waits for destinations to deliver what they hold (default 10 s; tests shorten it). */
+  closeDeadlineMs?: number | undefined;
+}
+
+export const DEFAULT_AUDIT_BUFFER_RECORDS = 10_000;
+
+/** One place records are delivered to; `pending` counts the accepted ones not delivered yet. */
+export interface Destination {
+  readonly name: string;
+  readonly pending: number;
+  /** Set when the destination can take nothing more (a file that failed to write); it says why. */
+  readonly broken: string | undefined;
+  send(line: string): void;
+  /** Delivers what is pending within `deadlineMs` if it can, and reports the rest as dropped. */
+  close(deadlineMs: number): Promise<void>;
+}
+
+export interface DestinationEvents {
+  delivered(count: number): void;
+  /** `reason` is a short code (a metric label), `detail` the sentence for the log. */
+  dropped(count: number, reason: 'write-failed' | 'rejected' | 'undelivered-at-shutdown', detail: string): void;
+}
+
+/** A request the audit trail cannot take now, under `fail`. */
+export class AuditUnavailableError extends Error {}
 
 export interface AuditSink {
+  /** Takes a completed request's record; never refuses one. */
   write(record: AuditRecord): void;
+  /** Takes a record only if every destination has room (records of refusals that never reached a relay). */
+  writeIfRoom(record: AuditRecord): void;
+  /** Resolves at once while every destination has room; otherwise waits (`block`) or throws AuditUnavailableError (`fail`). */
+  room(): Promise<void>;
+  /** Why the audit trail is not taking requests now, or undefined (readiness). */
+  readonly unavailable: string | undefined;
   close(): Promise<void>;
 }
 
-export interface AuditCounters {
-  written: Counter;
-  dropped: Counter;
-}
+const CLOSE_DEADLINE_MS = 10_000;
+/** At most one log line per this interval about records not taken by a full sink. */
+const FULL_LOG_INTERVAL_MS = 10_000;
+/** How often a waiting request re-checks for room. */
+const ROOM_POLL_MS = 50;
 
-export async function openAuditSink(file: string | undefined, counters: AuditCounters, log: Logger): Promise<AuditSink> {
-  let stream: NodeJS.WritableStream;
-  let owned: WriteStream | undefined;
-  if (file === undefined || file === '-') {
-    stream = process.stdout;
-  } else {
-    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    owned = createWriteStream(file, { flags: 'a', mode: 0o600 });
-    await new Promise<void>((resolve, reject) => {
-      owned!.once('open', () => resolve());
-      owned!.once('error', (err) => reject(new Error(`cannot open audit file ${file}: ${err.message}`)));
-    });
-    stream = owned;
-  }
-  let failed = false;
-  stream.on('error', (err: Error) => {
-    if (!failed) log.error('audit sink failed; records are being dropped', { error: err.message });
-    failed = true;
+export async function openAuditSink(config: AuditConfig, metrics: Registry, log: Logger): Promise<AuditSink> {
+  const whenFull = config.whenFull ?? 'block';
+  const limit = config.bufferRecords ?? DEFAULT_AUDIT_BUFFER_RECORDS;
+  const written = new Counter({ name: 'kube_relay_audit_records_total', help: 'Audit records delivered, by destination.', labelNames: ['sink'], registers: [metrics] });
+  const dropped = new Counter({
+    name: 'kube_relay_audit_records_dropped_total',
+    help: 'Audit records not delivered, by destination and reason (never silently: each is also logged).',
+    labelNames: ['sink', 'reason'],
+    registers: [metrics],
   });
-  return {
-    write(record) {
-      if (failed) {
-        counters.dropped.inc();
-        return;
-      }
-      stream.write(JSON.stringify(record) + '\n');
-      counters.written.inc();
+  const full = new Counter({
+    name: 'kube_relay_audit_full_total',
+    help: 'Requests that met a full or broken audit destination: held until there was room (blocked) or refused with 503 (refused).',
+    labelNames: ['action'],
+    registers: [metrics],
+  });
+  const events = (sink: string): DestinationEvents => ({
+    delivered: (count) => written.inc({ sink }, count),
+    dropped: (count, reason, detail) => {
+      dropped.inc({ sink, reason }, count);
+      log.error('audit records were not delivered', { sink, records: count, reason, detail });
     },
-    close() {
-      return new Promise((resolve) => (owned ? owned.end(() => resolve()) : resolve()));
+  });
+
+  const destinations: Destination[] = [];
+  const file = config.file ?? (config.webhook ? undefined : '-');
+  if (file !== undefined) destinations.push(await openStreamDestination(file, { maxBytes: config.fileMaxBytes ?? 0, maxBackups: config.fileMaxBackups ?? 0 }, events(file === '-' ? 'stdout' : 'file')));
+  if (config.webhook) destinations.push(new WebhookDestination(config.webhook, events('webhook'), log));
+
+  new Gauge({
+    name: 'kube_relay_audit_pending_records',
+    help: 'Audit records accepted but not yet delivered, by destination.',
+    labelNames: ['sink'],
+    registers: [metrics],
+    collect() {
+      for (const destination of destinations) this.set({ sink: destination.name }, destination.pending);
+    },
+  });
+
+  const unavailable = (): string | undefined => {
+    for (const destination of destinations) {
+      if (destination.broken) return `the audit ${destination.name} is broken: ${destination.broken}`;
+      if (destination.pending >= limit) return `the audit ${destination.name} holds ${destination.pending} undelivered records`;
+    }
+    return undefined;
+  };
+  const send = (record: AuditRecord) => {
+    const line = JSON.stringify(record);
+    for (const destination of destinations) destination.send(line);
+  };
+
+  let lastFullLog = 0;
+  return {
+    write: send,
+    writeIfRoom(record) {
+      const reason = unavailable();
+      if (reason === undefined) return send(record);
+      dropped.inc({ sink: 'all', reason: 'full' });
+      if (Date.now() - lastFullLog < FULL_LOG_INTERVAL_MS) return;
+      lastFullLog = Date.now();
+      log.error('audit records were not taken: the audit trail is full', { reason, counted: 'kube_relay_audit_records_dropped_total{reason="full"}' });
+    },
+    async room() {
+      let reason = unavailable();
+      if (reason === undefined) return;
+      if (whenFull === 'fail') {
+        full.inc({ action: 'refused' });
+        throw new AuditUnavailableError(reason);
+      }
+      full.inc({ action: 'blocked' });
+      while (reason !== undefined) {
+        await new Promise((resolve) => setTimeout(resolve, ROOM_POLL_MS));
+        reason = unavailable();
+      }
+    },
+    get unavailable() {
+      return unavailable();
+    },
+    async close() {
+      await Promise.all(destinations.map((destination) => destination.close(config.closeDeadlineMs ?? CLOSE_DEADLINE_MS)));
     },
   };
 }

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type AuditConfig, DEFAULT_AUDIT_BUFFER_RECORDS, WHEN_FULL, type WhenFull } from '../audit/sink.js';
 import { buildKubeconfig } from '../client/kubeconfig.js';
 import { execCredential, requestToken } from '../client/token.js';
 import { InvalidInputError, Registry } from '../issuer/registry.js';
@@ -39,7 +40,7 @@ const GLOBAL_OPTIONS: Options = {
 const USAGE = `Usage: kube-relay <command> [flags]
 
 Commands:
-  issuer [--listen HOST:PORT] [--public-url URL] [--tls-cert F --tls-key F] [--tls-san NAME]... [--admin-listen HOST:PORT]
+  issuer [--listen HOST:PORT] [--public-url URL] [--tls-cert F --tls-key F] [--tls-san NAME]... [--admin-listen HOST:PORT] [AUDIT]
   issuer rotate-keys
   agent create NAME --org ORG --team TEAM [--team TEAM]...
   agent list | agent revoke NAME
@@ -50,7 +51,12 @@ Commands:
   relay --cluster NAME --issuer URL --mode tunnel --hub URL --connector-key-file F [--kubeconfig F [--context C]]
   relay --cluster NAME --issuer URL --mode direct --listen HOST:PORT [--kubeconfig F [--context C]]
         [--tls-cert F --tls-key F] [--tls-san NAME]... [--issuer-ca-file F] [--jwks-file F]
-        [--audit-file F] [--admin-listen HOST:PORT] [--max-stream-duration DURATION] [--max-streams-per-agent N]
+        [--admin-listen HOST:PORT] [--max-stream-duration DURATION] [--max-streams-per-agent N] [AUDIT]
+
+AUDIT (the relay's records; the issuer's hub records the requests it refuses before a tunnel):
+  [--audit-file F|- [--audit-file-max-size SIZE [--audit-file-max-backups N]]] (default: stdout, unless a webhook is set)
+  [--audit-webhook-url URL [--audit-webhook-ca-file F] [--audit-webhook-token-file F]]
+  [--audit-when-full block|fail] [--audit-buffer-records N]
 
 Global flags: --data DIR (env KUBE_RELAY_DATA, default ./.kube-relay), --log-level debug|info|warn|error.
 Every flag has an environment twin KUBE_RELAY_<FLAG>, for example KUBE_RELAY_ISSUER_CA_FILE.
@@ -302,6 +308,7 @@ async function runIssuer(args: string[], io: Io): Promise<number> {
       'tls-san': { type: 'string', multiple: true },
       'admin-listen': { type: 'string' },
       'key-rotation-interval': { type: 'string' },
+      ...AUDIT_FLAGS,
     },
     io,
     0,
@@ -316,6 +323,7 @@ async function runIssuer(args: string[], io: Io): Promise<number> {
     tlsSans: (values['tls-san'] as string[] | undefined) ?? [],
     adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
     keyRotationIntervalMs: duration(str(values, 'key-rotation-interval') ?? '24h', '--key-rotation-interval'),
+    audit: auditConfig(values),
     log,
   });
   io.stderr(`kube-relay issuer serving at ${issuer.url}${issuer.caFile ? ` (trust ${issuer.caFile})` : ''}\n`);
@@ -341,7 +349,7 @@ async function runRelay(args: string[], io: Io): Promise<number> {
       context: { type: 'string' },
       'issuer-ca-file': { type: 'string' },
       'jwks-file': { type: 'string' },
-      'audit-file': { type: 'string' },
+      ...AUDIT_FLAGS,
       'admin-listen': { type: 'string' },
       'max-stream-duration': { type: 'string' },
       'max-streams-per-agent': { type: 'string' },
@@ -383,7 +391,7 @@ async function runRelay(args: string[], io: Io): Promise<number> {
     issuerCa: readFileFlag(values, 'issuer-ca-file'),
     jwksFile: str(values, 'jwks-file'),
     upstream,
-    auditFile: str(values, 'audit-file'),
+    audit: auditConfig(values),
     adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
     maxStreamDurationMs: duration(str(values, 'max-stream-duration') ?? '4h', '--max-stream-duration'),
     maxStreamsPerAgent,
@@ -421,6 +429,52 @@ function duration(value: string, flag: string): number {
   const ms = parseDuration(value);
   if (ms === undefined) throw new UsageError(`${flag} "${value}" is not a duration such as 90s, 30m or 4h (0 for no limit)`);
   return ms;
+}
+
+/** Where audit records go (DESIGN §5), for the relay and for the hub's own refusals. */
+const AUDIT_FLAGS = {
+  'audit-file': { type: 'string' },
+  'audit-file-max-size': { type: 'string' },
+  'audit-file-max-backups': { type: 'string' },
+  'audit-webhook-url': { type: 'string' },
+  'audit-webhook-ca-file': { type: 'string' },
+  'audit-webhook-token-file': { type: 'string' },
+  'audit-when-full': { type: 'string' },
+  'audit-buffer-records': { type: 'string' },
+} as const satisfies Options;
+
+function auditConfig(values: Values): AuditConfig {
+  const whenFull = str(values, 'audit-when-full') ?? 'block';
+  if (!(WHEN_FULL as readonly string[]).includes(whenFull)) throw new UsageError(`--audit-when-full must be ${WHEN_FULL.join(' or ')}, not "${whenFull}"`);
+  const maxSize = str(values, 'audit-file-max-size');
+  const maxBackups = str(values, 'audit-file-max-backups');
+  const file = str(values, 'audit-file');
+  if ((maxSize !== undefined || maxBackups !== undefined) && (file === undefined || file === '-')) {
+    throw new UsageError('--audit-file-max-size and --audit-file-max-backups rotate the file given with --audit-file');
+  }
+  if (maxSize === undefined && maxBackups !== undefined) throw new UsageError('--audit-file-max-backups needs --audit-file-max-size (rotation is by size)');
+  const webhookUrl = str(values, 'audit-webhook-url');
+  if (webhookUrl === undefined && (str(values, 'audit-webhook-ca-file') !== undefined || str(values, 'audit-webhook-token-file') !== undefined)) {
+    throw new UsageError('--audit-webhook-ca-file and --audit-webhook-token-file need --audit-webhook-url');
+  }
+  if (webhookUrl !== undefined && !/^https?:\/\/[^/]/.test(webhookUrl)) throw new UsageError(`--audit-webhook-url "${webhookUrl}" is not an http(s) URL`);
+  const tokenFile = str(values, 'audit-webhook-token-file');
+  if (tokenFile !== undefined) readFileFlag(values, 'audit-webhook-token-file'); // unreadable now: say so now, not at the first batch
+  return {
+    file,
+    fileMaxBytes: maxSize === undefined ? 0 : byteSize(maxSize, '--audit-file-max-size'),
+    fileMaxBackups: maxBackups === undefined ? 5 : positiveInteger(maxBackups, '--audit-file-max-backups'),
+    webhook: webhookUrl === undefined ? undefined : { url: webhookUrl, ca: readFileFlag(values, 'audit-webhook-ca-file'), tokenFile },
+    whenFull: whenFull as WhenFull,
+    bufferRecords: positiveInteger(str(values, 'audit-buffer-records') ?? String(DEFAULT_AUDIT_BUFFER_RECORDS), '--audit-buffer-records'),
+  };
+}
+
+/** A size such as 100Mi (Ki, Mi and Gi are powers of 1024, as in Kubernetes quantities), or plain bytes. */
+function byteSize(value: string, flag: string): number {
+  const match = /^([1-9][0-9]{0,8})(Ki|Mi|Gi)?$/.exec(value);
+  if (!match) throw new UsageError(`${flag} "${value}" is not a size such as 100Mi (a whole number, optionally with Ki, Mi or Gi)`);
+  return Number(match[1]) * { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[match[2] ?? '']!;
 }
 
 function positiveInteger(value: string, flag: string): number {

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
+import { type AuditConfig, openAuditSink } from '../audit/sink.js';
 import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
 import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
@@ -163,6 +164,8 @@ export interface IssuerConfig {
   limits?: ListenerLimits;
   /** Streams one tunnel carries at once (tests lower it). */
   tunnelMaxStreams?: number;
+  /** Where the hub records the requests it refuses (default: stdout). */
+  audit?: AuditConfig | undefined;
 }
 
 export interface RunningIssuer {
@@ -173,6 +176,10 @@ export interface RunningIssuer {
 }
 
 export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> {
+  const metrics = new MetricsRegistry();
+  collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
+  // First: a bad audit path fails the issuer before anything else is opened.
+  const audit = await openAuditSink(config.audit ?? {}, metrics, config.log);
   const store = openSqliteStore(config.dataDir);
   const registry = new Registry(store, loadOrCreatePepper(config.dataDir));
   const keys = new SigningKeys(store);
@@ -188,14 +195,12 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   );
   rotation.unref();
 
-  const metrics = new MetricsRegistry();
-  collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
   const tls = listenerTls(config);
   const server = https.createServer({ cert: tls.cert, key: tls.key, ...listenerOptions(config.limits) });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
-  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, maxStreamsPerTunnel: config.tunnelMaxStreams });
+  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, maxStreamsPerTunnel: config.tunnelMaxStreams });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {
       if (!hub.handleRequest(req, res)) app(req, res);
@@ -219,6 +224,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
       await hub.close(config.drainMs ?? HUB_DRAIN_MS);
       server.closeAllConnections();
       await Promise.all([closed, admin && closeServer(admin)]);
+      await audit.close();
       store.close();
     },
   };

@@ -34,8 +34,9 @@ export type RefusalReason =
   // 400: requests the relay will not forward in any form
   | 'bad-request-target'
   | 'unsupported-upgrade'
-  // 503: the relay cannot verify right now (fail closed)
-  | 'jwks-unavailable';
+  // 503: the relay cannot verify, or cannot audit, right now (fail closed)
+  | 'jwks-unavailable'
+  | 'audit-unavailable';
 
 const STATUS_OF: Record<RefusalReason, number> = {
   'missing-token': 401,
@@ -59,6 +60,7 @@ const STATUS_OF: Record<RefusalReason, number> = {
   'bad-request-target': 400,
   'unsupported-upgrade': 400,
   'jwks-unavailable': 503,
+  'audit-unavailable': 503,
 };
 
 /** metav1.StatusReason for each HTTP code we answer with. */

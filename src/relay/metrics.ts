@@ -38,8 +38,6 @@ export function createRelayMetrics() {
       labelNames: ['reason'],
       registers,
     }),
-    auditWritten: new Counter({ name: 'kube_relay_audit_records_total', help: 'Audit records written.', registers }),
-    auditDropped: new Counter({ name: 'kube_relay_audit_records_dropped_total', help: 'Audit records that could not be written.', registers }),
   };
 }
 

@@ -1,8 +1,9 @@
 /**
  * The relay's request pipeline, composed in one place (DESIGN §3):
  *
- *   audit (outermost, on close) → check target → authenticate → refuse
- *   client impersonation → strip → impersonate → forward
+ *   audit (outermost: room first, the record on close) → check target →
+ *   authenticate → refuse client impersonation → strip → impersonate →
+ *   forward
  *
  * The same code serves direct mode and requests that arrive through a
  * tunnel: it never asks which transport a connection came from.
@@ -10,12 +11,10 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type AuditRecord, auditVerb, type Decision, decisionForUpstreamStatus, redactQuery } from '../audit/record.js';
-import { parseRequestInfo, type RequestInfo } from '../audit/request-info.js';
-import type { AuditSink } from '../audit/sink.js';
-import type { AgentIdentity } from '../identity.js';
+import { type AuditedRequest, auditedRequest, auditRecord, decisionForUpstreamStatus, pathOf } from '../audit/record.js';
+import { AuditUnavailableError, type AuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
-import { authenticate, headerValues, TOKEN_QUERY_PARAMETERS } from './authenticate.js';
+import { authenticate } from './authenticate.js';
 import { isAuthenticationFailure, RelayRefusal, writeStatus, writeStatusToSocket } from './errors.js';
 import type { Forwarder, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
@@ -42,24 +41,11 @@ export interface PipelineDeps {
 }
 
 /** Per-request state, filled in as the request moves through the stages. */
-interface RequestContext {
-  readonly requestId: string;
-  readonly receivedAt: number;
-  readonly method: string;
-  readonly target: string;
-  readonly info: RequestInfo;
-  readonly verb: string;
-  readonly sourceIp: string | null;
-  readonly rawHeaders: readonly string[];
-  identity?: AgentIdentity;
-  status?: number;
-  decision?: Decision;
-  reason?: string;
-  bytesIn: number;
-  bytesOut: number;
-  session?: { protocol: string; startedAt: number };
+interface RequestContext extends AuditedRequest {
   /** Gives back the agent's long-running stream slot. */
   releaseSlot?: () => void;
+  /** Refused because the audit trail could not take it: counted, not recorded. */
+  unrecorded?: boolean;
   finished: boolean;
 }
 
@@ -72,27 +58,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const { log, metrics } = deps;
 
   function newContext(req: IncomingMessage): RequestContext {
-    const target = req.url ?? '';
-    const method = req.method ?? 'GET';
-    const info = parseRequestInfo(method, target.startsWith('/') ? target : '/');
-    return {
-      requestId: randomUUID(),
-      receivedAt: Date.now(),
-      method,
-      target,
-      info,
-      verb: auditVerb(info.verb, info.subresource),
-      sourceIp: req.socket.remoteAddress ?? null,
-      // A snapshot: the forward stage replaces req.headers with the upstream set.
-      rawHeaders: [...req.rawHeaders],
-      bytesIn: 0,
-      bytesOut: 0,
-      finished: false,
-    };
+    return { ...auditedRequest(req, deps.cluster, deps.mode, req.url ?? '', randomUUID()), finished: false };
   }
 
-  /** Stages 1-3: everything that must hold before a byte goes upstream. */
+  /** Stages 1-3, after room in the audit trail: everything that must hold before a byte goes upstream. */
   async function admit(ctx: RequestContext, upgrade: UpgradeProtocol | undefined): Promise<OutgoingHttpHeaders> {
+    await roomInAuditTrail(ctx);
     checkRequestTarget(ctx.target);
     ctx.identity = await authenticate(ctx.rawHeaders, ctx.target, deps.verifier, deps.revocations);
     refuseClientImpersonation(ctx.rawHeaders);
@@ -107,6 +78,18 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       }
     }
     return addImpersonation(stripClientHeaders(ctx.rawHeaders, upgrade), ctx.identity, deps.upstream.authorization(), ctx.requestId);
+  }
+
+  /** Nothing is forwarded that could not be audited (DESIGN §5): wait for room, or refuse, as configured. */
+  async function roomInAuditTrail(ctx: RequestContext): Promise<void> {
+    try {
+      await deps.audit.room();
+    } catch (err) {
+      if (!(err instanceof AuditUnavailableError)) throw err;
+      // A flood of refusals must not grow the buffer that is already full: these are counted, not recorded.
+      ctx.unrecorded = true;
+      throw new RelayRefusal('audit-unavailable', 'kube-relay cannot write its audit trail right now, so it forwards nothing; retry later');
+    }
   }
 
   /** Maps a failure before forwarding to a status; refusals are expected, anything else is a relay bug. */
@@ -164,9 +147,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       ctx.decision = 'error';
       ctx.reason ??= 'client-closed-request';
     }
-    const record = auditRecord(ctx, endedAt, deps);
-    deps.audit.write(record);
-    metrics.requests.inc({ cluster: deps.cluster, verb: ctx.verb, code: String(ctx.status), decision: record.decision });
+    if (!ctx.unrecorded) deps.audit.write(auditRecord(ctx, endedAt));
+    metrics.requests.inc({ cluster: deps.cluster, verb: ctx.verb, code: String(ctx.status), decision: ctx.decision ?? 'error' });
     metrics.duration.observe({ cluster: deps.cluster, verb: ctx.verb }, (endedAt - ctx.receivedAt) / 1000);
     metrics.bytes.inc({ direction: 'in' }, ctx.bytesIn);
     metrics.bytes.inc({ direction: 'out' }, ctx.bytesOut);
@@ -241,54 +223,4 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       metrics.activeStreams.dec({ kind });
     });
   }
-}
-
-function pathOf(target: string): string {
-  const queryStart = target.indexOf('?');
-  return queryStart === -1 ? target : target.slice(0, queryStart);
-}
-
-function auditRecord(ctx: RequestContext, endedAt: number, deps: PipelineDeps): AuditRecord {
-  const queryStart = ctx.target.indexOf('?');
-  const query = queryStart === -1 ? '' : ctx.target.slice(queryStart + 1);
-  const params = new URLSearchParams(query);
-  const firstHeader = (name: string) => headerValues(ctx.rawHeaders, name)[0];
-  const record: AuditRecord = {
-    time: new Date(endedAt).toISOString(),
-    requestId: ctx.requestId,
-    cluster: deps.cluster,
-    mode: deps.mode,
-    user: ctx.identity?.user ?? null,
-    groups: ctx.identity?.groups ?? [],
-    tokenId: ctx.identity?.tokenId ?? null,
-    sourceIp: ctx.sourceIp,
-    userAgent: firstHeader('user-agent') ?? null,
-    method: ctx.method,
-    path: pathOf(ctx.target),
-    query: redactQuery(query, TOKEN_QUERY_PARAMETERS),
-    verb: ctx.verb,
-    namespace: ctx.info.namespace,
-    resource: ctx.info.resource,
-    subresource: ctx.info.subresource,
-    name: ctx.info.name,
-    status: ctx.status ?? 0,
-    decision: ctx.decision ?? 'error',
-    durationMs: endedAt - ctx.receivedAt,
-    bytesIn: ctx.bytesIn,
-    bytesOut: ctx.bytesOut,
-  };
-  const kubectlCommand = firstHeader('kubectl-command');
-  const kubectlSession = firstHeader('kubectl-session');
-  if (kubectlCommand) record.kubectlCommand = kubectlCommand;
-  if (kubectlSession) record.kubectlSession = kubectlSession;
-  if (ctx.reason) record.reason = ctx.reason;
-  if (ctx.session) {
-    record.protocol = ctx.session.protocol;
-    record.startedAt = new Date(ctx.session.startedAt).toISOString();
-    record.endedAt = new Date(endedAt).toISOString();
-    if (ctx.info.subresource === 'exec') record.command = params.getAll('command');
-    if (params.has('container')) record.container = params.get('container')!;
-    if (ctx.info.subresource === 'portforward') record.ports = params.getAll('ports');
-  }
-  return record;
 }

@@ -7,13 +7,13 @@
 import http from 'node:http';
 import https from 'node:https';
 import { boundPort, closeServer, listenOn, type Readiness, startAdminServer } from '../admin.js';
-import { openAuditSink } from '../audit/sink.js';
+import { type AuditConfig, openAuditSink } from '../audit/sink.js';
 import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
 import type { Logger } from '../log.js';
 import { type HostPort, listenerUrl } from '../net.js';
 import { caPaths } from '../tls/local-ca.js';
 import { listenerTls } from '../tls/serving.js';
-import type { ReconnectBackoff } from '../tunnel/backoff.js';
+import type { ReconnectBackoff } from '../backoff.js';
 import { TunnelConnector } from '../tunnel/connector.js';
 import { Forwarder } from './forward.js';
 import { LiveStreams, StreamQuota } from './live-streams.js';
@@ -44,7 +44,8 @@ export interface RelayConfig {
   issuerCa?: string | Buffer | undefined;
   jwksFile?: string | undefined;
   upstream: Upstream;
-  auditFile?: string | undefined;
+  /** Where audit records go (default: stdout). */
+  audit?: AuditConfig | undefined;
   adminListen?: HostPort | undefined;
   /** 0 = unlimited. */
   maxStreamDurationMs: number;
@@ -81,7 +82,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     log.info('agent revoked', { user, streamsCut: cut });
   });
   const stopPolling = config.pollRevocations ? revocations.startPolling(config.issuer, config.issuerCa, log) : () => undefined;
-  const audit = await openAuditSink(config.auditFile, { written: metrics.auditWritten, dropped: metrics.auditDropped }, log);
+  const audit = await openAuditSink(config.audit ?? {}, metrics.registry, log);
   const forwarder = new Forwarder(config.upstream);
   const pipeline = createPipeline({
     cluster: config.cluster,
@@ -174,6 +175,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       ...(upstreamReachable ? [] : ['the Kubernetes API server']),
       ...(upstreamReachable && !mayImpersonate ? ['the impersonation self-check'] : []),
       ...(connector && !connector.connected ? [`the tunnel (${connector.state})`] : []),
+      ...(audit.unavailable ? [`room in the audit trail (${audit.unavailable})`] : []),
     ];
     return { ready: waitingFor.length === 0, waitingFor };
   };

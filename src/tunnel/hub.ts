@@ -7,11 +7,14 @@
  * the prefix, and hands the request to one of the cluster's relays, which
  * runs its ordinary pipeline on it. The hub keeps no state but live tunnels.
  */
+import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { JSONWebKeySet } from 'jose';
 import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { auditedRequest, auditRecord } from '../audit/record.js';
+import type { AuditSink } from '../audit/sink.js';
 import type { Registry } from '../issuer/registry.js';
 import type { AgentIdentity } from '../identity.js';
 import type { Logger } from '../log.js';
@@ -22,7 +25,7 @@ import { checkRequestTarget } from '../relay/request-target.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
 import { type RevocationEntry, RevocationList } from '../relay/revocations.js';
 import { TokenVerifier } from '../relay/token-verifier.js';
-import { Keepalive } from './backoff.js';
+import { Keepalive } from './keepalive.js';
 import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession } from './mux.js';
 
 export const TUNNEL_PATH = '/v1/tunnel';
@@ -46,6 +49,8 @@ export interface HubOptions {
   publicUrl: string;
   jwks: () => JSONWebKeySet;
   metrics: MetricsRegistry;
+  /** Records of the requests the hub refuses: they never reach a relay's audit trail. */
+  audit: AuditSink;
   log: Logger;
   keepaliveMs?: number | undefined;
   /** How often revocations are read from the store (default 1 s; tests shorten it). */
@@ -123,7 +128,7 @@ export class TunnelHub {
         });
       },
       (err: unknown) => {
-        const { code, message } = this.refuse(req, route.cluster, err);
+        const { code, message } = this.refuse(req, route, err);
         req.resume();
         writeStatus(res, code, message);
       },
@@ -156,7 +161,7 @@ export class TunnelHub {
         this.proxy.ws(req, socket, head, { target: 'http://tunnel', agent: this.agentFor(session, req) }, () => socket.destroy());
       },
       (err: unknown) => {
-        const { code, message } = this.refuse(req, route.cluster, err);
+        const { code, message } = this.refuse(req, route, err);
         writeStatusToSocket(socket, code, message);
       },
     );
@@ -190,7 +195,7 @@ export class TunnelHub {
   private async admit(req: IncomingMessage, { cluster, rest }: { cluster: string; rest: string }): Promise<MuxSession> {
     checkRequestTarget(rest);
     // A connected tunnel proves the cluster exists (its key was checked): the registry is asked only without one.
-    if (!this.tunnels.has(cluster) && !this.options.registry.findCluster(cluster)) throw new HubRefusal(404, `no cluster named "${cluster}"`);
+    if (!this.tunnels.has(cluster) && !this.options.registry.findCluster(cluster)) throw new HubRefusal(404, 'unknown-cluster', `no cluster named "${cluster}"`);
     let verifier = this.verifiers.get(cluster);
     if (!verifier) {
       verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks });
@@ -201,30 +206,37 @@ export class TunnelHub {
       identity = await verifier.verify(extractBearerToken(req.rawHeaders, req.url ?? ''));
     } catch (err) {
       // A valid token for another cluster (of this or another org) is not let near this one.
-      if (err instanceof RelayRefusal && err.reason === 'wrong-audience') throw new HubRefusal(403, `the token is not for cluster "${cluster}"`);
+      if (err instanceof RelayRefusal && err.reason === 'wrong-audience') throw new HubRefusal(403, 'wrong-audience', `the token is not for cluster "${cluster}"`);
       throw err;
     }
-    if (this.revocations.isRevoked(identity)) throw new HubRefusal(401, 'the agent has been revoked');
+    if (this.revocations.isRevoked(identity)) throw new HubRefusal(401, 'agent-revoked', 'the agent has been revoked', identity);
     const sessions = (this.tunnels.get(cluster) ?? []).filter((session) => !session.draining);
-    if (sessions.length === 0) throw new HubRefusal(503, `cluster "${cluster}" has no relay connected to this hub right now`);
+    if (sessions.length === 0) throw new HubRefusal(503, 'no-tunnel', `cluster "${cluster}" has no relay connected to this hub right now`, identity);
     const open = sessions.filter((session) => !session.full);
-    if (open.length === 0) throw new HubRefusal(429, `the tunnel to cluster "${cluster}" carries as many streams as it can; retry when some have finished`);
+    if (open.length === 0) throw new HubRefusal(429, 'tunnel-full', `the tunnel to cluster "${cluster}" carries as many streams as it can; retry when some have finished`, identity);
     return open[this.next++ % open.length]!;
   }
 
   /**
-   * A request that never reaches a relay leaves no audit record there: the
-   * hub says why it refused (never the token: only the path, not the query).
+   * A request that never reaches a relay leaves no record in a relay's audit
+   * trail: the hub writes it to its own, in the same shape (the path as the
+   * relay would have seen it), and logs why (never the token: the path
+   * without the query).
    */
-  private refuse(req: IncomingMessage, cluster: string, err: unknown): { code: number; message: string } {
-    const { code, message } = refusal(err);
-    this.refusals.inc({ code: String(code) });
-    if (err instanceof HubRefusal || err instanceof RelayRefusal) {
-      this.options.log.info('request refused at the hub', { cluster, status: code, reason: message, method: req.method, path: (req.url ?? '').split('?')[0], sourceIp: req.socket.remoteAddress });
-    } else {
-      this.options.log.error('the hub failed to handle a request', { cluster, error: (err as Error).message });
-    }
-    return { code, message };
+  private refuse(req: IncomingMessage, route: { cluster: string; rest: string }, err: unknown): { code: number; message: string } {
+    const refused = refusal(err);
+    this.refusals.inc({ code: String(refused.code) });
+    if (refused.reason === 'internal-error') this.options.log.error('the hub failed to handle a request', { cluster: route.cluster, error: (err as Error).message });
+    else this.options.log.info('request refused at the hub', { cluster: route.cluster, status: refused.code, reason: refused.message, method: req.method, path: (req.url ?? '').split('?')[0], sourceIp: req.socket.remoteAddress });
+    const request = auditedRequest(req, route.cluster, 'tunnel', route.rest, randomUUID());
+    Object.assign(request, {
+      identity: refused.identity,
+      status: refused.code,
+      decision: refused.code >= 500 ? 'error' : 'denied-by-relay',
+      reason: refused.reason,
+    });
+    this.options.audit.writeIfRoom(auditRecord(request, Date.now()));
+    return refused;
   }
 
   /**
@@ -309,14 +321,16 @@ export class TunnelHub {
 class HubRefusal extends Error {
   constructor(
     readonly status: number,
+    readonly reason: string,
     message: string,
+    readonly identity?: AgentIdentity,
   ) {
     super(message);
   }
 }
 
-function refusal(err: unknown): { code: number; message: string } {
-  if (err instanceof HubRefusal) return { code: err.status, message: err.message };
-  if (err instanceof RelayRefusal) return { code: err.status, message: err.clientMessage };
-  return { code: 500, message: 'the hub failed to handle the request' };
+function refusal(err: unknown): { code: number; reason: string; message: string; identity?: AgentIdentity | undefined } {
+  if (err instanceof HubRefusal) return { code: err.status, reason: err.reason, message: err.message, identity: err.identity };
+  if (err instanceof RelayRefusal) return { code: err.status, reason: err.reason, message: err.clientMessage, identity: err.identity };
+  return { code: 500, reason: 'internal-error', message: 'the hub failed to handle the request' };
 }

@@ -128,12 +128,12 @@ describe.each<Mode>(['direct', 'tunnel'])('the attack corpus, %s mode', (mode) =
     }
   });
 
-  // Runs after the cases (vitest keeps declaration order): whatever they sent, the audit trail holds no credential.
-  it('leaves no token or key in the audit trail after the whole corpus', () => {
-    const trail = readFileSync(stack.auditFile, 'utf8');
-    expect(trail.length).toBeGreaterThan(0);
-    expect(trail.match(/eyJ[\w-]+\.eyJ[\w-]+\.[\w-]*/g) ?? []).toEqual([]);
-    expect(trail.match(/krl_(agent|cluster)_\w+/g) ?? []).toEqual([]);
+  // Runs after the cases (vitest keeps declaration order): whatever they sent, no audit trail holds a credential.
+  it('leaves no token or key in the audit trails after the whole corpus', () => {
+    const trails = [stack.auditFile, ...(mode === 'tunnel' ? [stack.hubAuditFile] : [])].map((file) => readFileSync(file, 'utf8')).join('');
+    expect(trails.length).toBeGreaterThan(0);
+    expect(trails.match(/eyJ[\w-]+\.eyJ[\w-]+\.[\w-]*/g) ?? []).toEqual([]);
+    expect(trails.match(/krl_(agent|cluster)_\w+/g) ?? []).toEqual([]);
   });
 
   it('holds at least 60 cases in this mode', () => {

@@ -4,6 +4,7 @@
  * derives the cluster from the key, never from what the relay claims, and
  * ends a tunnel whose relay breaks the protocol rather than guessing.
  */
+import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -114,7 +115,7 @@ describe('who may connect a tunnel (DESIGN §4: the key decides the cluster)', (
       issuerCa: stack.caPem,
       tunnel: { hubUrl: stack.issuer.url, connectorKey: keys.delta!, hubCa: stack.caPem },
       upstream: upstreamFromKubeconfig(stack.relayKubeconfig),
-      auditFile: `${stack.dataDir}/delta-audit.jsonl`,
+      audit: { file: `${stack.dataDir}/delta-audit.jsonl` },
       maxStreamDurationMs: 0,
       pollRevocations: false,
       log: createLogger('error', {}, () => undefined),
@@ -145,6 +146,33 @@ describe('requests the hub refuses', () => {
     expect(hubLog.join('\n')).not.toContain(forged.split('.')[2]!);
     const metrics = await (await fetch(`http://127.0.0.1:${stack.issuer.adminPort}/metrics`)).text();
     expect(Number(/kube_relay_hub_refusals_total\{code="401"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+  });
+
+  it("leave a record in the hub's audit trail, shaped as the relay's, since no relay saw them (DESIGN §5)", async () => {
+    const forged = `${alphaToken.slice(0, -4)}AAAA`;
+    expect((await agentGet('/clusters/alpha/api/v1/namespaces/prod/secrets/db?access_token=x', forged)).status).toBe(401);
+    // A valid token for alpha: no relay holds a tunnel for gamma, and the token is not for it either.
+    expect((await agentGet('/clusters/gamma/api/v1/namespaces/prod/pods')).status).toBe(403);
+    await until(() => stack.hubAuditRecords().filter((r) => r.path.startsWith('/api/v1/namespaces/prod/')).length === 2, 3_000, 'two hub records');
+    const [forgedRecord, gammaRecord] = stack.hubAuditRecords().filter((r) => r.path.startsWith('/api/v1/namespaces/prod/'));
+    expect(forgedRecord).toMatchObject({
+      cluster: 'alpha',
+      mode: 'tunnel',
+      user: null,
+      method: 'GET',
+      path: '/api/v1/namespaces/prod/secrets/db',
+      query: 'access_token=redacted',
+      verb: 'get',
+      namespace: 'prod',
+      resource: 'secrets',
+      name: 'db',
+      status: 401,
+      decision: 'denied-by-relay',
+      reason: 'token-in-query',
+    });
+    expect(forgedRecord!.sourceIp).toMatch(/127\.0\.0\.1/);
+    expect(gammaRecord).toMatchObject({ cluster: 'gamma', status: 403, decision: 'denied-by-relay', reason: 'wrong-audience', verb: 'list', resource: 'pods' });
+    expect(readFileSync(stack.hubAuditFile, 'utf8')).not.toContain(forged.split('.')[2]!);
   });
 });
 

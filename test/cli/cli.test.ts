@@ -23,6 +23,11 @@ describe('CLI misuse: a sentence on stderr and exit status 2 (DESIGN §6)', () =
     ['relay in tunnel mode without a connector key', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'tunnel', '--hub', 'https://x']],
     ['relay with an unknown mode', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'sideways', '--listen', '127.0.0.1:0']],
     ['a bad --log-level', ['agent', 'list', '--log-level', 'loud']],
+    ['issuer with an unknown --audit-when-full', ['issuer', '--audit-when-full', 'sometimes'], '--audit-when-full'],
+    ['audit rotation without an audit file', ['issuer', '--audit-file-max-size', '10Mi'], '--audit-file'],
+    ['an audit file size that is not a size', ['issuer', '--audit-file', 'a.jsonl', '--audit-file-max-size', '10MB'], '--audit-file-max-size'],
+    ['an audit webhook URL that is not http(s)', ['issuer', '--audit-webhook-url', 'ftp://logs.example'], '--audit-webhook-url'],
+    ['an audit webhook token file that cannot be read', ['issuer', '--audit-webhook-url', 'https://127.0.0.1:1/', '--audit-webhook-token-file', '/nonexistent/token'], '--audit-webhook-token-file'],
     ['relay with --max-streams-per-agent 0', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'direct', '--listen', '127.0.0.1:0', '--max-streams-per-agent', '0'], '--max-streams-per-agent'],
   ])('%s', async (_name, args, named?: string) => {
     const result = await runCli([...args, '--data', data()]);

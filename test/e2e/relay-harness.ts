@@ -47,7 +47,7 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
   };
   const issuedKey = withRegistry((registry) => registry.createCluster(CLUSTER_NAME, ORG));
   const connectorKey = options.connectorKeyVia ? options.connectorKeyVia(issuedKey) : issuedKey;
-  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log });
+  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, audit: { file: path.join(dataDir, 'hub-audit.jsonl') }, log });
   const auditFile = path.join(dataDir, 'audit.jsonl');
   const issuerCa = readFileSync(issuer.caFile!);
   const relay = await startRelay({
@@ -58,7 +58,7 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
     ...(mode === 'direct' ? { listen: { host: '127.0.0.1', port: 0 } } : { tunnel: { hubUrl: issuer.url, connectorKey, hubCa: issuerCa } }),
     issuerCa,
     upstream: upstreamFromKubeconfig(cluster.relayKubeconfig),
-    auditFile,
+    audit: { file: auditFile },
     maxStreamDurationMs: 0,
     pollRevocations: true,
     log,

@@ -44,7 +44,7 @@ async function startRelayWith(kubeconfig: string) {
     listen: { host: '127.0.0.1', port: 0 },
     jwksFile: (await createTestSigner()).jwksFile,
     upstream: upstreamFromKubeconfig(kubeconfig),
-    auditFile: path.join(dataDir, 'audit.jsonl'),
+    audit: { file: path.join(dataDir, 'audit.jsonl') },
     maxStreamDurationMs: 0,
     pollRevocations: false,
     log: createLogger('error'),

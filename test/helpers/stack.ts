@@ -38,6 +38,9 @@ export interface Stack {
   registry(): { registry: Registry; close(): void };
   token(agentKey?: string, cluster?: string): Promise<string>;
   auditRecords(): AuditRecord[];
+  /** The hub's records of the requests it refused before a tunnel (tunnel mode). */
+  hubAuditFile: string;
+  hubAuditRecords(): AuditRecord[];
   /** The last audit record for `path` that matches, waiting for it to be written (records are written when the connection closes). */
   awaitRecord(path: string, matches?: (record: AuditRecord) => boolean): Promise<AuditRecord>;
   close(): Promise<void>;
@@ -49,7 +52,7 @@ export interface StackOptions {
   fake?: Omit<FakeApiServerOptions, 'tls'>;
   /** Where the relay logs (default: errors only, to stderr). */
   relayLog?: Logger;
-  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'limits' | 'maxStreamsPerAgent'>>;
+  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'limits' | 'maxStreamsPerAgent' | 'audit'>>;
   issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'log' | 'adminListen'>>;
 }
 
@@ -66,7 +69,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   setup.close();
   const mode = options.mode ?? 'direct';
 
-  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log, ...options.issuer });
+  const hubAuditFile = path.join(dataDir, 'hub-audit.jsonl');
+  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, audit: { file: hubAuditFile }, log, ...options.issuer });
   const ca = loadOrCreateCa(dataDir);
   const apiServerCert = issueCertificate(ca, { commonName: 'kube-apiserver', sans: ['127.0.0.1', 'localhost'], usage: 'server' });
   const fake = await startFakeApiServer({ ...options.fake, tls: { key: apiServerCert.keyPem, cert: apiServerCert.certPem, ca: ca.certPem, requestCert: true } });
@@ -84,11 +88,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     }),
   );
   const auditFile = path.join(dataDir, 'audit.jsonl');
-  const readAudit = () =>
-    readFileSync(auditFile, 'utf8')
-      .split('\n')
-      .filter((line) => line !== '')
-      .map((line) => JSON.parse(line) as AuditRecord);
+  const readAudit = () => readAuditFile(auditFile);
   const relay = await startRelay({
     mode,
     cluster: 'prod-eu',
@@ -99,7 +99,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       : { tunnel: { hubUrl: issuer.url, connectorKey, hubCa: ca.certPem } }),
     issuerCa: ca.certPem,
     upstream: upstreamFromKubeconfig(relayKubeconfig),
-    auditFile,
+    audit: { file: auditFile },
     maxStreamDurationMs: 0,
     pollRevocations: mode === 'direct',
     log: options.relayLog ?? log,
@@ -127,6 +127,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return (await requestToken({ issuer: issuer.url, cluster, apiKey: key, issuerCa: ca.certPem })).token;
     },
     auditRecords: readAudit,
+    hubAuditFile,
+    hubAuditRecords: () => readAuditFile(hubAuditFile),
     async awaitRecord(path, matches = () => true) {
       const find = () => readAudit().filter((record) => record.path === path && matches(record)).at(-1);
       await until(() => find() !== undefined, 3_000, `an audit record for ${path}`);
@@ -143,4 +145,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 /** The hub answers 503 for a cluster until its relay has dialled in. */
 async function tunnelStatus(clusterUrl: string, ca: string, token: string): Promise<number> {
   return (await request(`${clusterUrl}/version`, { ca, headers: { authorization: `Bearer ${token}` } })).status;
+}
+
+function readAuditFile(file: string): AuditRecord[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as AuditRecord);
 }

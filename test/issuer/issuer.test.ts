@@ -34,6 +34,7 @@ beforeAll(async () => {
     dataDir,
     listen: { host: '127.0.0.1', port: 0 },
     keyRotationIntervalMs: 86_400_000,
+    audit: { file: `${dataDir}/hub-audit.jsonl` },
     log: createLogger('error'),
   });
   fetch = fetchWithCa({ ca: readFileSync(issuer.caFile!) });

@@ -95,7 +95,7 @@ describe('readiness (admin listener)', () => {
       maxStreamDurationMs: 0,
       pollRevocations: false,
       log: createLogger('error'),
-      auditFile: `${stack.dataDir}/unready-audit.jsonl`,
+      audit: { file: `${stack.dataDir}/unready-audit.jsonl` },
     });
     try {
       const res = await fetch(`http://127.0.0.1:${relay.adminPort}/readyz`);

@@ -46,7 +46,7 @@ async function relayAgainst(deniedImpersonation: string[]) {
     listen: { host: '127.0.0.1', port: 0 },
     jwksFile: signer.jwksFile,
     upstream: upstreamFromKubeconfig(kubeconfig),
-    auditFile: path.join(dir, 'audit.jsonl'),
+    audit: { file: path.join(dir, 'audit.jsonl') },
     maxStreamDurationMs: 0,
     pollRevocations: false,
     log: createLogger('error'),

@@ -12,7 +12,7 @@ import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
 import { createLogger } from '../../src/log.js';
 import { type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
-import { ReconnectBackoff } from '../../src/tunnel/backoff.js';
+import { ReconnectBackoff } from '../../src/backoff.js';
 import { until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
@@ -34,6 +34,7 @@ async function startHub(drainMs: number): Promise<RunningIssuer> {
     dataDir: stack.dataDir,
     listen: { host: '127.0.0.1', port: hubPort },
     keyRotationIntervalMs: 86_400_000,
+    audit: { file: `${stack.dataDir}/hub-audit.jsonl` },
     log: createLogger('error'),
     adminListen: { host: '127.0.0.1', port: 0 },
     drainMs,
@@ -55,7 +56,7 @@ beforeAll(async () => {
     issuerCa: stack.caPem,
     tunnel: { hubUrl: `https://127.0.0.1:${network.port}`, connectorKey: stack.connectorKey, hubCa: stack.caPem, keepaliveMs: KEEPALIVE_MS, backoff: new ReconnectBackoff(BACKOFF) },
     upstream: upstreamFromKubeconfig(stack.relayKubeconfig),
-    auditFile: `${stack.dataDir}/tunnel-faults-audit.jsonl`,
+    audit: { file: `${stack.dataDir}/tunnel-faults-audit.jsonl` },
     maxStreamDurationMs: 0,
     pollRevocations: false,
     adminListen: { host: '127.0.0.1', port: 0 },

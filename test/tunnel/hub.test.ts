@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
-import { ReconnectBackoff } from '../../src/tunnel/backoff.js';
+import { ReconnectBackoff } from '../../src/backoff.js';
 import { runCli } from '../helpers/cli.js';
 import { request, until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
@@ -43,7 +43,7 @@ async function tunnelRelay(cluster: string, connectorKey: string) {
     issuerCa: stack.caPem,
     tunnel: { hubUrl: hub(), connectorKey, hubCa: stack.caPem, backoff },
     upstream: upstreamFromKubeconfig(stack.relayKubeconfig),
-    auditFile: `${stack.dataDir}/extra-relay-audit.jsonl`,
+    audit: { file: `${stack.dataDir}/extra-relay-audit.jsonl` },
     maxStreamDurationMs: 0,
     pollRevocations: false,
     log: createLogger('info', {}, (line) => lines.push(line)),

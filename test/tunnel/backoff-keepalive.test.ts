@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Keepalive, ReconnectBackoff } from '../../src/tunnel/backoff.js';
+import { ReconnectBackoff } from '../../src/backoff.js';
+import { Keepalive } from '../../src/tunnel/keepalive.js';
 
 afterEach(() => {
   vi.useRealTimers();
