@@ -41,6 +41,9 @@ class StreamDestination implements Destination {
   broken: string | undefined;
   /** Drops are reported once per tick, not once per record. */
   private unreportedDrops = 0;
+  private readonly onError = (err: Error) => {
+    this.broken ??= err.message;
+  };
 
   constructor(
     readonly name: string,
@@ -48,9 +51,7 @@ class StreamDestination implements Destination {
     private readonly events: DestinationEvents,
     private readonly owned: boolean,
   ) {
-    stream.on('error', (err: Error) => {
-      this.broken ??= err.message;
-    });
+    stream.on('error', this.onError);
   }
 
   send(line: string): void {
@@ -65,7 +66,10 @@ class StreamDestination implements Destination {
   }
 
   async close(deadlineMs: number): Promise<void> {
-    if (!this.owned) return;
+    if (!this.owned) {
+      this.stream.off('error', this.onError);
+      return;
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, deadlineMs);
       this.stream.end(() => {
