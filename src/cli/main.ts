@@ -4,6 +4,7 @@
  * src/client. Misuse prints a sentence on stderr and exits 2; failures exit 1.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { type AuditConfig, DEFAULT_AUDIT_BUFFER_RECORDS, WHEN_FULL, type WhenFull } from '../audit/sink.js';
@@ -40,7 +41,8 @@ const GLOBAL_OPTIONS: Options = {
 const USAGE = `Usage: kube-relay <command> [flags]
 
 Commands:
-  issuer [--listen HOST:PORT] [--public-url URL] [--tls-cert F --tls-key F] [--tls-san NAME]... [--admin-listen HOST:PORT] [AUDIT]
+  issuer [--listen HOST:PORT] [--public-url URL] [--tls-cert F --tls-key F] [--tls-san NAME]... [--admin-listen HOST:PORT]
+         [--hub-replicas N [--hub-replica-id ID]] [AUDIT]
   issuer rotate-keys
   agent create NAME --org ORG --team TEAM [--team TEAM]...
   agent list | agent revoke NAME
@@ -308,6 +310,8 @@ async function runIssuer(args: string[], io: Io): Promise<number> {
       'tls-san': { type: 'string', multiple: true },
       'admin-listen': { type: 'string' },
       'key-rotation-interval': { type: 'string' },
+      'hub-replicas': { type: 'string' },
+      'hub-replica-id': { type: 'string' },
       ...AUDIT_FLAGS,
     },
     io,
@@ -324,6 +328,10 @@ async function runIssuer(args: string[], io: Io): Promise<number> {
     adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
     keyRotationIntervalMs: duration(str(values, 'key-rotation-interval') ?? '24h', '--key-rotation-interval'),
     audit: auditConfig(values),
+    hubReplica: {
+      id: replicaId(str(values, 'hub-replica-id') ?? hostname()),
+      count: positiveInteger(str(values, 'hub-replicas') ?? '1', '--hub-replicas'),
+    },
     log,
   });
   io.stderr(`kube-relay issuer serving at ${issuer.url}${issuer.caFile ? ` (trust ${issuer.caFile})` : ''}\n`);
@@ -468,6 +476,12 @@ function auditConfig(values: Values): AuditConfig {
     whenFull: whenFull as WhenFull,
     bufferRecords: positiveInteger(str(values, 'audit-buffer-records') ?? String(DEFAULT_AUDIT_BUFFER_RECORDS), '--audit-buffer-records'),
   };
+}
+
+/** Sent in a response header: a host name's characters (the default is the host name, a pod's name in Kubernetes). */
+function replicaId(value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(value)) throw new UsageError(`--hub-replica-id "${value}" must be letters, digits, ".", "_" or "-" (a pod name, say)`);
+  return value;
 }
 
 /** A size such as 100Mi (Ki, Mi and Gi are powers of 1024, as in Kubernetes quantities), or plain bytes. */

@@ -166,10 +166,14 @@ export interface IssuerConfig {
   tunnelMaxStreams?: number;
   /** Where the hub records the requests it refuses (default: stdout). */
   audit?: AuditConfig | undefined;
+  /** This hub's replica id and the number of replicas behind the public URL (DESIGN §9; default: one). */
+  hubReplica?: { id: string; count: number } | undefined;
 }
 
 export interface RunningIssuer {
   url: string;
+  /** The port it listens on (the one chosen for --listen HOST:0). */
+  port: number;
   caFile?: string;
   adminPort?: number;
   close(): Promise<void>;
@@ -200,7 +204,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
-  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, maxStreamsPerTunnel: config.tunnelMaxStreams });
+  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, maxStreamsPerTunnel: config.tunnelMaxStreams, replica: config.hubReplica });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {
       if (!hub.handleRequest(req, res)) app(req, res);
@@ -214,6 +218,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
 
   return {
     url: publicUrl,
+    port: boundPort(server),
     ...(tls.caFile ? { caFile: tls.caFile } : {}),
     ...(admin ? { adminPort: boundPort(admin) } : {}),
     async close() {

@@ -37,7 +37,7 @@ export interface RelayConfig {
   /** Direct mode: the HTTPS API listener. */
   listen?: HostPort;
   /** Tunnel mode: the hub to dial out to, with the cluster's connector key. */
-  tunnel?: { hubUrl: string; connectorKey: string; hubCa?: string | Buffer | undefined; keepaliveMs?: number; backoff?: ReconnectBackoff };
+  tunnel?: { hubUrl: string; connectorKey: string; hubCa?: string | Buffer | undefined; keepaliveMs?: number; backoff?: () => ReconnectBackoff };
   tlsCertFile?: string | undefined;
   tlsKeyFile?: string | undefined;
   tlsSans?: string[];

@@ -4,18 +4,24 @@
  * stream the hub opens to the relay's ordinary HTTP server. A hub that
  * refuses the connector key (401), or closes the tunnel because the key was
  * revoked, stops the relay from reconnecting: a revoked key is an
- * operator's decision, not a fault to retry. A hub that
- * says GOAWAY (it is shutting down) gets a new tunnel dialled at once while
- * the old one finishes its streams.
+ * operator's decision, not a fault to retry. A hub that says GOAWAY (it is
+ * shutting down) gets a new tunnel dialled at once while the old one
+ * finishes its streams.
+ *
+ * Several hub replicas behind one load balancer (DESIGN §9): each tells its
+ * replica id and the replica count in the handshake, and the relay keeps
+ * one tunnel per distinct replica, as Konnectivity agents do, so whichever
+ * replica an agent's request lands on holds a tunnel to this cluster. A
+ * dial that lands on a replica already held is closed and tried again.
  */
 import type { Duplex } from 'node:stream';
 import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import WebSocket from 'ws';
-import type { Logger } from '../log.js';
 import { ReconnectBackoff } from '../backoff.js';
-import { Keepalive } from './keepalive.js';
+import type { Logger } from '../log.js';
 import type { RevocationEntry } from '../relay/revocations.js';
-import { CLUSTER_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from './hub.js';
+import { CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from './hub.js';
+import { Keepalive } from './keepalive.js';
 import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream } from './mux.js';
 
 export interface ConnectorOptions {
@@ -31,42 +37,60 @@ export interface ConnectorOptions {
   onRefused?(reason: string): void;
   log: Logger;
   metrics: MetricsRegistry;
-  backoff?: ReconnectBackoff;
+  /** Reconnect timing, one per tunnel (tests shorten it). */
+  backoff?: () => ReconnectBackoff;
   keepaliveMs?: number | undefined;
 }
 
 /** How long a stopping relay lets the streams in flight finish before it cuts them. */
 const STOP_DRAIN_MS = 10_000;
+/** Redial timing after landing on a hub replica another tunnel already holds (the load balancer's choice). */
+const DUPLICATE_BACKOFF = { initialMs: 1_000, maxMs: 30_000 };
 
 export class TunnelConnector {
-  /** The tunnel new streams arrive on. */
-  private current: { socket: WebSocket; session?: MuxSession } | undefined;
-  /** Every tunnel still open, the current one and those draining after a GOAWAY. */
-  private readonly sessions = new Set<MuxSession>();
-  private retry: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private readonly links: TunnelLink[] = [];
+  /** Hub replica id → the link whose tunnel reaches it. */
+  private readonly held = new Map<string, TunnelLink>();
+  /** Hub replicas, as the last handshake told. */
+  private replicas = 1;
   private refused = false;
-  private readonly backoff: ReconnectBackoff;
-  private readonly url: string;
-  private readonly connectedGauge: Gauge;
-  private readonly reconnects: Counter;
-  private readonly rtt: Gauge;
+  readonly url: string;
+  /** Every tunnel still open, current or draining after a GOAWAY. */
+  readonly sessions = new Set<MuxSession>();
+  readonly reconnects: Counter;
+  readonly rtt: Gauge;
 
-  constructor(private readonly options: ConnectorOptions) {
-    this.backoff = options.backoff ?? new ReconnectBackoff();
+  constructor(readonly options: ConnectorOptions) {
     const hub = new URL(options.hubUrl);
     if (hub.protocol !== 'https:' && hub.protocol !== 'http:') throw new Error(`--hub ${options.hubUrl} is not an https URL`);
     hub.protocol = hub.protocol === 'https:' ? 'wss:' : 'ws:';
     hub.pathname = TUNNEL_PATH;
     this.url = hub.toString();
     const registers = [options.metrics];
-    this.connectedGauge = new Gauge({ name: 'kube_relay_tunnel_connected', help: '1 while the tunnel to the hub is up.', registers });
+    const held = this.held;
+    new Gauge({
+      name: 'kube_relay_tunnel_connected',
+      help: 'Tunnels up, one per hub replica reached (1 with a single hub).',
+      registers,
+      collect() {
+        this.set(held.size);
+      },
+    });
+    const connector = this;
+    new Gauge({
+      name: 'kube_relay_tunnel_hub_replicas',
+      help: 'Hub replicas the hub says there are; the relay keeps a tunnel to each.',
+      registers,
+      collect() {
+        this.set(connector.replicas);
+      },
+    });
     this.reconnects = new Counter({ name: 'kube_relay_tunnel_reconnects_total', help: 'Tunnel connections dialled after the first.', registers });
     this.rtt = new Gauge({ name: 'kube_relay_tunnel_rtt_seconds', help: 'Round trip of the last tunnel ping.', registers });
     const sessions = this.sessions;
     new Gauge({
       name: 'kube_relay_tunnel_open_streams',
-      help: 'Streams open on this relay\'s tunnels.',
+      help: "Streams open on this relay's tunnels.",
       registers,
       collect() {
         this.set([...sessions].reduce((sum, session) => sum + session.openStreams, 0));
@@ -74,33 +98,105 @@ export class TunnelConnector {
     });
   }
 
+  /** Ready: at least one tunnel takes new streams. */
   get connected(): boolean {
-    return this.current?.session !== undefined && !this.current.session.draining;
+    return this.links.some((link) => link.connected);
   }
 
   /** Why the relay is not connected, for /readyz. */
   get state(): string {
     if (this.refused) return 'the hub refused the connector key';
-    return this.connected ? 'connected' : 'connecting to the hub';
+    if (!this.connected) return 'connecting to the hub';
+    return this.replicas > 1 ? `connected to ${this.held.size} of ${this.replicas} hub replicas` : 'connected';
   }
 
   start(): void {
-    this.connect();
+    this.addLink();
   }
 
   /** Stops dialling, tells the hub GOAWAY and lets the streams in flight finish (up to `drainMs`). */
   async stop(drainMs = STOP_DRAIN_MS): Promise<void> {
-    this.stopped = true;
-    if (this.retry) clearTimeout(this.retry);
-    if (this.current && !this.current.session) this.current.socket.terminate();
+    for (const link of this.links) link.stop();
     await Promise.all([...this.sessions].map((session) => session.drain(drainMs)));
   }
 
-  private connect(): void {
-    const { log } = this.options;
-    const socket = new WebSocket(this.url, {
-      headers: { authorization: `Bearer ${this.options.connectorKey}`, [CLUSTER_HEADER]: this.options.cluster },
-      ...(this.options.hubCa ? { ca: this.options.hubCa } : {}),
+  /**
+   * A link's tunnel reached hub replica `replica` of `replicas`: true if it
+   * may keep it (no other link holds that replica). Dials more links when
+   * the hub says there are more replicas than links.
+   */
+  claim(link: TunnelLink, replica: string, replicas: number): boolean {
+    if (replicas !== this.replicas) this.options.log.info('the hub has replicas: keeping a tunnel to each', { replicas });
+    this.replicas = replicas;
+    while (this.links.length < replicas && !this.refused) this.addLink();
+    const holder = this.held.get(replica);
+    if (holder && holder !== link) return false;
+    this.held.set(replica, link);
+    return true;
+  }
+
+  release(link: TunnelLink, replica: string): void {
+    if (this.held.get(replica) === link) this.held.delete(replica);
+  }
+
+  /** A link without a tunnel that the hub's replica count no longer calls for stops for good. */
+  retire(link: TunnelLink): boolean {
+    if (this.links.length <= this.replicas) return false;
+    this.links.splice(this.links.indexOf(link), 1);
+    return true;
+  }
+
+  refuse(reason: string): void {
+    if (this.refused) return;
+    this.refused = true;
+    for (const link of this.links) link.stop();
+    this.options.onRefused?.(reason);
+  }
+
+  get isRefused(): boolean {
+    return this.refused;
+  }
+
+  private addLink(): void {
+    const link = new TunnelLink(this, this.links.length);
+    this.links.push(link);
+    if (this.links.length > 1) this.reconnects.inc();
+    link.connect();
+  }
+}
+
+/** One tunnel slot: dials, keeps its tunnel alive, and redials after it ends. */
+class TunnelLink {
+  /** The tunnel new streams arrive on. */
+  private current: { socket: WebSocket; session?: MuxSession } | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private readonly backoff: ReconnectBackoff;
+  private readonly duplicateBackoff = new ReconnectBackoff(DUPLICATE_BACKOFF);
+
+  constructor(
+    private readonly connector: TunnelConnector,
+    private readonly index: number,
+  ) {
+    this.backoff = connector.options.backoff?.() ?? new ReconnectBackoff();
+  }
+
+  get connected(): boolean {
+    return this.current?.session !== undefined && !this.current.session.draining;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
+    if (this.current && !this.current.session) this.current.socket.terminate();
+  }
+
+  connect(): void {
+    const { options } = this.connector;
+    const log = this.index === 0 ? options.log : options.log.child({ tunnel: this.index });
+    const socket = new WebSocket(this.connector.url, {
+      headers: { authorization: `Bearer ${options.connectorKey}`, [CLUSTER_HEADER]: options.cluster },
+      ...(options.hubCa ? { ca: options.hubCa } : {}),
       perMessageDeflate: false,
       maxPayload: MAX_MESSAGE_BYTES,
       handshakeTimeout: 10_000,
@@ -109,10 +205,17 @@ export class TunnelConnector {
     this.current = tunnel;
     let openedAt: number | undefined;
     let transport: Duplex | undefined;
-    socket.on('upgrade', (response) => (transport = response.socket));
+    let replica = '';
+    let duplicate = false;
+    socket.on('upgrade', (response) => {
+      transport = response.socket;
+      replica = String(response.headers[HUB_REPLICA_HEADER] ?? '');
+      const replicas = Number(response.headers[HUB_REPLICAS_HEADER]);
+      duplicate = !this.connector.claim(this, replica, Number.isInteger(replicas) && replicas >= 1 ? replicas : 1);
+    });
     socket.on('unexpected-response', (_req, res) => {
       // Decided now, before 'close' schedules a reconnect; the body only explains it.
-      if (res.statusCode === 401) this.refused = true;
+      const refused = res.statusCode === 401;
       let body = '';
       res.on('data', (chunk: Buffer) => (body += chunk.toString()));
       res.on('end', () => {
@@ -122,15 +225,22 @@ export class TunnelConnector {
         } catch {
           // not a Status body: keep the text
         }
-        if (this.refused) {
+        if (refused) {
           log.error('the hub refused this relay; not reconnecting until restarted with a valid connector key', { status: 401, reason });
-          this.options.onRefused?.(reason);
+          this.connector.refuse(reason);
         } else log.warn('the hub did not accept the tunnel', { status: res.statusCode, reason });
         socket.terminate();
       });
+      if (refused) this.stopped = true;
     });
     socket.on('open', () => {
+      if (duplicate) {
+        log.debug('this tunnel reached a hub replica another one holds; dialling again', { replica });
+        socket.close(1000, 'the relay holds a tunnel to this hub replica already');
+        return;
+      }
       openedAt = Date.now();
+      this.duplicateBackoff.reset();
       const session = new MuxSession(socket, { role: 'server', ...(transport ? { transport } : {}) });
       let pingSentAt = 0;
       const keepalive = new Keepalive(
@@ -139,58 +249,56 @@ export class TunnelConnector {
           socket.ping();
         },
         () => {
-          log.warn('the hub stopped answering pings; reconnecting', { hub: this.options.hubUrl });
+          log.warn('the hub stopped answering pings; reconnecting', { hub: options.hubUrl });
           socket.terminate();
         },
-        this.options.keepaliveMs,
+        options.keepaliveMs,
       );
       socket.on('pong', () => {
-        if (pingSentAt > 0) this.rtt.set((performance.now() - pingSentAt) / 1000);
+        if (pingSentAt > 0) this.connector.rtt.set((performance.now() - pingSentAt) / 1000);
         keepalive.alive();
       });
       socket.on('message', () => keepalive.alive());
       keepalive.start();
-      session.on('stream', (stream: MuxStream) => this.options.onStream(stream));
+      session.on('stream', (stream: MuxStream) => options.onStream(stream));
       session.on('control', (message: { type?: unknown; items?: unknown }) => {
-        if (message?.type === 'revocations' && Array.isArray(message.items)) this.options.onRevocations?.(message.items as RevocationEntry[]);
+        if (message?.type === 'revocations' && Array.isArray(message.items)) options.onRevocations?.(message.items as RevocationEntry[]);
       });
       session.on('error', (err: Error) => log.warn('tunnel protocol error', { error: err.message }));
       session.on('goaway', () => {
         if (this.current !== tunnel || this.stopped) return;
-        log.info('the hub is draining this tunnel; dialling a new one', { hub: this.options.hubUrl });
-        this.connectedGauge.set(0);
-        this.reconnects.inc();
+        log.info('the hub is draining this tunnel; dialling a new one', { hub: options.hubUrl });
+        this.connector.release(this, replica);
+        this.connector.reconnects.inc();
         this.connect();
       });
       session.on('close', () => {
         keepalive.stop();
-        this.sessions.delete(session);
+        this.connector.sessions.delete(session);
       });
-      this.sessions.add(session);
+      this.connector.sessions.add(session);
       tunnel.session = session;
-      this.connectedGauge.set(1);
-      log.info('tunnel connected', { hub: this.options.hubUrl });
+      log.info('tunnel connected', { hub: options.hubUrl, ...(replica ? { replica } : {}) });
     });
     socket.on('error', (err) => log.debug('tunnel socket error', { error: err.message }));
     socket.on('close', (code: number, reason: Buffer) => {
       if (code === KEY_REVOKED_CLOSE_CODE) {
-        this.refused = true;
-        log.error('the hub closed the tunnel: this cluster\'s connector key was revoked; not reconnecting', { reason: reason.toString() });
-        this.options.onRefused?.(reason.toString());
+        log.error("the hub closed the tunnel: this cluster's connector key was revoked; not reconnecting", { reason: reason.toString() });
+        this.connector.refuse(reason.toString());
       }
       if (openedAt !== undefined) {
         this.backoff.connectionEnded(Date.now() - openedAt);
-        log.warn('tunnel disconnected', { hub: this.options.hubUrl });
+        log.warn('tunnel disconnected', { hub: options.hubUrl });
       }
       // A tunnel drained after a GOAWAY has been replaced already.
       if (this.current !== tunnel) return;
       this.current = undefined;
-      this.connectedGauge.set(0);
-      if (this.stopped || this.refused) return;
-      const delay = this.backoff.nextDelayMs();
-      log.info('reconnecting to the hub', { inMs: delay });
+      if (!duplicate) this.connector.release(this, replica);
+      if (this.stopped || this.connector.isRefused || this.connector.retire(this)) return;
+      const delay = duplicate ? this.duplicateBackoff.nextDelayMs() : this.backoff.nextDelayMs();
+      if (!duplicate) log.info('reconnecting to the hub', { inMs: delay });
       this.retry = setTimeout(() => {
-        this.reconnects.inc();
+        this.connector.reconnects.inc();
         this.connect();
       }, delay);
       this.retry.unref();

@@ -31,6 +31,9 @@ import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession } from './mux.js';
 export const TUNNEL_PATH = '/v1/tunnel';
 /** The relay states its --cluster in this header; the key decides, a mismatch is refused. */
 export const CLUSTER_HEADER = 'x-kube-relay-cluster';
+/** In the handshake's answer: which hub replica this is, and how many there are (DESIGN §9). */
+export const HUB_REPLICA_HEADER = 'x-kube-relay-hub-replica';
+export const HUB_REPLICAS_HEADER = 'x-kube-relay-hub-replicas';
 /** Kubernetes API paths that arrived without the /clusters/<name> prefix. */
 const UNPREFIXED_KUBERNETES_PATH = /^\/(api|apis|version|openapi|healthz|livez|readyz)(\/|\?|$)/;
 const UNPREFIXED_MESSAGE =
@@ -57,6 +60,8 @@ export interface HubOptions {
   registryWatchMs?: number | undefined;
   /** Streams one tunnel carries at once (default MAX_STREAMS, which relays accept; tests lower it). */
   maxStreamsPerTunnel?: number | undefined;
+  /** This replica's id and the number of hub replicas behind the public URL (default: one). */
+  replica?: { id: string; count: number } | undefined;
 }
 
 export class TunnelHub {
@@ -98,6 +103,10 @@ export class TunnelHub {
     this.revocations.onRevoked((entry) => {
       for (const session of [...this.tunnels.values()].flat()) session.sendControl({ type: 'revocations', items: [entry] });
     });
+    if (options.replica) {
+      const { id, count } = options.replica;
+      this.wss.on('headers', (headers: string[]) => headers.push(`${HUB_REPLICA_HEADER}: ${id}`, `${HUB_REPLICAS_HEADER}: ${count}`));
+    }
     this.watchRegistry = setInterval(() => this.applyRevocations(), options.registryWatchMs ?? REGISTRY_WATCH_INTERVAL_MS);
     this.watchRegistry.unref();
     this.applyRevocations();

@@ -1,7 +1,8 @@
 /**
  * A loopback TCP proxy standing in for the network between a relay and its
  * hub, so tests can cut connections (no close frame, no FIN from the peer)
- * or turn them into black holes (half-open: bytes vanish, nothing closes).
+ * or turn them into black holes (half-open: bytes vanish, nothing closes);
+ * given a function, it picks the target per connection, as a load balancer.
  */
 import net, { type Socket } from 'node:net';
 
@@ -16,13 +17,13 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
+export async function startTcpProxy(targetPort: number | (() => number)): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>();
   const blackholed = new Set<[Socket, Socket]>();
   let accepted = 0;
   const server = net.createServer((client) => {
     accepted++;
-    const target = net.connect(targetPort, '127.0.0.1');
+    const target = net.connect(typeof targetPort === 'number' ? targetPort : targetPort(), '127.0.0.1');
     const pair: [Socket, Socket] = [client, target];
     pairs.add(pair);
     client.pipe(target).pipe(client);

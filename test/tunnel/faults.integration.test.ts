@@ -54,7 +54,7 @@ beforeAll(async () => {
     issuer: hub.url,
     dataDir: stack.dataDir,
     issuerCa: stack.caPem,
-    tunnel: { hubUrl: `https://127.0.0.1:${network.port}`, connectorKey: stack.connectorKey, hubCa: stack.caPem, keepaliveMs: KEEPALIVE_MS, backoff: new ReconnectBackoff(BACKOFF) },
+    tunnel: { hubUrl: `https://127.0.0.1:${network.port}`, connectorKey: stack.connectorKey, hubCa: stack.caPem, keepaliveMs: KEEPALIVE_MS, backoff: () => new ReconnectBackoff(BACKOFF) },
     upstream: upstreamFromKubeconfig(stack.relayKubeconfig),
     audit: { file: `${stack.dataDir}/tunnel-faults-audit.jsonl` },
     maxStreamDurationMs: 0,

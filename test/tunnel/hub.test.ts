@@ -41,7 +41,7 @@ async function tunnelRelay(cluster: string, connectorKey: string) {
     issuer: stack.issuer.url,
     dataDir: stack.dataDir,
     issuerCa: stack.caPem,
-    tunnel: { hubUrl: hub(), connectorKey, hubCa: stack.caPem, backoff },
+    tunnel: { hubUrl: hub(), connectorKey, hubCa: stack.caPem, backoff: () => backoff },
     upstream: upstreamFromKubeconfig(stack.relayKubeconfig),
     audit: { file: `${stack.dataDir}/extra-relay-audit.jsonl` },
     maxStreamDurationMs: 0,
