@@ -144,6 +144,13 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   // tunnel hands it each stream as a connection (TLS is the tunnel's), so the same pipeline serves both.
   const server = config.mode === 'direct' ? https.createServer({ ...tlsFor(config), ...listenerOptions(config.limits) }) : http.createServer(listenerOptions(config.limits));
   serveKubernetesApi(server, { request: pipeline.handleRequest, upgrade: pipeline.handleUpgrade });
+  /** What keeps the relay from serving, the tunnel aside. */
+  const unmet = (): string[] => [
+    ...(verifier.ready ? [] : ['issuer keys (JWKS)']),
+    ...(upstreamReachable ? [] : ['the Kubernetes API server']),
+    ...(upstreamReachable && !mayImpersonate ? ['the impersonation self-check'] : []),
+    ...(audit.unavailable ? [`room in the audit trail (${audit.unavailable})`] : []),
+  ];
   let connector: TunnelConnector | undefined;
   let url: string;
   if (config.mode === 'direct') {
@@ -162,6 +169,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       onStream: (stream) => server.emit('connection', stream),
       onRevocations: (entries) => revocations.apply(entries),
       onRefused: (reason) => reportFatal(new Error(`the hub refused this relay's connector key for cluster "${config.cluster}": ${reason}`)),
+      ready: () => unmet().length === 0,
       log,
       metrics: metrics.registry,
     });
@@ -170,13 +178,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   }
 
   const readiness = (): Readiness => {
-    const waitingFor = [
-      ...(verifier.ready ? [] : ['issuer keys (JWKS)']),
-      ...(upstreamReachable ? [] : ['the Kubernetes API server']),
-      ...(upstreamReachable && !mayImpersonate ? ['the impersonation self-check'] : []),
-      ...(connector && !connector.connected ? [`the tunnel (${connector.state})`] : []),
-      ...(audit.unavailable ? [`room in the audit trail (${audit.unavailable})`] : []),
-    ];
+    const waitingFor = [...unmet(), ...(connector && !connector.connected ? [`the tunnel (${connector.state})`] : [])];
     return { ready: waitingFor.length === 0, waitingFor };
   };
   const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics.registry, readiness) : undefined;

@@ -35,6 +35,8 @@ export interface ConnectorOptions {
   onRevocations?(entries: RevocationEntry[]): void;
   /** The hub refused the connector key (401): the relay will not reconnect. */
   onRefused?(reason: string): void;
+  /** Whether the relay can serve requests now (told to the hub, which prefers ready relays). */
+  ready?(): boolean;
   log: Logger;
   metrics: MetricsRegistry;
   /** Reconnect timing, one per tunnel (tests shorten it). */
@@ -46,6 +48,8 @@ export interface ConnectorOptions {
 const STOP_DRAIN_MS = 10_000;
 /** Redial timing after landing on a hub replica another tunnel already holds (the load balancer's choice). */
 const DUPLICATE_BACKOFF = { initialMs: 1_000, maxMs: 30_000 };
+/** How often the relay's readiness is checked for a change worth telling the hub. */
+const READINESS_POLL_MS = 1_000;
 
 export class TunnelConnector {
   private readonly links: TunnelLink[] = [];
@@ -54,6 +58,8 @@ export class TunnelConnector {
   /** Hub replicas, as the last handshake told. */
   private replicas = 1;
   private refused = false;
+  private ready = true;
+  private readinessPoll: NodeJS.Timeout | undefined;
   readonly url: string;
   /** Every tunnel still open, current or draining after a GOAWAY. */
   readonly sessions = new Set<MuxSession>();
@@ -112,10 +118,29 @@ export class TunnelConnector {
 
   start(): void {
     this.addLink();
+    const { ready } = this.options;
+    if (!ready) return;
+    this.ready = ready();
+    this.readinessPoll = setInterval(() => {
+      if (ready() === this.ready) return;
+      this.ready = !this.ready;
+      for (const session of this.sessions) this.tellReadiness(session);
+    }, READINESS_POLL_MS);
+    this.readinessPoll.unref();
+  }
+
+  /**
+   * In tunnel mode the hub is the relays' load balancer: like a Service,
+   * which sends nothing to a pod that is not ready, it prefers the relays
+   * that say they are.
+   */
+  tellReadiness(session: MuxSession): void {
+    if (this.options.ready) session.sendControl({ type: 'ready', ready: this.ready });
   }
 
   /** Stops dialling, tells the hub GOAWAY and lets the streams in flight finish (up to `drainMs`). */
   async stop(drainMs = STOP_DRAIN_MS): Promise<void> {
+    if (this.readinessPoll) clearInterval(this.readinessPoll);
     for (const link of this.links) link.stop();
     await Promise.all([...this.sessions].map((session) => session.drain(drainMs)));
   }
@@ -277,6 +302,7 @@ class TunnelLink {
         this.connector.sessions.delete(session);
       });
       this.connector.sessions.add(session);
+      this.connector.tellReadiness(session);
       tunnel.session = session;
       log.info('tunnel connected', { hub: options.hubUrl, ...(replica ? { replica } : {}) });
     });

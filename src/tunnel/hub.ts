@@ -67,6 +67,8 @@ export interface HubOptions {
 export class TunnelHub {
   private readonly tunnels = new Map<string, MuxSession[]>();
   private readonly verifiers = new Map<string, TokenVerifier>();
+  /** Tunnels whose relay said it is not ready (it cannot reach its API server, or its audit trail is full). */
+  private readonly unready = new WeakSet<MuxSession>();
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES });
   private readonly revocations = new RevocationList();
   private readonly watchRegistry: NodeJS.Timeout;
@@ -223,7 +225,10 @@ export class TunnelHub {
     if (sessions.length === 0) throw new HubRefusal(503, 'no-tunnel', `cluster "${cluster}" has no relay connected to this hub right now`, identity);
     const open = sessions.filter((session) => !session.full);
     if (open.length === 0) throw new HubRefusal(429, 'tunnel-full', `the tunnel to cluster "${cluster}" carries as many streams as it can; retry when some have finished`, identity);
-    return open[this.next++ % open.length]!;
+    // Ready relays first; when none is, one of them answers why (a Status), which beats a guess here.
+    const ready = open.filter((session) => !this.unready.has(session));
+    const pool = ready.length > 0 ? ready : open;
+    return pool[this.next++ % pool.length]!;
   }
 
   /**
@@ -315,6 +320,12 @@ export class TunnelHub {
     ws.on('message', () => keepalive.alive());
     keepalive.start();
     session.on('error', (err: Error) => this.options.log.warn('tunnel protocol error', { cluster, error: err.message }));
+    session.on('control', (message: { type?: unknown; ready?: unknown }) => {
+      if (message?.type !== 'ready' || typeof message.ready !== 'boolean') return;
+      if (message.ready) this.unready.delete(session);
+      else this.unready.add(session);
+      this.options.log.info(message.ready ? 'relay ready' : 'relay not ready: sending it requests only while no other relay of its cluster is ready', { cluster });
+    });
     session.on('close', () => {
       keepalive.stop();
       const remaining = (this.tunnels.get(cluster) ?? []).filter((s) => s !== session);

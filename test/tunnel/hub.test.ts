@@ -2,6 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditConfig } from '../../src/audit/sink.js';
 import { createLogger } from '../../src/log.js';
 import { startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
@@ -26,7 +27,7 @@ const hub = () => stack.issuer.url;
 const get = (path: string, bearer = token) => request(`${hub()}${path}`, { ca: stack.caPem, headers: { authorization: `Bearer ${bearer}` } });
 
 /** A relay in tunnel mode whose log lines are collected. */
-async function tunnelRelay(cluster: string, connectorKey: string) {
+async function tunnelRelay(cluster: string, connectorKey: string, audit: AuditConfig = { file: `${stack.dataDir}/extra-relay-audit.jsonl` }) {
   const lines: string[] = [];
   const attempts = { count: 0 };
   const backoff = new ReconnectBackoff({ initialMs: 50, maxMs: 100 });
@@ -43,7 +44,7 @@ async function tunnelRelay(cluster: string, connectorKey: string) {
     issuerCa: stack.caPem,
     tunnel: { hubUrl: hub(), connectorKey, hubCa: stack.caPem, backoff: () => backoff },
     upstream: upstreamFromKubeconfig(stack.relayKubeconfig),
-    audit: { file: `${stack.dataDir}/extra-relay-audit.jsonl` },
+    audit,
     maxStreamDurationMs: 0,
     pollRevocations: false,
     log: createLogger('info', {}, (line) => lines.push(line)),
@@ -130,6 +131,23 @@ describe('relays dialling in', () => {
       const viaSecond = readFileSync(`${stack.dataDir}/extra-relay-audit.jsonl`, 'utf8').split('\n').filter((line) => line.includes('"/version"'));
       expect(viaSecond.length).toBeGreaterThan(0);
       expect(stack.auditRecords().filter((r) => r.path === '/version').length).toBeGreaterThan(0);
+    } finally {
+      await second.relay.close();
+    }
+  });
+
+  it('a relay that is not ready gets no requests while another of its cluster is (as a Service skips pods that are not ready)', async () => {
+    // Its audit webhook is down and holds one record at most: after one request it cannot serve.
+    const second = await tunnelRelay('prod-eu', stack.connectorKey, { webhook: { url: 'http://127.0.0.1:1/' }, bufferRecords: 1, whenFull: 'fail', closeDeadlineMs: 100 });
+    try {
+      await until(() => second.lines.some((line) => line.includes('tunnel connected')), 5_000, 'the second tunnel');
+      for (let i = 0; i < 4 && second.relay.readiness().ready; i++) await get('/clusters/prod-eu/version?fill');
+      expect(second.relay.readiness().waitingFor.join()).toContain('room in the audit trail');
+      // The relay checks its readiness every second and tells the hub when it changes.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      const before = stack.auditRecords().filter((r) => r.query === 'after').length;
+      for (let i = 0; i < 8; i++) expect((await get('/clusters/prod-eu/version?after')).status).toBe(200);
+      await until(() => stack.auditRecords().filter((r) => r.query === 'after').length === before + 8, 3_000, 'all eight served by the ready relay');
     } finally {
       await second.relay.close();
     }
