@@ -41,6 +41,7 @@ export class WebhookDestination implements Destination {
   private readonly fetch: FetchLike;
   private readonly backoff: ReconnectBackoff;
   private timer: NodeJS.Timeout | undefined;
+  private posting = false;
   private closing = false;
   private lastFailure: string | undefined;
   /** The URL for logs, without userinfo or query, which may carry credentials. */
@@ -71,7 +72,8 @@ export class WebhookDestination implements Destination {
   async close(deadlineMs: number): Promise<void> {
     this.closing = true;
     const deadline = Date.now() + deadlineMs;
-    if (this.inFlight.length === 0 && this.queue.length > 0) this.schedule(0);
+    // Now, not after a backoff that may outlast the deadline.
+    if (!this.posting && this.pending > 0) this.schedule(0);
     while (this.pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     if (this.timer) clearTimeout(this.timer);
     const left = this.pending;
@@ -95,10 +97,12 @@ export class WebhookDestination implements Destination {
 
   /** Sends the batch in flight (or takes the next one), then decides what comes next. */
   private async deliver(): Promise<void> {
+    if (this.posting) return;
     if (this.inFlight.length === 0) this.inFlight = this.queue.splice(0, this.batchSize);
     const batch = this.inFlight;
     if (batch.length === 0) return;
-    const outcome = await this.post(batch);
+    this.posting = true;
+    const outcome = await this.post(batch).finally(() => (this.posting = false));
     if (this.inFlight !== batch) return; // closed meanwhile
     if (outcome === 'delivered' || outcome === 'rejected') {
       if (outcome === 'delivered') this.events.delivered(batch.length);

@@ -59,10 +59,28 @@ describe('the chart', () => {
     ['a grant with an unknown role', ['--set', 'grants[0].group=acme/sre,grants[0].role=god'], "at '/grants/0/role'"],
     ['direct mode without a serving certificate', ['--set', 'mode=direct,tls.existingSecret='], 'tls.existingSecret is required in direct mode'],
     ['a per-agent stream quota of 0', ['--set', 'maxStreamsPerAgent=0'], "at '/maxStreamsPerAgent'"],
+    ['audit records with nowhere to go', ['--set', 'audit.stdout=false'], 'audit.stdout is false and audit.webhook.url is empty'],
+    ['an unknown audit.whenFull', ['--set', 'audit.whenFull=drop'], "at '/audit/whenFull'"],
   ])('refuses %s with a message that names it', (_what, extra, message) => {
     const result = helm(['template', 'kube-relay', CHART, '-f', CI_VALUES.tunnel, ...extra]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toContain(message);
+  });
+
+  it('sends audit records to a webhook with a token from a Secret and a CA from a ConfigMap, and kube-apiserver accepts it', () => {
+    const rendered = template(CI_VALUES.tunnel, ['--set', 'audit.stdout=false,audit.webhook.url=https://collector.logging:8443/kube-relay,audit.webhook.tokenSecret=collector-token,audit.whenFull=fail', '--set-string', 'audit.webhook.ca=-----BEGIN CERTIFICATE-----']);
+    const docs = parseAllDocuments(rendered).map((doc) => doc.toJS() as { kind: string; metadata: { name: string }; spec?: { template: { spec: { containers: { args: string[] }[]; volumes: { name: string; secret?: { secretName: string }; configMap?: { name: string } }[] } } } });
+    const deployment = docs.find((doc) => doc.kind === 'Deployment')!;
+    const args = deployment.spec!.template.spec.containers[0]!.args;
+    expect(args).toEqual(expect.arrayContaining(['--audit-when-full=fail', '--audit-webhook-url=https://collector.logging:8443/kube-relay', '--audit-webhook-token-file=/etc/kube-relay/audit-webhook-token/token', '--audit-webhook-ca-file=/etc/kube-relay/audit-webhook-ca/ca.crt']));
+    expect(args).not.toContain('--audit-file=-');
+    const volumes = deployment.spec!.template.spec.volumes;
+    expect(volumes.find((volume) => volume.name === 'audit-webhook-token')?.secret?.secretName).toBe('collector-token');
+    const caMap = volumes.find((volume) => volume.name === 'audit-webhook-ca')?.configMap?.name;
+    expect(docs.some((doc) => doc.kind === 'ConfigMap' && doc.metadata.name === caMap)).toBe(true);
+    const result = spawnSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, 'apply', '--dry-run=server', '-f', '-'], { input: rendered, encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
   });
 
   it('deploy/manifests/kube-relay.yaml is the chart rendered with deploy/manifests/values.yaml (bash deploy/render-manifests.sh)', () => {
