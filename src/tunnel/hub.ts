@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { JSONWebKeySet } from 'jose';
 import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { auditedRequest, auditRecord } from '../audit/record.js';
+import { type AuditedRequest, auditedRequest, auditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { Registry } from '../issuer/registry.js';
 import type { AgentIdentity } from '../identity.js';
@@ -242,13 +242,13 @@ export class TunnelHub {
     this.refusals.inc({ code: String(refused.code) });
     if (refused.reason === 'internal-error') this.options.log.error('the hub failed to handle a request', { cluster: route.cluster, error: (err as Error).message });
     else this.options.log.info('request refused at the hub', { cluster: route.cluster, status: refused.code, reason: refused.message, method: req.method, path: (req.url ?? '').split('?')[0], sourceIp: req.socket.remoteAddress });
-    const request = auditedRequest(req, route.cluster, 'tunnel', route.rest, randomUUID());
-    Object.assign(request, {
+    const request: AuditedRequest = {
+      ...auditedRequest(req, route.cluster, 'tunnel', route.rest, randomUUID()),
       identity: refused.identity,
       status: refused.code,
       decision: refused.code >= 500 ? 'error' : 'denied-by-relay',
       reason: refused.reason,
-    });
+    };
     this.options.audit.writeIfRoom(auditRecord(request, Date.now()));
     return refused;
   }
