@@ -114,7 +114,7 @@ export class WebhookDestination implements Destination {
       else if (this.queue.length > 0) this.schedule(this.options.batchWaitMs ?? DEFAULT_BATCH_WAIT_MS);
       return;
     }
-    if (outcome === 'too-large' && batch.length > 1) {
+    if (outcome === 'too-large') {
       this.queue.unshift(...batch.slice(batch.length >> 1));
       this.inFlight = batch.slice(0, batch.length >> 1);
       this.schedule(0);
