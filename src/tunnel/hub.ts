@@ -67,7 +67,12 @@ export interface HubOptions {
 export class TunnelHub {
   private readonly tunnels = new Map<string, MuxSession[]>();
   private readonly verifiers = new Map<string, TokenVerifier>();
-  /** Tunnels whose relay said it is not ready (it cannot reach its API server, or its audit trail is full). */
+  /**
+   * Tunnels whose relay has not said it is ready: new ones until it does (a
+   * relay closes a tunnel that reached a hub replica it holds already, and
+   * must not get requests meanwhile), and those whose relay said it is not
+   * (no API server, a full audit trail).
+   */
   private readonly unready = new WeakSet<MuxSession>();
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES });
   private readonly revocations = new RevocationList();
@@ -169,7 +174,11 @@ export class TunnelHub {
       (session) => {
         req.url = route.rest;
         allowHalfClose(socket);
-        this.proxy.ws(req, socket, head, { target: 'http://tunnel', agent: this.agentFor(session, req) }, () => socket.destroy());
+        this.proxy.ws(req, socket, head, { target: 'http://tunnel', agent: this.agentFor(session, req) }, () => {
+          // Before any answer (the tunnel closed since it was chosen), a Status; after the 101, only the cut.
+          if ((socket as Duplex & { bytesWritten?: number }).bytesWritten) socket.destroy();
+          else writeStatusToSocket(socket, 502, `the tunnel to cluster "${route.cluster}" broke off`);
+        });
       },
       (err: unknown) => {
         const { code, message } = this.refuse(req, route, err);
@@ -221,7 +230,8 @@ export class TunnelHub {
       throw err;
     }
     if (this.revocations.isRevoked(identity)) throw new HubRefusal(401, 'agent-revoked', 'the agent has been revoked', identity);
-    const sessions = (this.tunnels.get(cluster) ?? []).filter((session) => !session.draining);
+    // A tunnel whose WebSocket is closing stays listed until its close event; it takes no new streams.
+    const sessions = (this.tunnels.get(cluster) ?? []).filter((session) => !session.draining && session.connected);
     if (sessions.length === 0) throw new HubRefusal(503, 'no-tunnel', `cluster "${cluster}" has no relay connected to this hub right now`, identity);
     const open = sessions.filter((session) => !session.full);
     if (open.length === 0) throw new HubRefusal(429, 'tunnel-full', `the tunnel to cluster "${cluster}" carries as many streams as it can; retry when some have finished`, identity);
@@ -276,11 +286,26 @@ export class TunnelHub {
     }
   }
 
-  /** An agent that opens one tunnel stream per connection, carrying the client's address for the relay's audit. */
+  /**
+   * An agent that opens one tunnel stream per connection, carrying the
+   * client's address for the relay's audit. A tunnel that closed since it
+   * was chosen fails the request (the proxy's error handler answers 502)
+   * through the callback form of createConnection, not with a throw.
+   */
   private agentFor(session: MuxSession, req: IncomingMessage): http.Agent {
     const agent = new http.Agent({ keepAlive: false });
     const remote = { remoteAddress: req.socket.remoteAddress, remotePort: req.socket.remotePort };
-    (agent as unknown as { createConnection: () => Duplex }).createConnection = () => session.open(remote);
+    (agent as unknown as { createConnection: (options: unknown, done: (err: Error | null, stream?: Duplex) => void) => undefined }).createConnection = (_options, done) => {
+      let stream: Duplex;
+      try {
+        stream = session.open(remote);
+      } catch (err) {
+        done(err as Error);
+        return undefined;
+      }
+      done(null, stream);
+      return undefined;
+    };
     return agent;
   }
 
@@ -311,6 +336,7 @@ export class TunnelHub {
     // Everything revoked recently, in messages that each fit one frame (an entry is at most ~120 bytes).
     const recent: RevocationEntry[] = this.revocations.entries();
     for (let i = 0; i < recent.length; i += REVOCATIONS_PER_MESSAGE) session.sendControl({ type: 'revocations', items: recent.slice(i, i + REVOCATIONS_PER_MESSAGE) });
+    this.unready.add(session);
     const sessions = this.tunnels.get(cluster) ?? [];
     sessions.push(session);
     this.tunnels.set(cluster, sessions);
@@ -322,9 +348,13 @@ export class TunnelHub {
     session.on('error', (err: Error) => this.options.log.warn('tunnel protocol error', { cluster, error: err.message }));
     session.on('control', (message: { type?: unknown; ready?: unknown }) => {
       if (message?.type !== 'ready' || typeof message.ready !== 'boolean') return;
-      if (message.ready) this.unready.delete(session);
-      else this.unready.add(session);
-      this.options.log.info(message.ready ? 'relay ready' : 'relay not ready: sending it requests only while no other relay of its cluster is ready', { cluster });
+      if (message.ready) {
+        this.unready.delete(session);
+        this.options.log.debug('relay ready', { cluster });
+      } else {
+        this.unready.add(session);
+        this.options.log.info('relay not ready: it gets requests only while no other relay of its cluster is ready', { cluster });
+      }
     });
     session.on('close', () => {
       keepalive.stop();

@@ -290,6 +290,11 @@ export class MuxSession extends EventEmitter {
     return this.streams.size >= this.maxStreams;
   }
 
+  /** True while the WebSocket is open (not yet closing). */
+  get connected(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
   /** True once either side said GOAWAY: no new streams from here. */
   get draining(): boolean {
     return this.goingAway || this.peerGoingAway;
@@ -297,7 +302,7 @@ export class MuxSession extends EventEmitter {
 
   open(metadata: StreamMetadata = {}): MuxStream {
     if (this.draining) throw new Error('the tunnel is going away: no new streams');
-    if (this.socket.readyState !== this.socket.OPEN) throw new Error('the tunnel is not connected');
+    if (!this.connected) throw new Error('the tunnel is not connected');
     const id = this.nextId;
     this.nextId += 2;
     const stream = new MuxStream(id, this, metadata);

@@ -29,7 +29,7 @@ beforeAll(async () => {
     issuer: { tunnelMaxStreams: TUNNEL_CAPACITY, log: createLogger('info', {}, (line) => hubLog.push(line)), adminListen: { host: '127.0.0.1', port: 0 } },
   });
   const setup = stack.registry();
-  for (const cluster of ['alpha', 'beta', 'gamma', 'delta', 'retired']) keys[cluster] = setup.registry.createCluster(cluster, 'acme');
+  for (const cluster of ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'retired']) keys[cluster] = setup.registry.createCluster(cluster, 'acme');
   setup.registry.revokeCluster('retired');
   setup.close();
   alphaToken = await stack.token(stack.agentKey, 'alpha');
@@ -78,8 +78,8 @@ function dialHub(key: string, cluster: string): Promise<FakeRelay> {
 const agentGet = (path: string, token = alphaToken) => request(`${stack.issuer.url}${path}`, { ca: stack.caPem, headers: { authorization: `Bearer ${token}` } });
 
 /** Completes one request through the fake relay (the positive control: the harness speaks the protocol). */
-async function serveOne(relay: FakeRelay): Promise<void> {
-  const answer = agentGet('/clusters/alpha/version');
+async function serveOne(relay: FakeRelay, cluster = 'alpha'): Promise<void> {
+  const answer = agentGet(`/clusters/${cluster}/version`, cluster === 'alpha' ? alphaToken : await stack.token(stack.agentKey, cluster));
   await until(() => relay.frames.some((f) => f.type === FrameType.Open), 3_000, 'the hub to open a stream');
   const id = relay.frames.find((f) => f.type === FrameType.Open)!.id;
   await until(() => relay.frames.some((f) => f.type === FrameType.Data && f.id === id && f.payload.includes('\r\n\r\n')), 3_000, 'the request');
@@ -256,6 +256,21 @@ describe('a tunnel that dies mid-answer', () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     relay.ws.terminate();
     expect(await answer).toEqual({ complete: false, body: 'first ten.' });
+  });
+});
+
+describe('a tunnel whose WebSocket is closing', () => {
+  it('takes no new request: the client gets a Status at once, not a request that hangs', async () => {
+    const relay = await dialHub(keys.epsilon!, 'epsilon');
+    await serveOne(relay, 'epsilon');
+    // The relay says goodbye and then stops reading: the hub's side stays CLOSING (not yet closed) for its close timeout.
+    relay.ws.close(1000, 'bye');
+    (relay.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const answer = await agentGet('/clusters/epsilon/version', await stack.token(stack.agentKey, 'epsilon'));
+    expect(answer.status).toBe(503);
+    expect(answer.json()).toMatchObject({ kind: 'Status', code: 503, message: expect.stringContaining('no relay connected') });
+    relay.ws.terminate();
   });
 });
 
