@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { clusterRoles, renderRbacManifests } from '../../src/rbac/cluster-roles.js';
 import { kubectlBinary, runKubectl } from '../helpers/kubectl.js';
 import { adminKubectl } from './cluster/bootstrap.js';
 import { type RelayUnderTest, startRelayFor } from './relay-harness.js';
@@ -81,6 +82,19 @@ describe('the chart', () => {
     const result = spawnSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, 'apply', '--dry-run=server', '-f', '-'], { input: rendered, encoding: 'utf8' });
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
+  });
+
+  it('renders the same ClusterRoles, rule for rule, as kube-relay rbac (one definition: files/cluster-roles.yaml), and kube-apiserver accepts that command\'s output', () => {
+    const rendered = template(CI_VALUES.tunnel, ['--show-only', 'templates/access-roles.yaml', '--show-only', 'templates/rbac.yaml']);
+    const namesAndRules = (roles: { kind: string; metadata: { name: string }; rules?: unknown }[]) =>
+      roles.filter((role) => role.kind === 'ClusterRole').map((role) => ({ name: role.metadata.name, rules: role.rules }));
+    const fromChart = namesAndRules(parseAllDocuments(rendered).map((doc) => doc.toJS() as { kind: string; metadata: { name: string }; rules?: unknown }));
+    // Release "kube-relay" names the impersonator kube-relay-impersonator, the name kube-relay rbac gives it.
+    expect(fromChart).toEqual(namesAndRules(clusterRoles({ accessRoles: true, impersonator: true })));
+    const result = spawnSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, 'apply', '--dry-run=server', '-f', '-'], { input: renderRbacManifests({ accessRoles: true, impersonator: true }), encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('clusterrole.rbac.authorization.k8s.io/kube-relay-impersonator');
   });
 
   it('deploy/manifests/kube-relay.yaml is the chart rendered with deploy/manifests/values.yaml (bash deploy/render-manifests.sh)', () => {
