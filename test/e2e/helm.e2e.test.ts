@@ -62,6 +62,8 @@ describe('the chart', () => {
     ['a per-agent stream quota of 0', ['--set', 'maxStreamsPerAgent=0'], "at '/maxStreamsPerAgent'"],
     ['audit records with nowhere to go', ['--set', 'audit.stdout=false'], 'audit.stdout is false and audit.webhook.url is empty'],
     ['an unknown audit.whenFull', ['--set', 'audit.whenFull=drop'], "at '/audit/whenFull'"],
+    ['an unknown top-level value (an agent API key has no place here)', ['--set', 'apiKey=krl_agent_x'], "additional properties 'apiKey' not allowed"],
+    ['a misspelt nested value, which would otherwise do nothing', ['--set', 'tls.secretName=kube-relay-tls'], "at '/tls': additional properties 'secretName' not allowed"],
   ])('refuses %s with a message that names it', (_what, extra, message) => {
     const result = helm(['template', 'kube-relay', CHART, '-f', CI_VALUES.tunnel, ...extra]);
     expect(result.code).not.toBe(0);
