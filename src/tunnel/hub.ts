@@ -225,8 +225,10 @@ export class TunnelHub {
     try {
       identity = await verifier.verify(extractBearerToken(req.rawHeaders, req.url ?? ''));
     } catch (err) {
-      // A valid token for another cluster (of this or another org) is not let near this one.
-      if (err instanceof RelayRefusal && err.reason === 'wrong-audience') throw new HubRefusal(403, 'wrong-audience', `the token is not for cluster "${cluster}"`);
+      // A valid token for another cluster (of this or another org) is not let near this one. It is an
+      // authentication failure (DESIGN §4), answered as the relay answers it: 401. The message names the
+      // cluster of the URL, never the token's own aud, which is the client's to choose.
+      if (err instanceof RelayRefusal && err.reason === 'wrong-audience') throw new HubRefusal(401, 'wrong-audience', `the token is for another cluster, not "${cluster}"`);
       throw err;
     }
     if (this.revocations.isRevoked(identity)) throw new HubRefusal(401, 'agent-revoked', 'the agent has been revoked', identity);

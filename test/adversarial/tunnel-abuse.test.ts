@@ -152,7 +152,7 @@ describe('requests the hub refuses', () => {
     const forged = `${alphaToken.slice(0, -4)}AAAA`;
     expect((await agentGet('/clusters/alpha/api/v1/namespaces/prod/secrets/db?access_token=x', forged)).status).toBe(401);
     // A valid token for alpha: no relay holds a tunnel for gamma, and the token is not for it either.
-    expect((await agentGet('/clusters/gamma/api/v1/namespaces/prod/pods')).status).toBe(403);
+    expect((await agentGet('/clusters/gamma/api/v1/namespaces/prod/pods')).status).toBe(401);
     await until(() => stack.hubAuditRecords().filter((r) => r.path.startsWith('/api/v1/namespaces/prod/')).length === 2, 3_000, 'two hub records');
     const [forgedRecord, gammaRecord] = stack.hubAuditRecords().filter((r) => r.path.startsWith('/api/v1/namespaces/prod/'));
     expect(forgedRecord).toMatchObject({
@@ -171,7 +171,7 @@ describe('requests the hub refuses', () => {
       reason: 'token-in-query',
     });
     expect(forgedRecord!.sourceIp).toMatch(/127\.0\.0\.1/);
-    expect(gammaRecord).toMatchObject({ cluster: 'gamma', status: 403, decision: 'denied-by-relay', reason: 'wrong-audience', verb: 'list', resource: 'pods' });
+    expect(gammaRecord).toMatchObject({ cluster: 'gamma', status: 401, decision: 'denied-by-relay', reason: 'wrong-audience', verb: 'list', resource: 'pods' });
     expect(readFileSync(stack.hubAuditFile, 'utf8')).not.toContain(forged.split('.')[2]!);
   });
 });

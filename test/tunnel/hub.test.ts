@@ -60,14 +60,23 @@ describe('agents at /clusters/<name>', () => {
     expect(stack.fake.lastRequest()!.headers['impersonate-user']).toBe('agent:deployer');
   });
 
-  it('get 404 for an unknown cluster and 403 for a token minted for another cluster', async () => {
+  it('get 404 for an unknown cluster', async () => {
     expect((await get('/clusters/nowhere/api')).status).toBe(404);
+  });
+
+  it('get 401 Unauthorized, not 403, for a token minted for another cluster: an authentication failure, as the relay answers it (DESIGN §4)', async () => {
     const handle = stack.registry();
     handle.registry.createCluster('staging', 'acme');
     handle.close();
-    const answer = await get('/clusters/staging/api');
-    expect(answer.status).toBe(403);
-    expect(answer.json()).toMatchObject({ kind: 'Status', code: 403 });
+    const before = stack.fake.requests.length;
+    // The token's aud is prod-eu; the URL names staging.
+    const answer = await get('/clusters/staging/api/v1/namespaces/default/pods');
+    expect(answer.status).toBe(401);
+    const status = answer.json() as { message: string };
+    expect(status).toMatchObject({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Unauthorized', code: 401 });
+    expect(status.message).toBe('the token is for another cluster, not "staging"');
+    expect(status.message).not.toContain('prod-eu'); // the token's own aud is not echoed
+    expect(stack.fake.requests.length).toBe(before);
   });
 
   it('are told where API paths go when the /clusters/<name> prefix is missing (kubectl proxy without --append-server-path)', async () => {
