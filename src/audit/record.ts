@@ -41,6 +41,7 @@ export interface AuditRecord {
   protocol?: string;
   command?: string[];
   container?: string;
+  /** port-forward: the ports its query names; absent when it names none, as kubectl's never does (requestedPorts). */
   ports?: string[];
   startedAt?: string;
   endedAt?: string;
@@ -173,7 +174,22 @@ export function auditRecord(request: AuditedRequest, endedAt: number): AuditReco
     record.endedAt = new Date(endedAt).toISOString();
     if (request.info.subresource === 'exec') record.command = params.getAll('command');
     if (params.has('container')) record.container = params.get('container')!;
-    if (request.info.subresource === 'portforward') record.ports = params.getAll('ports');
+    if (request.info.subresource === 'portforward') {
+      const ports = requestedPorts(params);
+      if (ports.length > 0) record.ports = ports;
+    }
   }
   return record;
+}
+
+/**
+ * The ports a port-forward request names in its query: `ports` repeated or
+ * comma-separated, as kube-apiserver reads PodPortForwardOptions
+ * (Convert_Slice_string_To_Slice_int32). kubectl (1.27 to 1.33) names none:
+ * over SPDY, and SPDY tunnelled in a WebSocket, each stream carries its port
+ * in a `port` header inside the SPDY framing, which the relay forwards
+ * without parsing, so such a record has no `ports`.
+ */
+function requestedPorts(params: URLSearchParams): string[] {
+  return params.getAll('ports').flatMap((value) => value.split(',')).filter((port) => port !== '');
 }
