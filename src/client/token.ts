@@ -11,6 +11,8 @@ export interface TokenRequest {
   cluster: string;
   apiKey: string;
   issuerCa?: string | Buffer | undefined;
+  /** The flag that sets `issuerCa`, named when the issuer's certificate is not trusted. */
+  trustFlag?: string;
 }
 
 export interface IssuedToken {
@@ -30,7 +32,7 @@ export async function requestToken(request: TokenRequest): Promise<IssuedToken> 
       body: JSON.stringify({ cluster: request.cluster }),
     });
   } catch (err) {
-    throw new TokenRequestError(`cannot reach the issuer at ${url.origin}: ${(err as Error).message}`);
+    throw new TokenRequestError(`cannot reach the issuer at ${url.origin}: ${(err as Error).message}${trustHint(err, request)}`);
   }
   const body = (await res.json().catch(() => ({}))) as { token?: unknown; expiresAt?: unknown; message?: unknown };
   if (!res.ok) {
@@ -41,6 +43,31 @@ export async function requestToken(request: TokenRequest): Promise<IssuedToken> 
     throw new TokenRequestError(`the issuer at ${url.origin} answered without a token`);
   }
   return { token: body.token, expiresAt: body.expiresAt };
+}
+
+/** Node's codes for a certificate chain it would not trust (the X509_V_ERR_* names of OpenSSL). */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
+function trustHint(err: unknown, request: TokenRequest): string {
+  const code = (err as { code?: string }).code ?? '';
+  const flag = request.trustFlag ?? '--ca-file';
+  if (UNTRUSTED_CERTIFICATE.has(code)) {
+    return request.issuerCa
+      ? ` (the CA given with ${flag} did not sign the issuer's certificate: give the issuer's CA, e.g. DATA/tls/ca.crt of the issuer)`
+      : ` (the issuer's certificate is not signed by a system CA: pass its CA with ${flag}, e.g. DATA/tls/ca.crt of the issuer)`;
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return " (the issuer's certificate does not name this host: use the URL the issuer prints, or add the name with the issuer's --tls-san)";
+  if (code === 'CERT_HAS_EXPIRED') return " (the issuer's certificate has expired)";
+  if (code === 'ECONNREFUSED') return ' (is the issuer running, and is this its address?)';
+  return '';
 }
 
 export function execCredential(issued: IssuedToken): object {

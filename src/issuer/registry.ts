@@ -5,7 +5,7 @@
  */
 import { isDnsLabel } from '../identity.js';
 import { generateKey, hashKey, hashesEqual, keyKindOf } from './secrets.js';
-import type { Agent, Cluster, IssuerStore } from './store.js';
+import { type Agent, AlreadyExistsError, type Cluster, type IssuerStore } from './store.js';
 
 export class InvalidInputError extends Error {}
 
@@ -23,8 +23,18 @@ export class Registry {
     if (teams.length === 0) throw new InvalidInputError('an agent needs at least one team: add --team TEAM');
     for (const team of teams) requireLabel('team', team);
     const key = generateKey('agent');
+    this.unlessReserved('agent', this.store.findAgent(name), name);
     this.store.createAgent({ name, org, teams: [...new Set(teams)] }, hashKey(this.pepper, key));
     return key;
+  }
+
+  /** A new API key for an active agent; the old one stops working at once (its hash is gone). */
+  rotateAgentKey(name: string): string {
+    const key = generateKey('agent');
+    if (this.store.replaceAgentKey(name, hashKey(this.pepper, key))) return key;
+    const agent = this.store.findAgent(name);
+    if (agent?.revokedAt) throw new InvalidInputError(`agent "${name}" was revoked at ${agent.revokedAt.toISOString()}; a revoked agent gets no new key`);
+    throw new InvalidInputError(`no agent named "${name}"; see kube-relay agent list`);
   }
 
   /** Returns the cluster's connector key; only its HMAC is stored. */
@@ -32,8 +42,32 @@ export class Registry {
     requireLabel('cluster name', name);
     requireLabel('org', org);
     const key = generateKey('cluster');
+    this.unlessReserved('cluster', this.store.findCluster(name), name);
     this.store.createCluster({ name, org }, hashKey(this.pepper, key));
     return key;
+  }
+
+  /** A new connector key for an active cluster; the hub closes tunnels that were opened with the old one. */
+  rotateClusterKey(name: string): string {
+    const key = generateKey('cluster');
+    if (this.store.replaceClusterKey(name, hashKey(this.pepper, key))) return key;
+    const cluster = this.store.findCluster(name);
+    if (cluster?.revokedAt) throw new InvalidInputError(`cluster "${name}" was revoked at ${cluster.revokedAt.toISOString()}; a revoked cluster gets no new key`);
+    throw new InvalidInputError(`no cluster named "${name}"; see kube-relay cluster list`);
+  }
+
+  /**
+   * Names are never reused: tokens, audit records and RBAC bindings name an
+   * agent or cluster, and a new one under an old name would inherit them.
+   */
+  private unlessReserved(kind: 'agent' | 'cluster', existing: { revokedAt?: Date } | undefined, name: string): void {
+    if (!existing) return;
+    if (existing.revokedAt) {
+      throw new AlreadyExistsError(
+        `${kind} "${name}" was revoked at ${existing.revokedAt.toISOString()}; names of revoked ${kind}s stay reserved, because audit records and RBAC bindings name them: choose another name`,
+      );
+    }
+    throw new AlreadyExistsError(`${kind} "${name}" already exists${kind === 'agent' ? '; kube-relay agent rotate-key gives it a new key' : '; kube-relay cluster rotate-key gives it a new key'}`);
   }
 
   /** The agent an API key belongs to, revoked or not; undefined for unknown keys. */

@@ -40,13 +40,18 @@ export class AlreadyExistsError extends Error {}
 export interface IssuerStore {
   createAgent(agent: { name: string; org: string; teams: string[] }, apiKeyHash: string): void;
   findAgentByKeyHash(apiKeyHash: string): (Agent & { apiKeyHash: string }) | undefined;
+  findAgent(name: string): Agent | undefined;
   listAgents(): Agent[];
+  /** Replaces an active agent's API key hash; false when there is no such active agent. */
+  replaceAgentKey(name: string, apiKeyHash: string): boolean;
   /** Returns false when no such agent exists. Revoking twice keeps the first time. */
   revokeAgent(name: string, at: Date): boolean;
   createCluster(cluster: { name: string; org: string }, connectorKeyHash: string): void;
   findCluster(name: string): Cluster | undefined;
   findClusterByKeyHash(connectorKeyHash: string): (Cluster & { connectorKeyHash: string }) | undefined;
   listClusters(): Cluster[];
+  /** Replaces an active cluster's connector key hash; false when there is no such active cluster. */
+  replaceClusterKey(name: string, connectorKeyHash: string): boolean;
   revokeCluster(name: string, at: Date): boolean;
   /** Newest first. */
   signingKeys(): StoredSigningKey[];
@@ -122,13 +127,16 @@ export function openSqliteStore(dataDir: string): IssuerStore {
   const sql = {
     insertAgent: db.prepare('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)'),
     agentByKeyHash: db.prepare('SELECT * FROM agents WHERE api_key_hash = ?'),
+    agentByName: db.prepare('SELECT * FROM agents WHERE name = ?'),
     agents: db.prepare('SELECT * FROM agents ORDER BY name'),
+    replaceAgentKey: db.prepare('UPDATE agents SET api_key_hash = ? WHERE name = ? AND revoked_at IS NULL'),
     revokeAgent: db.prepare('UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
     agentExists: db.prepare('SELECT 1 FROM agents WHERE name = ?'),
     insertCluster: db.prepare('INSERT INTO clusters (name, org, connector_key_hash, created_at) VALUES (?, ?, ?, ?)'),
     clusterByName: db.prepare('SELECT * FROM clusters WHERE name = ?'),
     clusterByKeyHash: db.prepare('SELECT * FROM clusters WHERE connector_key_hash = ?'),
     clusters: db.prepare('SELECT * FROM clusters ORDER BY name'),
+    replaceClusterKey: db.prepare('UPDATE clusters SET connector_key_hash = ? WHERE name = ? AND revoked_at IS NULL'),
     revokeCluster: db.prepare('UPDATE clusters SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
     clusterExists: db.prepare('SELECT 1 FROM clusters WHERE name = ?'),
     insertSigningKey: db.prepare('INSERT INTO signing_keys (kid, private_jwk, public_jwk, created_at) VALUES (?, ?, ?, ?)'),
@@ -167,6 +175,13 @@ export function openSqliteStore(dataDir: string): IssuerStore {
       const row = sql.agentByKeyHash.get(apiKeyHash) as AgentRow | undefined;
       return row && toAgent(row);
     },
+    findAgent(name) {
+      const row = sql.agentByName.get(name) as AgentRow | undefined;
+      return row && publicAgent(toAgent(row));
+    },
+    replaceAgentKey(name, apiKeyHash) {
+      return sql.replaceAgentKey.run(apiKeyHash, name).changes === 1;
+    },
     listAgents() {
       return (sql.agents.all() as AgentRow[]).map((row) => publicAgent(toAgent(row)));
     },
@@ -188,6 +203,9 @@ export function openSqliteStore(dataDir: string): IssuerStore {
     findClusterByKeyHash(connectorKeyHash) {
       const row = sql.clusterByKeyHash.get(connectorKeyHash) as ClusterRow | undefined;
       return row && toCluster(row);
+    },
+    replaceClusterKey(name, connectorKeyHash) {
+      return sql.replaceClusterKey.run(connectorKeyHash, name).changes === 1;
     },
     listClusters() {
       return (sql.clusters.all() as ClusterRow[]).map((row) => publicCluster(toCluster(row)));

@@ -74,6 +74,8 @@ export class TunnelHub {
    * (no API server, a full audit trail).
    */
   private readonly unready = new WeakSet<MuxSession>();
+  /** The connector key each tunnel was opened with: a tunnel whose key was replaced is closed. */
+  private readonly connectorKeys = new WeakMap<MuxSession, string>();
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES });
   private readonly revocations = new RevocationList();
   private readonly watchRegistry: NodeJS.Timeout;
@@ -277,11 +279,20 @@ export class TunnelHub {
       const since = new Date(Date.now() - REVOCATION_HORIZON_MS);
       this.revocations.apply(registry.revocationsSince(since).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() })));
       for (const [cluster, sessions] of this.tunnels) {
-        if (!registry.findCluster(cluster)?.revokedAt) continue;
-        log.warn('closing the tunnels of a revoked cluster', { cluster, tunnels: sessions.length });
-        // Routed nowhere from now on, even while a relay takes its time to answer the close.
-        this.tunnels.delete(cluster);
-        for (const session of sessions) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was revoked');
+        if (registry.findCluster(cluster)?.revokedAt) {
+          log.warn('closing the tunnels of a revoked cluster', { cluster, tunnels: sessions.length });
+          // Routed nowhere from now on, even while a relay takes its time to answer the close.
+          this.tunnels.delete(cluster);
+          for (const session of sessions) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was revoked');
+          continue;
+        }
+        const stale = sessions.filter((session) => registry.clusterForKey(this.connectorKeys.get(session) ?? '')?.name !== cluster);
+        if (stale.length === 0) continue;
+        log.warn("closing tunnels opened with a cluster's replaced connector key", { cluster, tunnels: stale.length });
+        const current = sessions.filter((session) => !stale.includes(session));
+        if (current.length > 0) this.tunnels.set(cluster, current);
+        else this.tunnels.delete(cluster);
+        for (const session of stale) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was replaced (kube-relay cluster rotate-key): restart the relay with the new key');
       }
     } catch (err) {
       log.error('cannot read revocations from the store', { error: (err as Error).message });
@@ -330,11 +341,12 @@ export class TunnelHub {
       writeStatusToSocket(socket, 401, `the connector key is for cluster "${cluster.name}", not "${String(claimed)}"`);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register(cluster.name, ws, socket));
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register(cluster.name, key!, ws, socket));
   }
 
-  private register(cluster: string, ws: WebSocket, transport: Duplex): void {
+  private register(cluster: string, connectorKey: string, ws: WebSocket, transport: Duplex): void {
     const session = new MuxSession(ws, { role: 'client', transport, acceptStreams: false, maxStreams: this.options.maxStreamsPerTunnel ?? MAX_STREAMS });
+    this.connectorKeys.set(session, connectorKey);
     // Everything revoked recently, in messages that each fit one frame (an entry is at most ~120 bytes).
     const recent: RevocationEntry[] = this.revocations.entries();
     for (let i = 0; i < recent.length; i += REVOCATIONS_PER_MESSAGE) session.sendControl({ type: 'revocations', items: recent.slice(i, i + REVOCATIONS_PER_MESSAGE) });

@@ -73,7 +73,7 @@ describe('kubeconfig', () => {
     writeFileSync(keyFile, 'krl_agent_x\n');
     writeFileSync(path.join(dir, 'ca.crt'), '-----BEGIN CERTIFICATE-----\n');
     const result = await runCli(
-      ['kubeconfig', '--issuer', 'https://127.0.0.1:8443', '--cluster', 'prod-eu', '--server', 'https://127.0.0.1:9443', '--ca-file', 'ca.crt', '--issuer-ca-file', 'ca.crt', '--api-key-file', 'key'],
+      ['kubeconfig', '--issuer', 'https://127.0.0.1:8443', '--cluster', 'prod-eu', '--server', 'https://127.0.0.1:9443', '--ca-file', 'ca.crt', '--issuer-ca-file', 'ca.crt', '--api-key-file', 'key', '--no-check'],
       {},
       dir,
     );

@@ -1,0 +1,9 @@
+/** Every command, in the order help and docs/cli.md list them. */
+import type { CommandSpec } from '../command.js';
+import { agentCommands } from './agents.js';
+import { clientCommands } from './client.js';
+import { clusterCommands } from './clusters.js';
+import { issuerCommands } from './issuer.js';
+import { relayCommands } from './relay.js';
+
+export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...clientCommands, ...relayCommands];

@@ -1,0 +1,75 @@
+/** `kube-relay issuer` and `issuer rotate-keys` (DESIGN §2, §6, §9). */
+import { hostname } from 'node:os';
+import { startIssuer } from '../../issuer/server.js';
+import { SigningKeys } from '../../issuer/signing-keys.js';
+import { createLogger } from '../../log.js';
+import { type CommandSpec, list, str, UsageError } from '../command.js';
+import { AUDIT_FLAGS, auditConfig, duration, hostPort, logLevel, optionalHostPort, positiveInteger, untilSignal } from '../flag-values.js';
+import { dataDir, withStore } from '../local-store.js';
+
+/** Sent in a response header: a host name's characters (the default is the host name, a pod's name in Kubernetes). */
+function replicaId(value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(value)) throw new UsageError(`--hub-replica-id "${value}" must be letters, digits, ".", "_" or "-" (a pod name, say)`);
+  return value;
+}
+
+export const issuerCommands: CommandSpec[] = [
+  {
+    words: ['issuer'],
+    summary: 'Serve the issuer and the tunnel hub over HTTPS.',
+    synopsis: '[--listen HOST:PORT] [--public-url URL] [--tls-cert F --tls-key F] [--tls-san NAME]... [--admin-listen HOST:PORT] [AUDIT FLAGS]',
+    description:
+      'Mints 60-second tokens for agents (POST /v1/token), publishes its JWKS and revocations, and accepts relay tunnels (/v1/tunnel) and agent requests for tunnelled clusters (/clusters/NAME/…). Without --tls-cert it serves a certificate from the data directory\'s local CA, DATA/tls/ca.crt. Runs until SIGINT or SIGTERM, then drains its tunnels.',
+    flags: [
+      { name: 'listen', value: 'HOST:PORT', description: 'Address to serve on.', default: '127.0.0.1:8443' },
+      { name: 'public-url', value: 'URL', description: "The URL agents and relays reach the issuer at; it is the tokens' iss.", default: 'https://LISTEN' },
+      { name: 'tls-cert', value: 'F', description: 'Serving certificate (PEM), with --tls-key.', default: 'from the local CA' },
+      { name: 'tls-key', value: 'F', description: 'Private key of --tls-cert (PEM).' },
+      { name: 'tls-san', value: 'NAME', multiple: true, description: 'Extra DNS name or IP for the local-CA certificate.' },
+      { name: 'admin-listen', value: 'HOST:PORT', description: 'Serve /healthz, /readyz and /metrics here.', default: 'none' },
+      { name: 'key-rotation-interval', value: 'DURATION', description: 'Rotate the signing key this often; the previous key stays in the JWKS.', default: '24h' },
+      { name: 'hub-replicas', value: 'N', description: 'Hub replicas behind the public URL; relays keep a tunnel to each.', default: '1' },
+      { name: 'hub-replica-id', value: 'ID', description: "This replica's id, told to relays in the tunnel handshake.", default: 'the host name' },
+      ...AUDIT_FLAGS,
+    ],
+    examples: ['kube-relay issuer --listen 0.0.0.0:8443 --public-url https://issuer.example.com --admin-listen 127.0.0.1:9090'],
+    async run({ values }, io) {
+      const options = {
+        dataDir: dataDir(values),
+        listen: hostPort(str(values, 'listen') ?? '127.0.0.1:8443', '--listen'),
+        publicUrl: str(values, 'public-url'),
+        tlsCertFile: str(values, 'tls-cert'),
+        tlsKeyFile: str(values, 'tls-key'),
+        tlsSans: list(values, 'tls-san'),
+        adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
+        keyRotationIntervalMs: duration(str(values, 'key-rotation-interval') ?? '24h', '--key-rotation-interval'),
+        audit: auditConfig(values),
+        hubReplica: {
+          id: replicaId(str(values, 'hub-replica-id') ?? hostname()),
+          count: positiveInteger(str(values, 'hub-replicas') ?? '1', '--hub-replicas'),
+        },
+        log: createLogger(logLevel(values), { component: 'issuer' }),
+      };
+      const issuer = await startIssuer(options);
+      io.stderr(`kube-relay issuer serving at ${issuer.url}${issuer.caFile ? ` (trust ${issuer.caFile})` : ''}\n`);
+      await untilSignal();
+      await issuer.close();
+      return 0;
+    },
+  },
+  {
+    words: ['issuer', 'rotate-keys'],
+    summary: 'Make a new signing key current now.',
+    synopsis: '',
+    description: 'The previous key stays in the JWKS until the next rotation, so tokens it signed stay valid for their 60 seconds. A running issuer picks the new key up from the store.',
+    flags: [],
+    examples: ['kube-relay issuer rotate-keys --data /var/lib/kube-relay'],
+    run({ values }, io) {
+      return withStore(values, async (store) => {
+        const kid = await new SigningKeys(store).rotate();
+        io.stderr(`new signing key ${kid} is current; the previous key stays in the JWKS until the next rotation.\n`);
+        return 0;
+      });
+    },
+  },
+];

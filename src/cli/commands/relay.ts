@@ -1,0 +1,101 @@
+/** `kube-relay relay`: the enforcement point, in direct or tunnel mode (DESIGN §3, §4, §6). */
+import { createLogger } from '../../log.js';
+import { DEFAULT_MAX_STREAMS_PER_AGENT, startRelay } from '../../relay/server.js';
+import { inClusterUpstream, upstreamFromKubeconfig } from '../../relay/upstream.js';
+import { type CommandSpec, list, required, str, UsageError } from '../command.js';
+import { AUDIT_FLAGS, auditConfig, duration, hostPort, httpsUrl, logLevel, optionalHostPort, positiveInteger, readFileFlag, untilSignal } from '../flag-values.js';
+import { dataDir } from '../local-store.js';
+
+export const relayCommands: CommandSpec[] = [
+  {
+    words: ['relay'],
+    summary: 'Verify agent tokens and forward their Kubernetes API requests with impersonation.',
+    synopsis:
+      '--cluster NAME --issuer URL (--mode direct --listen HOST:PORT | --mode tunnel --hub URL --connector-key-file F) [--kubeconfig F [--context C]] [--admin-listen HOST:PORT] [AUDIT FLAGS]',
+    description:
+      'Direct mode serves agents at an HTTPS listener of its own. Tunnel mode dials out to the hub (the issuer) over a WebSocket and serves agents at https://HUB/clusters/NAME; it never listens for agents. Upstream: --kubeconfig, or in a pod its ServiceAccount. At start the relay checks that its own identity may impersonate, and refuses to start (exit 1) when it may not. Runs until SIGINT or SIGTERM.',
+    flags: [
+      { name: 'cluster', value: 'NAME', description: 'The cluster this relay serves: tokens must carry it as their audience.' },
+      { name: 'issuer', value: 'URL', description: "The issuer URL, exactly the tokens' iss (what the issuer prints as its URL)." },
+      { name: 'mode', value: 'direct|tunnel', description: 'Serve agents directly, or through a tunnel to the hub.' },
+      { name: 'listen', value: 'HOST:PORT', description: 'Direct mode: the address agents connect to.' },
+      { name: 'hub', value: 'URL', description: 'Tunnel mode: the hub to dial out to (the issuer, https://…).' },
+      { name: 'connector-key-file', value: 'F', description: "Tunnel mode: the file holding the cluster's connector key (krl_cluster_…)." },
+      { name: 'tls-cert', value: 'F', description: 'Direct mode: serving certificate (PEM), with --tls-key.', default: 'from the local CA' },
+      { name: 'tls-key', value: 'F', description: 'Private key of --tls-cert (PEM).' },
+      { name: 'tls-san', value: 'NAME', multiple: true, description: 'Extra DNS name or IP for the local-CA certificate.' },
+      { name: 'kubeconfig', value: 'F', description: "The relay's own credential for the API server.", default: 'in-cluster ServiceAccount' },
+      { name: 'context', value: 'C', description: 'The kubeconfig context to use.', default: 'current-context' },
+      { name: 'issuer-ca-file', value: 'F', description: 'Trust for the issuer and the hub (PEM).', default: 'system roots' },
+      { name: 'jwks-file', value: 'F', description: 'Verify tokens against this JWKS file instead of fetching it (offline; no revocation polling).' },
+      ...AUDIT_FLAGS,
+      { name: 'admin-listen', value: 'HOST:PORT', description: 'Serve /healthz, /readyz and /metrics here.', default: 'none' },
+      { name: 'max-stream-duration', value: 'DURATION', description: 'Cut watches, logs -f, exec, attach and port-forward after this long (0: never).', default: '4h' },
+      { name: 'max-streams-per-agent', value: 'N', description: 'Long-running requests one agent may hold through this relay at once.', default: String(DEFAULT_MAX_STREAMS_PER_AGENT) },
+    ],
+    examples: [
+      'kube-relay relay --mode direct --cluster prod-eu --issuer https://127.0.0.1:8443 --issuer-ca-file .kube-relay/tls/ca.crt --listen 127.0.0.1:9443 --kubeconfig ~/.kube/config',
+      'kube-relay relay --mode tunnel --cluster prod-eu --issuer https://127.0.0.1:8443 --hub https://127.0.0.1:8443 --issuer-ca-file .kube-relay/tls/ca.crt --connector-key-file prod-eu.connector-key --kubeconfig ~/.kube/config',
+    ],
+    async run({ values }, io) {
+      const cluster = required(values, 'cluster', 'the name of the cluster this relay serves (the token audience)');
+      const issuer = httpsUrl(values, 'issuer', 'the issuer URL (the token issuer)');
+      const mode = required(values, 'mode', 'direct or tunnel');
+      if (mode !== 'direct' && mode !== 'tunnel') throw new UsageError(`--mode must be direct or tunnel, not "${mode}"`);
+      const listen = mode === 'direct' ? hostPort(required(values, 'listen', 'HOST:PORT for the relay API listener'), '--listen') : undefined;
+      const tunnel =
+        mode === 'tunnel'
+          ? {
+              hubUrl: httpsUrl(values, 'hub', 'the hub URL to dial out to (the issuer)'),
+              connectorKey:
+                (readFileFlag(values, 'connector-key-file') ?? '').trim() ||
+                failUsage('--connector-key-file is required: the file holding the cluster connector key (krl_cluster_…)'),
+              hubCa: readFileFlag(values, 'issuer-ca-file'),
+            }
+          : undefined;
+      const maxStreamsPerAgent = positiveInteger(str(values, 'max-streams-per-agent') ?? String(DEFAULT_MAX_STREAMS_PER_AGENT), '--max-streams-per-agent');
+      const kubeconfig = str(values, 'kubeconfig');
+      if (kubeconfig === undefined && str(values, 'context') !== undefined) throw new UsageError('--context needs --kubeconfig');
+      if (kubeconfig === undefined && !io.env.KUBERNETES_SERVICE_HOST) {
+        throw new UsageError('--kubeconfig is required outside a cluster (KUBERNETES_SERVICE_HOST is not set)');
+      }
+      const options = {
+        tlsCertFile: str(values, 'tls-cert'),
+        tlsKeyFile: str(values, 'tls-key'),
+        tlsSans: list(values, 'tls-san'),
+        issuerCa: readFileFlag(values, 'issuer-ca-file'),
+        jwksFile: str(values, 'jwks-file'),
+        audit: auditConfig(values),
+        adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
+        maxStreamDurationMs: duration(str(values, 'max-stream-duration') ?? '4h', '--max-stream-duration'),
+        log: createLogger(logLevel(values), { component: 'relay', cluster }),
+      };
+      const upstream = kubeconfig !== undefined ? upstreamFromKubeconfig(kubeconfig, str(values, 'context')) : inClusterUpstream(io.env);
+      const relay = await startRelay({
+        mode,
+        cluster,
+        issuer,
+        dataDir: dataDir(values),
+        ...(listen ? { listen } : {}),
+        ...(tunnel ? { tunnel } : {}),
+        ...options,
+        upstream,
+        maxStreamsPerAgent,
+        // In tunnel mode the hub pushes revocations through the tunnel.
+        pollRevocations: mode === 'direct' && options.jwksFile === undefined,
+      });
+      io.stderr(`kube-relay relay for cluster "${cluster}" (${mode} mode): agents use ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}\n`);
+      const failure = await Promise.race([untilSignal().then(() => undefined), relay.failed]);
+      await relay.close();
+      if (failure) {
+        io.stderr(`kube-relay: ${failure.message}\n`);
+        return 1;
+      }
+      return 0;
+    },
+  },
+];
+
+function failUsage(message: string): never {
+  throw new UsageError(message);
+}
