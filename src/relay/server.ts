@@ -37,7 +37,15 @@ export interface RelayConfig {
   /** Direct mode: the HTTPS API listener. */
   listen?: HostPort;
   /** Tunnel mode: the hub to dial out to, with the cluster's connector key. */
-  tunnel?: { hubUrl: string; connectorKey: string; hubCa?: string | Buffer | undefined; keepaliveMs?: number; backoff?: () => ReconnectBackoff };
+  tunnel?: {
+    hubUrl: string;
+    connectorKey: string;
+    hubCa?: string | Buffer | undefined;
+    /** The file hubCa was read from (`--issuer-ca-file`), named when the hub's certificate is not trusted. */
+    hubCaFile?: string | undefined;
+    keepaliveMs?: number;
+    backoff?: () => ReconnectBackoff;
+  };
   tlsCertFile?: string | undefined;
   tlsKeyFile?: string | undefined;
   tlsSans?: string[];
@@ -164,6 +172,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       cluster: config.cluster,
       connectorKey: config.tunnel.connectorKey,
       hubCa: config.tunnel.hubCa,
+      hubCaDescription: config.tunnel.hubCaFile ? `the CA file ${config.tunnel.hubCaFile} (--issuer-ca-file)` : undefined,
       keepaliveMs: config.tunnel.keepaliveMs,
       ...(config.tunnel.backoff ? { backoff: config.tunnel.backoff } : {}),
       onStream: (stream) => server.emit('connection', stream),

@@ -6,7 +6,9 @@
  * revoked, stops the relay from reconnecting: a revoked key is an
  * operator's decision, not a fault to retry. A hub that says GOAWAY (it is
  * shutting down) gets a new tunnel dialled at once while the old one
- * finishes its streams.
+ * finishes its streams. Anything else is retried for as long as the relay
+ * runs (a pending redial holds the process open), and each failed dial is
+ * logged with its cause (dial-failures.ts).
  *
  * Several hub replicas behind one load balancer (DESIGN §9): each tells its
  * replica id and the replica count in the handshake, and the relay keeps
@@ -20,6 +22,7 @@ import WebSocket from 'ws';
 import { ReconnectBackoff } from '../backoff.js';
 import type { Logger } from '../log.js';
 import type { RevocationEntry } from '../relay/revocations.js';
+import { DialFailureLog, type DialFailure, type DialTarget, dialErrorFailure, httpStatusFailure, tunnelDroppedFailure } from './dial-failures.js';
 import { CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from './hub.js';
 import { Keepalive } from './keepalive.js';
 import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream } from './mux.js';
@@ -30,6 +33,8 @@ export interface ConnectorOptions {
   connectorKey: string;
   /** Trust for the hub (`--issuer-ca-file`). */
   hubCa?: string | Buffer | undefined;
+  /** Where hubCa came from, for the log of a failed TLS handshake: "the CA file /etc/ca.crt (--issuer-ca-file)". */
+  hubCaDescription?: string | undefined;
   onStream(stream: MuxStream): void;
   /** Revocations the hub pushed (DESIGN §2). */
   onRevocations?(entries: RevocationEntry[]): void;
@@ -50,6 +55,9 @@ const STOP_DRAIN_MS = 10_000;
 const DUPLICATE_BACKOFF = { initialMs: 1_000, maxMs: 30_000 };
 /** How often the relay's readiness is checked for a change worth telling the hub. */
 const READINESS_POLL_MS = 1_000;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Bytes of a refusing hub's answer kept to explain it (a Status body is far smaller). */
+const MAX_REFUSAL_BODY_BYTES = 4_096;
 
 export class TunnelConnector {
   private readonly links: TunnelLink[] = [];
@@ -61,6 +69,8 @@ export class TunnelConnector {
   private ready = true;
   private readinessPoll: NodeJS.Timeout | undefined;
   readonly url: string;
+  /** The hub as dialled, for the log of a failed dial. */
+  readonly dialTarget: DialTarget;
   /** Every tunnel still open, current or draining after a GOAWAY. */
   readonly sessions = new Set<MuxSession>();
   readonly reconnects: Counter;
@@ -72,6 +82,11 @@ export class TunnelConnector {
     hub.protocol = hub.protocol === 'https:' ? 'wss:' : 'ws:';
     hub.pathname = TUNNEL_PATH;
     this.url = hub.toString();
+    this.dialTarget = {
+      address: `${hub.hostname}:${hub.port || (hub.protocol === 'wss:' ? 443 : 80)}`,
+      trust: options.hubCaDescription ?? (options.hubCa ? 'the CA given with --issuer-ca-file' : 'the system roots'),
+      handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+    };
     const registers = [options.metrics];
     const held = this.held;
     new Gauge({
@@ -194,16 +209,26 @@ export class TunnelConnector {
 class TunnelLink {
   /** The tunnel new streams arrive on. */
   private current: { socket: WebSocket; session?: MuxSession } | undefined;
+  /**
+   * The pending redial. Left ref'd on purpose: between two dials it is all
+   * that keeps a relay without an admin listener from exiting, and stop()
+   * clears it.
+   */
   private retry: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly backoff: ReconnectBackoff;
   private readonly duplicateBackoff = new ReconnectBackoff(DUPLICATE_BACKOFF);
+  private readonly log: Logger;
+  private readonly failures: DialFailureLog;
 
   constructor(
     private readonly connector: TunnelConnector,
-    private readonly index: number,
+    index: number,
   ) {
-    this.backoff = connector.options.backoff?.() ?? new ReconnectBackoff();
+    const { options } = connector;
+    this.backoff = options.backoff?.() ?? new ReconnectBackoff();
+    this.log = index === 0 ? options.log : options.log.child({ tunnel: index });
+    this.failures = new DialFailureLog(this.log, options.hubUrl);
   }
 
   get connected(): boolean {
@@ -218,13 +243,13 @@ class TunnelLink {
 
   connect(): void {
     const { options } = this.connector;
-    const log = this.index === 0 ? options.log : options.log.child({ tunnel: this.index });
+    const log = this.log;
     const socket = new WebSocket(this.connector.url, {
       headers: { authorization: `Bearer ${options.connectorKey}`, [CLUSTER_HEADER]: options.cluster },
       ...(options.hubCa ? { ca: options.hubCa } : {}),
       perMessageDeflate: false,
       maxPayload: MAX_MESSAGE_BYTES,
-      handshakeTimeout: 10_000,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     });
     const tunnel: { socket: WebSocket; session?: MuxSession } = { socket };
     this.current = tunnel;
@@ -232,6 +257,9 @@ class TunnelLink {
     let transport: Duplex | undefined;
     let replica = '';
     let duplicate = false;
+    /** Why this dial failed, or why its open tunnel ended: the first sign wins, later errors are its consequences. */
+    let failure: DialFailure | undefined;
+    let dropCause: string | undefined;
     socket.on('upgrade', (response) => {
       transport = response.socket;
       replica = String(response.headers[HUB_REPLICA_HEADER] ?? '');
@@ -242,7 +270,9 @@ class TunnelLink {
       // Decided now, before 'close' schedules a reconnect; the body only explains it.
       const refused = res.statusCode === 401;
       let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('data', (chunk: Buffer) => {
+        if (body.length < MAX_REFUSAL_BODY_BYTES) body += chunk.toString();
+      });
       res.on('end', () => {
         let reason = body;
         try {
@@ -253,7 +283,7 @@ class TunnelLink {
         if (refused) {
           log.error('the hub refused this relay; not reconnecting until restarted with a valid connector key', { status: 401, reason });
           this.connector.refuse(reason);
-        } else log.warn('the hub did not accept the tunnel', { status: res.statusCode, reason });
+        } else failure ??= httpStatusFailure(res.statusCode ?? 0, reason);
         socket.terminate();
       });
       if (refused) this.stopped = true;
@@ -274,7 +304,7 @@ class TunnelLink {
           socket.ping();
         },
         () => {
-          log.warn('the hub stopped answering pings; reconnecting', { hub: options.hubUrl });
+          dropCause ??= 'the hub stopped answering pings';
           socket.terminate();
         },
         options.keepaliveMs,
@@ -304,30 +334,42 @@ class TunnelLink {
       this.connector.sessions.add(session);
       this.connector.tellReadiness(session);
       tunnel.session = session;
-      log.info('tunnel connected', { hub: options.hubUrl, ...(replica ? { replica } : {}) });
+      this.failures.connected(replica ? { replica } : {});
     });
-    socket.on('error', (err) => log.debug('tunnel socket error', { error: err.message }));
+    socket.on('error', (err) => {
+      log.debug('tunnel socket error', { error: err.message });
+      if (openedAt === undefined) failure ??= dialErrorFailure(err, this.connector.dialTarget);
+      else dropCause ??= `the connection failed (${(err as { code?: unknown }).code ?? 'error'}: ${err.message})`;
+    });
     socket.on('close', (code: number, reason: Buffer) => {
       if (code === KEY_REVOKED_CLOSE_CODE) {
         log.error("the hub closed the tunnel: this cluster's connector key was revoked; not reconnecting", { reason: reason.toString() });
         this.connector.refuse(reason.toString());
       }
-      if (openedAt !== undefined) {
-        this.backoff.connectionEnded(Date.now() - openedAt);
-        log.warn('tunnel disconnected', { hub: options.hubUrl });
-      }
+      if (openedAt !== undefined) this.backoff.connectionEnded(Date.now() - openedAt);
       // A tunnel drained after a GOAWAY has been replaced already.
-      if (this.current !== tunnel) return;
+      if (this.current !== tunnel) {
+        if (openedAt !== undefined) log.info('a drained tunnel closed', { hub: options.hubUrl });
+        return;
+      }
       this.current = undefined;
       if (!duplicate) this.connector.release(this, replica);
-      if (this.stopped || this.connector.isRefused || this.connector.retire(this)) return;
+      if (this.stopped || this.connector.isRefused || this.connector.retire(this)) {
+        if (openedAt !== undefined) log.info('tunnel closed', { hub: options.hubUrl });
+        return;
+      }
       const delay = duplicate ? this.duplicateBackoff.nextDelayMs() : this.backoff.nextDelayMs();
-      if (!duplicate) log.info('reconnecting to the hub', { inMs: delay });
+      if (!duplicate) {
+        const why =
+          openedAt !== undefined
+            ? tunnelDroppedFailure(code, reason.toString(), dropCause)
+            : (failure ?? dialErrorFailure(new Error(`the connection closed before the tunnel opened (WebSocket close ${code})`), this.connector.dialTarget));
+        this.failures.failed(why, delay);
+      }
       this.retry = setTimeout(() => {
         this.connector.reconnects.inc();
         this.connect();
       }, delay);
-      this.retry.unref();
     });
   }
 }
