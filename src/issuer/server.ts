@@ -16,13 +16,14 @@ import { type HostPort, listenerUrl } from '../net.js';
 import { writeStatusToSocket } from '../relay/errors.js';
 import { listenerTls } from '../tls/serving.js';
 import { TunnelHub } from '../tunnel/hub.js';
+import { AuthFailureBrakes } from './failure-limiter.js';
 import { mintAgentToken } from './mint.js';
 import { Registry } from './registry.js';
 import { loadOrCreatePepper } from './secrets.js';
 import { SigningKeys } from './signing-keys.js';
 import { openSqliteStore } from './store.js';
 
-/** How far back `GET /v1/revocations` looks by default: well past a token's 60 s life. */
+/** How far back `GET /v1/revocations` looks, at most and by default: well past a token's 60 s life. */
 const REVOCATION_WINDOW_MS = 10 * 60_000;
 
 export interface IssuerDeps {
@@ -32,6 +33,8 @@ export interface IssuerDeps {
   metrics: MetricsRegistry;
   log: Logger;
   now?: () => Date;
+  /** Budgets for failed authentications (tests lower them). */
+  brakes?: AuthFailureBrakes;
 }
 
 class ApiError extends Error {
@@ -39,6 +42,7 @@ class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -80,11 +84,25 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     });
   });
 
-  app.post('/v1/token', express.json({ limit: '4kb', type: () => true }), async (req, res) => {
+  const brakes = deps.brakes ?? new AuthFailureBrakes();
+  /** Guessing is refused before the key is looked at or the body read. */
+  const refuseGuessing = (req: Request, _res: Response, next: NextFunction) => {
+    const waitMs = brakes.retryAfterMs(req.socket.remoteAddress ?? '', bearerToken(req.get('authorization')));
+    if (waitMs === 0) return next();
+    const seconds = Math.ceil(waitMs / 1000);
+    next(new ApiError(429, 'too-many-failures', `too many failed token requests from this address or for this key; retry in ${seconds} s`, { 'retry-after': String(seconds) }));
+  };
+  const failedAuthentication = (req: Request, presentedKey: string | undefined, error: ApiError): ApiError => {
+    const address = req.socket.remoteAddress ?? '';
+    if (brakes.fail(address, presentedKey)) deps.log.warn('token requests with wrong API keys are being slowed down', { address, reason: error.code });
+    return error;
+  };
+
+  app.post('/v1/token', refuseGuessing, express.json({ limit: '4kb', type: () => true }), async (req, res) => {
     const apiKey = bearerToken(req.get('authorization'));
-    if (!apiKey) throw new ApiError(401, 'missing-api-key', 'send the agent API key as "Authorization: Bearer krl_agent_..."');
+    if (!apiKey) throw failedAuthentication(req, undefined, new ApiError(401, 'missing-api-key', 'send the agent API key as "Authorization: Bearer krl_agent_..."'));
     const agent = deps.registry.agentForKey(apiKey);
-    if (!agent) throw new ApiError(401, 'invalid-api-key', 'the API key is not valid for any agent');
+    if (!agent) throw failedAuthentication(req, apiKey, new ApiError(401, 'invalid-api-key', 'the API key is not valid for any agent'));
     if (agent.revokedAt) throw new ApiError(403, 'agent-revoked', `agent "${agent.name}" has been revoked`);
     const clusterName = (req.body as { cluster?: unknown } | undefined)?.cluster;
     if (typeof clusterName !== 'string' || !isDnsLabel(clusterName)) {
@@ -108,7 +126,10 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
       throw new ApiError(400, 'invalid-request', 'since must be an RFC 3339 time');
     }
     const generatedAt = now();
-    const since = sinceParam ?? new Date(generatedAt.getTime() - REVOCATION_WINDOW_MS);
+    // A revocation older than the window matters to nobody (every token issued before it has expired),
+    // so `since` reaches back at most that far: the feed never lists every agent ever revoked.
+    const oldest = generatedAt.getTime() - REVOCATION_WINDOW_MS;
+    const since = new Date(Math.max(sinceParam?.getTime() ?? oldest, oldest));
     const items = deps.registry.revocationsSince(since).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() }));
     res.set('cache-control', 'no-store').json({ generatedAt: generatedAt.toISOString(), items });
   });
@@ -127,8 +148,8 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
       res.status(500).json({ error: 'internal', message: 'the issuer failed; see its log' });
       return;
     }
-    if (apiError.status === 401 || apiError.status === 403) tokenRefusals.inc({ reason: apiError.code });
-    res.status(apiError.status).json({ error: apiError.code, message: apiError.message });
+    if (apiError.status === 401 || apiError.status === 403 || apiError.status === 429) tokenRefusals.inc({ reason: apiError.code });
+    res.status(apiError.status).set(apiError.headers).json({ error: apiError.code, message: apiError.message });
   });
 
   return app;

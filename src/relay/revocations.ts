@@ -10,6 +10,12 @@ import type { AgentIdentity } from '../identity.js';
 import type { Logger } from '../log.js';
 
 export const REVOCATION_POLL_INTERVAL_MS = 10_000;
+/**
+ * Each poll asks from the previous answer's time (the issuer's clock) less this overlap, for a
+ * revocation written by another process, or a replica with a clock a little behind, while that
+ * answer was being read. Entries seen twice are applied once.
+ */
+const POLL_OVERLAP_MS = 30_000;
 /** Past this age a revocation no longer matters: every token issued before it has expired. */
 const RETENTION_MS = 10 * 60_000;
 
@@ -55,12 +61,17 @@ export class RevocationList {
     const fetch = fetchWithCa({ ca: issuerCa });
     const url = new URL('v1/revocations', issuer.endsWith('/') ? issuer : `${issuer}/`);
     let failing = false;
+    /** The issuer's clock at the last answer: the next poll asks from there, so an outage of any length skips nothing. */
+    let lastGeneratedAt: string | undefined;
     const poll = async () => {
       try {
-        const res = await fetch(url);
+        const pollUrl = new URL(url);
+        if (lastGeneratedAt) pollUrl.searchParams.set('since', new Date(Date.parse(lastGeneratedAt) - POLL_OVERLAP_MS).toISOString());
+        const res = await fetch(pollUrl);
         if (!res.ok) throw new Error(`issuer answered ${res.status}`);
-        const body = (await res.json()) as { items?: RevocationEntry[] };
+        const body = (await res.json()) as { items?: RevocationEntry[]; generatedAt?: unknown };
         this.apply(Array.isArray(body.items) ? body.items : []);
+        if (typeof body.generatedAt === 'string' && !Number.isNaN(Date.parse(body.generatedAt))) lastGeneratedAt = body.generatedAt;
         if (failing) log.info('revocation feed reachable again');
         failing = false;
       } catch (err) {
