@@ -4,6 +4,7 @@ import { agentCommands } from './agents.js';
 import { clientCommands } from './client.js';
 import { clusterCommands } from './clusters.js';
 import { issuerCommands } from './issuer.js';
+import { rbacCommands } from './rbac.js';
 import { relayCommands } from './relay.js';
 
-export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...clientCommands, ...relayCommands];
+export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...clientCommands, ...relayCommands, ...rbacCommands];
