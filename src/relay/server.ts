@@ -15,6 +15,7 @@ import { caPaths } from '../tls/local-ca.js';
 import { listenerTls } from '../tls/serving.js';
 import type { ReconnectBackoff } from '../backoff.js';
 import { TunnelConnector } from '../tunnel/connector.js';
+import { causeOf, DependencyLog } from './dependency-log.js';
 import { Forwarder } from './forward.js';
 import { LiveStreams, StreamQuota } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
@@ -26,6 +27,7 @@ import type { Upstream } from './upstream.js';
 
 /** How often readiness re-checks the API server and, until loaded, the issuer keys. */
 const READINESS_INTERVAL_MS = 10_000;
+const PROBE_TIMEOUT_MS = 5_000;
 /** Far above what kubectl needs (a handful), room for an agent running controllers. */
 export const DEFAULT_MAX_STREAMS_PER_AGENT = 1_000;
 
@@ -63,6 +65,8 @@ export interface RelayConfig {
   pollRevocations: boolean;
   /** Header and request deadlines of the API listener (tests shorten them). */
   limits?: ListenerLimits;
+  /** How often readiness re-checks the API server and, until loaded, the issuer keys (default 10 s; tests shorten it). */
+  readinessIntervalMs?: number;
   log: Logger;
 }
 
@@ -82,7 +86,7 @@ export interface RunningRelay {
 export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   const { log } = config;
   const metrics = createRelayMetrics();
-  const verifier = new TokenVerifier({ issuer: config.issuer, audience: config.cluster, jwksFile: config.jwksFile, issuerCa: config.issuerCa });
+  const verifier = new TokenVerifier({ issuer: config.issuer, audience: config.cluster, jwksFile: config.jwksFile, issuerCa: config.issuerCa, log });
   const revocations = new RevocationList();
   const streams = new LiveStreams(config.maxStreamDurationMs);
   revocations.onRevoked(({ user }) => {
@@ -110,24 +114,44 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   let mayImpersonate = false;
   let reportFatal: (err: Error) => void = () => undefined;
   const failed = new Promise<Error>((resolve) => (reportFatal = resolve));
+  const readinessIntervalMs = config.readinessIntervalMs ?? READINESS_INTERVAL_MS;
+  const every = `every ${readinessIntervalMs / 1000} s`;
+  const upstreamLog = new DependencyLog(log, {
+    failing: (cause) => `the Kubernetes API server at ${config.upstream.description} cannot be reached (${cause}); not ready; checking again ${every}`,
+    recovered: (seconds) => `the Kubernetes API server answers, after ${seconds} s unreachable`,
+    firstAnswer: 'API server reachable',
+    fields: { upstream: config.upstream.description },
+  });
+  const jwksLog = new DependencyLog(log, {
+    failing: (cause) => `the issuer's JWKS at ${verifier.jwksUrl} cannot be fetched (${cause}); tokens cannot be verified until it answers; retrying ${every}`,
+    recovered: (seconds) => `the issuer's JWKS answered, after ${seconds} s unreachable; tokens can be verified`,
+    fields: { issuer: config.issuer, jwks: verifier.jwksUrl },
+  });
+  const selfCheckLog = new DependencyLog(log, {
+    failing: (cause) => `cannot check the relay's permissions yet (${cause}); not ready; checking again ${every}`,
+    recovered: (seconds) => `the relay's permissions are confirmed, after ${seconds} s of trying`,
+  });
   const checkReadiness = async () => {
     if (!verifier.ready) {
       try {
         await verifier.loadKeys();
       } catch (err) {
-        log.warn('cannot load the issuer keys yet', { issuer: config.issuer, error: (err as Error).message });
+        jwksLog.failed(causeOf(err));
       }
     }
-    const reachable = await probeUpstream(config.upstream);
-    if (reachable !== upstreamReachable) log.info(reachable ? 'API server reachable' : 'API server unreachable', { upstream: config.upstream.description });
-    upstreamReachable = reachable;
-    if (reachable && !mayImpersonate) {
+    if (verifier.ready) jwksLog.succeeded();
+    const unreachable = await probeUpstream(config.upstream);
+    upstreamReachable = unreachable === undefined;
+    if (unreachable === undefined) upstreamLog.succeeded();
+    else upstreamLog.failed(unreachable);
+    if (upstreamReachable && !mayImpersonate) {
       try {
         await checkImpersonationPermissions(config.upstream);
         mayImpersonate = true;
+        selfCheckLog.succeeded();
       } catch (err) {
         if (err instanceof MissingPermissionError) throw err;
-        log.warn('cannot check the relay\'s permissions yet', { error: (err as Error).message });
+        selfCheckLog.failed((err as Error).message);
       }
     }
   };
@@ -145,7 +169,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       log.error(err.message);
       reportFatal(err);
     });
-  }, READINESS_INTERVAL_MS);
+  }, readinessIntervalMs);
   readinessTimer.unref();
 
   // Direct mode: our own HTTPS listener. Tunnel mode: a plain HTTP server that never listens; the
@@ -221,24 +245,24 @@ function caFileFor(config: RelayConfig): string | undefined {
   return config.tlsCertFile ? undefined : caPaths(config.dataDir).cert;
 }
 
-/** Any HTTP answer from `/version` means the API server is reachable with our TLS settings. */
-function probeUpstream(upstream: Upstream): Promise<boolean> {
+/** Any HTTP answer from `/version` means the API server is reachable with our TLS settings; resolves to why not, or undefined. */
+function probeUpstream(upstream: Upstream): Promise<string | undefined> {
   return new Promise((resolve) => {
     const url = new URL(`${upstream.server.pathname.replace(/\/+$/, '')}/version`, upstream.server);
     const authorization = upstream.authorization();
     const transport = url.protocol === 'https:' ? https : http;
     const req = transport.request(url, {
       method: 'GET',
-      timeout: 5_000,
+      timeout: PROBE_TIMEOUT_MS,
       headers: authorization ? { authorization } : {},
       ...upstream.tls,
     });
     req.on('response', (res) => {
       res.resume();
-      resolve(true);
+      resolve(undefined);
     });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${PROBE_TIMEOUT_MS / 1000} s`)));
+    req.on('error', (err) => resolve(causeOf(err)));
     req.end();
   });
 }

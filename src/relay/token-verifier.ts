@@ -20,6 +20,7 @@ import {
   type JWTPayload,
 } from 'jose';
 import { fetchWithCa } from '../https-fetch.js';
+import type { Logger } from '../log.js';
 import {
   type AgentIdentity,
   CLOCK_SKEW_SECONDS,
@@ -40,6 +41,12 @@ const JWKS_COOLDOWN_MS = 30_000;
 const JWKS_MAX_AGE_MS = 10 * 60_000;
 /** Verified tokens remembered at once; beyond this the oldest are forgotten (and verified again if seen). */
 const VERIFIED_CACHE_SIZE = 10_000;
+/** A token from another issuer is reported at most this often per distinct `iss`. */
+const WRONG_ISSUER_LOG_INTERVAL_MS = 60_000;
+/** Distinct `iss` values whose reports are rate-limited at once. */
+const WRONG_ISSUERS_TRACKED = 100;
+/** An `iss` is not a secret, but it is the client's text: the log keeps its start. */
+const MAX_LOGGED_ISSUER_CHARS = 200;
 const KID_FORMAT = /^[A-Za-z0-9._-]{1,128}$/;
 const JTI_FORMAT = /^[\x21-\x7e]{1,128}$/;
 
@@ -87,6 +94,8 @@ export interface TokenVerifierOptions extends ClaimExpectations {
   localKeys?: () => JSONWebKeySet;
   /** `--issuer-ca-file`: PEM trust for fetching `<issuer>/.well-known/jwks.json`. */
   issuerCa?: string | Buffer | undefined;
+  /** Where validly signed tokens from another issuer are reported (rate-limited): usually a misconfigured issuer URL. */
+  log?: Logger | undefined;
   now?: () => number;
 }
 
@@ -95,6 +104,9 @@ export class TokenVerifier {
   private readonly remote?: ReturnType<typeof createRemoteJWKSet>;
   private readonly now: () => number;
   private keysLoaded: boolean;
+  private readonly wrongIssuers: WrongIssuerLog | undefined;
+  /** Where the keys are fetched from, for logs; undefined when they are read locally. */
+  readonly jwksUrl?: string;
   /**
    * Payloads of tokens whose signature verified, keyed by the SHA-256 of the
    * whole token (never a prefix: two tokens sharing a header and payload
@@ -106,6 +118,7 @@ export class TokenVerifier {
 
   constructor(private readonly options: TokenVerifierOptions) {
     this.now = options.now ?? Date.now;
+    this.wrongIssuers = options.log ? new WrongIssuerLog(options.log, options.issuer, this.now) : undefined;
     if (options.jwksFile) {
       const jwks = JSON.parse(readFileSync(options.jwksFile, 'utf8')) as JSONWebKeySet;
       if (!Array.isArray(jwks.keys)) throw new Error(`--jwks-file ${options.jwksFile} is not a JWKS (no "keys" array)`);
@@ -125,6 +138,7 @@ export class TokenVerifier {
     } else {
       const url = new URL('.well-known/jwks.json', options.issuer.endsWith('/') ? options.issuer : `${options.issuer}/`);
       if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`--issuer ${options.issuer} is not an http(s) URL`);
+      this.jwksUrl = url.toString();
       this.remote = createRemoteJWKSet(url, {
         timeoutDuration: JWKS_TIMEOUT_MS,
         cooldownDuration: JWKS_COOLDOWN_MS,
@@ -161,7 +175,14 @@ export class TokenVerifier {
       }
     }
     const payload = await this.verifySignature(token);
-    const identity = validateClaims(payload, this.options, Math.floor(this.now() / 1000));
+    let identity: AgentIdentity;
+    try {
+      identity = validateClaims(payload, this.options, Math.floor(this.now() / 1000));
+    } catch (err) {
+      // Signed by the issuer's own key yet naming another URL: kubectl shows only "You must be logged in".
+      if (err instanceof RelayRefusal && err.reason === 'wrong-issuer') this.wrongIssuers?.report(payload.iss);
+      throw err;
+    }
     this.remember(digest, payload);
     return identity;
   }
@@ -199,6 +220,45 @@ export class TokenVerifier {
     }
     return payload;
   }
+}
+
+/**
+ * Reports tokens whose `iss` is not the expected issuer, once per interval
+ * per received value, with how many were not reported in between. The
+ * usual cause is one issuer reached by two URLs (`https://localhost:8443`
+ * against `https://127.0.0.1:8443`), which no client message names.
+ */
+class WrongIssuerLog {
+  private readonly reported = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly expected: string,
+    private readonly now: () => number,
+  ) {}
+
+  report(iss: unknown): void {
+    const received = boundedIssuer(iss);
+    const now = this.now();
+    const last = this.reported.get(received);
+    if (last && now - last.at < WRONG_ISSUER_LOG_INTERVAL_MS) {
+      last.suppressed++;
+      return;
+    }
+    this.reported.delete(received);
+    if (this.reported.size >= WRONG_ISSUERS_TRACKED) this.reported.delete(this.reported.keys().next().value!);
+    this.reported.set(received, { at: now, suppressed: 0 });
+    this.log.warn(`refused a token issued by ${received}: tokens must be issued by ${this.expected} (the issuer URL must match exactly)`, {
+      expectedIssuer: this.expected,
+      receivedIssuer: received,
+      ...(last ? { notLoggedSince: new Date(last.at).toISOString(), notLogged: last.suppressed } : {}),
+    });
+  }
+}
+
+function boundedIssuer(iss: unknown): string {
+  const text = typeof iss === 'string' ? iss : iss === undefined ? '(no iss claim)' : JSON.stringify(iss);
+  return text.length > MAX_LOGGED_ISSUER_CHARS ? `${text.slice(0, MAX_LOGGED_ISSUER_CHARS)}…` : text;
 }
 
 function refusalFor(err: unknown): RelayRefusal {
