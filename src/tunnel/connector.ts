@@ -85,6 +85,7 @@ export class TunnelConnector {
     this.dialTarget = {
       address: `${hub.hostname}:${hub.port || (hub.protocol === 'wss:' ? 443 : 80)}`,
       trust: options.hubCaDescription ?? (options.hubCa ? 'the CA given with --issuer-ca-file' : 'the system roots'),
+      caGiven: options.hubCa !== undefined,
       handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
     };
     const registers = [options.metrics];

@@ -24,6 +24,8 @@ export interface DialTarget {
   address: string;
   /** What the relay trusts for the hub's certificate: "the CA file /etc/ca.crt (--issuer-ca-file)" or "the system roots". */
   trust: string;
+  /** Whether that trust is a CA the relay was given (else the system roots). */
+  caGiven: boolean;
   handshakeTimeoutMs: number;
 }
 
@@ -62,7 +64,11 @@ export function dialErrorFailure(err: SystemError, target: DialTarget): DialFail
     return { kind: 'dns', cause: `the name ${name} does not resolve (${code})`, fields: { code } };
   }
   if (code && isTlsCode(code)) {
-    const hint = UNTRUSTED_CERTIFICATE_CODES.has(code) ? '; --issuer-ca-file sets the CA the relay trusts for the hub' : '';
+    const hint = !UNTRUSTED_CERTIFICATE_CODES.has(code)
+      ? ''
+      : target.caGiven
+        ? "; is that the CA that signed the hub's certificate?"
+        : '; --issuer-ca-file sets the CA the relay trusts for the hub';
     return { kind: 'tls', cause: `TLS with ${target.address} failed (${code}: ${message}) trusting ${target.trust}${hint}`, fields: { code, trust: target.trust } };
   }
   return { kind: 'network', cause: `cannot connect to ${target.address} (${code ? `${code}: ` : ''}${message})`, fields: code ? { code } : {} };

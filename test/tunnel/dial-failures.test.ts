@@ -18,7 +18,7 @@ import { type DialTarget, DialFailureLog, dialErrorFailure, formatDuration, http
 import { issueCertificate, loadOrCreateCa } from '../../src/tls/local-ca.js';
 import { until } from '../helpers/http.js';
 
-const TARGET: DialTarget = { address: 'hub.example:443', trust: 'the system roots', handshakeTimeoutMs: 10_000 };
+const TARGET: DialTarget = { address: 'hub.example:443', trust: 'the system roots', caGiven: false, handshakeTimeoutMs: 10_000 };
 
 function systemError(message: string, fields: Record<string, unknown>): Error {
   return Object.assign(new Error(message), fields);
@@ -55,6 +55,12 @@ describe('the cause of a failed dial', () => {
     const altname = dialErrorFailure(systemError("Hostname/IP does not match certificate's altnames", { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }), TARGET);
     expect(altname.kind).toBe('tls');
     expect(altname.cause).not.toContain('--issuer-ca-file sets');
+    const wrongCa = dialErrorFailure(systemError('unable to verify the first certificate', { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), {
+      ...TARGET,
+      trust: 'the CA file /etc/kube-relay/ca.crt (--issuer-ca-file)',
+      caGiven: true,
+    });
+    expect(wrongCa.cause).toContain("trusting the CA file /etc/kube-relay/ca.crt (--issuer-ca-file); is that the CA that signed the hub's certificate?");
   });
 
   it('says the handshake timed out (ws gives that error no code)', () => {
