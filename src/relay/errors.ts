@@ -75,6 +75,7 @@ const K8S_REASON: Record<number, string> = {
   500: 'InternalError',
   502: 'ServiceUnavailable',
   503: 'ServiceUnavailable',
+  504: 'Timeout',
 };
 
 export class RelayRefusal extends Error {

@@ -22,8 +22,8 @@ const UPGRADE_CLOSE_GRACE_MS = 10_000;
 
 
 export interface ForwardHooks {
-  /** The upstream answered (status of a plain response, or of a refused upgrade). */
-  onResponse(status: number): void;
+  /** The upstream answered: a plain response, with its body stream, or a refused upgrade (status only). */
+  onResponse(status: number, upstream?: IncomingMessage): void;
   /** Body bytes (plain) or stream bytes (upgraded) from the client and from the upstream. */
   onBytes(direction: 'in' | 'out', count: number): void;
   /** The upgrade went through (101); `release` closes both sides. */
@@ -133,7 +133,7 @@ export class Forwarder {
     this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage) => {
       const hooks = this.inFlight.get(req)?.hooks;
       if (!hooks) return;
-      hooks.onResponse(proxyRes.statusCode ?? 502);
+      hooks.onResponse(proxyRes.statusCode ?? 502, proxyRes);
       proxyRes.on('data', (chunk: Buffer) => hooks.onBytes('out', chunk.length));
     });
     this.proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, socket: Duplex) => {

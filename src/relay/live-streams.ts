@@ -4,17 +4,20 @@
  * cut when it reaches the maximum stream duration and when the agent is
  * revoked.
  */
+/** Why the relay cuts a stream: a watch tells its client (watch-termination.ts). */
+export type StreamCutReason = 'agent-revoked' | 'max-stream-duration';
+
 export class LiveStreams {
-  private readonly byUser = new Map<string, Set<() => void>>();
+  private readonly byUser = new Map<string, Set<(reason: StreamCutReason) => void>>();
 
   /** `maxDurationMs` 0 means no limit. */
   constructor(private readonly maxDurationMs: number) {}
 
   /** Tracks a stream; call the returned function when it ends. */
-  track(user: string, cut: () => void): () => void {
+  track(user: string, cut: (reason: StreamCutReason) => void): () => void {
     let streams = this.byUser.get(user);
     if (!streams) this.byUser.set(user, (streams = new Set()));
-    const timer = this.maxDurationMs > 0 ? setTimeout(cut, this.maxDurationMs) : undefined;
+    const timer = this.maxDurationMs > 0 ? setTimeout(() => cut('max-stream-duration'), this.maxDurationMs) : undefined;
     timer?.unref();
     streams.add(cut);
     return () => {
@@ -29,7 +32,7 @@ export class LiveStreams {
     const streams = this.byUser.get(user);
     if (!streams) return 0;
     this.byUser.delete(user);
-    for (const cut of streams) cut();
+    for (const cut of streams) cut('agent-revoked');
     return streams.size;
   }
 

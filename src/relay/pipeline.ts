@@ -18,13 +18,14 @@ import { authenticate } from './authenticate.js';
 import { isAuthenticationFailure, RelayRefusal, writeStatus, writeStatusToSocket } from './errors.js';
 import type { Forwarder, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
-import { isLongRunning, type LiveStreams, type StreamQuota } from './live-streams.js';
+import { isLongRunning, type LiveStreams, type StreamCutReason, type StreamQuota } from './live-streams.js';
 import type { RelayMetrics } from './metrics.js';
 import { checkRequestTarget } from './request-target.js';
 import type { RevocationList } from './revocations.js';
 import { refuseClientImpersonation, stripClientHeaders, type UpgradeProtocol, validatedUpgrade } from './strip-headers.js';
 import type { TokenVerifier } from './token-verifier.js';
 import type { Upstream } from './upstream.js';
+import { finalWatchStatus, isJsonWatchResponse, WatchTermination } from './watch-termination.js';
 
 export interface PipelineDeps {
   cluster: string;
@@ -44,6 +45,8 @@ export interface PipelineDeps {
 interface RequestContext extends AuditedRequest {
   /** Gives back the agent's long-running stream slot. */
   releaseSlot?: () => void;
+  /** A JSON watch's answer, which a cut ends with a final ERROR event. */
+  watchTermination?: WatchTermination;
   /** Refused because the audit trail could not take it: counted, not recorded. */
   unrecorded?: boolean;
   finished: boolean;
@@ -161,13 +164,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       admit(ctx, undefined).then(
         (headers) => {
           if (res.destroyed) return; // the client left while we authenticated: nothing goes upstream
-          if (isLongRunning(ctx.info.verb, ctx.info.subresource)) trackStream(ctx, () => res.destroy(), res, 'long-running');
-          deps.forwarder.forwardRequest(
-            req,
-            res,
-            headers,
-            hooksFor(ctx, () => writeStatus(res, 502, 'kube-relay could not reach the Kubernetes API server'), () => undefined),
-          );
+          if (isLongRunning(ctx.info.verb, ctx.info.subresource)) trackStream(ctx, (reason) => cutResponse(ctx, res, reason), res, 'long-running');
+          const hooks = hooksFor(ctx, () => writeStatus(res, 502, 'kube-relay could not reach the Kubernetes API server'), () => undefined);
+          deps.forwarder.forwardRequest(req, res, headers, {
+            ...hooks,
+            onResponse(status, upstream) {
+              hooks.onResponse(status);
+              if (upstream && isJsonWatchResponse(ctx.info.verb, upstream)) ctx.watchTermination = new WatchTermination(upstream, res);
+            },
+          });
         },
         (err: unknown) => {
           const { code, message } = refusal(ctx, err);
@@ -215,7 +220,14 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     },
   };
 
-  function trackStream(ctx: RequestContext, cut: () => void, closes: NodeJS.EventEmitter, kind: string): void {
+  /** A JSON watch ends with an event saying why; any other long-running answer is cut. */
+  function cutResponse(ctx: RequestContext, res: ServerResponse, reason: StreamCutReason): void {
+    log.debug('the relay ends a long-running request', { requestId: ctx.requestId, reason, finalWatchEvent: ctx.watchTermination !== undefined });
+    if (ctx.watchTermination) ctx.watchTermination.end(finalWatchStatus(reason));
+    else res.destroy();
+  }
+
+  function trackStream(ctx: RequestContext, cut: (reason: StreamCutReason) => void, closes: NodeJS.EventEmitter, kind: string): void {
     const untrack = deps.streams.track(ctx.identity!.user, cut);
     metrics.activeStreams.inc({ kind });
     closes.once('close', () => {

@@ -83,6 +83,35 @@ describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
     expect(result.stderr).toContain('Forbidden');
     expect(stack.fake.requests.length).toBe(before);
   });
+
+  it('get -w prints why the relay ended its watch when the agent is revoked', async () => {
+    const kubectl = kubectlBinary(version);
+    const agent = `watcher-${version.replace('.', '-')}`;
+    const handle = stack.registry();
+    const keyFile = path.join(stack.dataDir, `${agent}.api-key`);
+    writeFileSync(keyFile, `${handle.registry.createAgent(agent, 'acme', ['sre'])}\n`, { mode: 0o600 });
+    handle.close();
+    const made = await runCli(['kubeconfig', '--issuer', stack.issuer.url, '--cluster', 'prod-eu', '--server', stack.relay.url, '--ca-file', stack.caFile, '--issuer-ca-file', stack.caFile, '--api-key-file', keyFile]);
+    const agentKubeconfig = path.join(stack.dataDir, `${agent}.kubeconfig`);
+    writeFileSync(agentKubeconfig, made.stdout);
+    const child = spawn(kubectl, ['--kubeconfig', agentKubeconfig, '--cache-dir', mkdtempSync(path.join(tmpdir(), 'kubectl-cache-')), 'get', 'pods', '-n', 'default', '-w'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+      const watch = await stack.fake.nextWatch();
+      await watch.send({ type: 'ADDED', object: { kind: 'Pod', apiVersion: 'v1', metadata: { name: 'watched-pod', namespace: 'default', resourceVersion: '2', creationTimestamp: '2025-01-01T00:00:00Z' } } });
+      await until(() => stdout.includes('watched-pod'), 15_000, 'kubectl to print the watched pod');
+      // As the revocation feed would tell the relay.
+      stack.relay.revocations.apply([{ user: `agent:${agent}`, revokedAt: new Date().toISOString() }]);
+      await exited;
+      // kubectl prints the final event's Status; get -w exits 0 whatever ends its watch (1.27 and 1.33 drop the watch's error).
+      expect(stdout).toMatch(/Failure\s+Unauthorized\s+the agent was revoked/);
+      await watch.closed;
+    } finally {
+      child.kill();
+    }
+  });
 });
 
 describe('token expiry', () => {

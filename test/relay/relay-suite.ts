@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { BEARER_SUBPROTOCOL_PREFIX } from '../../src/relay/authenticate.js';
 import { request, until } from '../helpers/http.js';
 import { RELAY_SA_TOKEN, type Stack, startStack } from '../helpers/stack.js';
+import { openWatch, podEvent } from '../helpers/watch-client.js';
 
 export function relaySuite(mode: 'direct' | 'tunnel'): void {
   let stack: Stack;
@@ -371,36 +372,48 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
   }
 
   describe('revocation (DESIGN §2)', () => {
-    it('refuses a revoked agent within one poll (direct) or push (tunnel) and cuts its open watch', async () => {
+    it('refuses a revoked agent within one poll (direct) or push (tunnel) and ends its open watch with an ERROR event', async () => {
       const handle = stack.registry();
       const key = handle.registry.createAgent('short-lived', 'acme', ['sre']);
       handle.close();
       const agentToken = await stack.token(key);
-      const watchReq = https.request(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=1`, { headers: { authorization: `Bearer ${agentToken}` }, ca: stack.caPem, agent: false });
-      const cut = new Promise<void>((resolve) => {
-        watchReq.on('response', (res) => {
-          res.resume();
-          res.on('close', () => resolve());
-          res.on('error', () => resolve());
-        });
-        watchReq.on('error', () => resolve());
-      });
-      watchReq.end();
+      const client = openWatch(stack.relay.url, stack.caPem, '/api/v1/namespaces/default/pods?watch=1', agentToken);
       const watch = await stack.fake.nextWatch();
-      await watch.send({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'a' } } });
+      await watch.send(podEvent('a'));
+      await until(() => client.body().includes('"a"'), 5_000, 'the event');
 
       const revoke = stack.registry();
       revoke.registry.revokeAgent('short-lived');
       revoke.close();
-      await cut;
+      // Ended, not cut: kubectl get -w prints the Status instead of stopping without a word.
+      expect(await client.ended).toBe('complete');
+      expect(client.lines()).toEqual([podEvent('a'), { type: 'ERROR', object: expect.objectContaining({ kind: 'Status', status: 'Failure', code: 401, reason: 'Unauthorized' }) }]);
       await watch.closed;
       const answer = await request(`${stack.relay.url}/api/v1/namespaces/default/pods`, { headers: { authorization: `Bearer ${agentToken}` }, ca: stack.caPem });
       expect(answer.status).toBe(401);
-      // Through the tunnel the watch was cut by the revocation the hub pushed; the hub, which learnt it first,
+      // Through the tunnel the watch was ended by the revocation the hub pushed; the hub, which learnt it first,
       // refuses the new request before it enters the tunnel.
       if (mode === 'tunnel') return;
       await until(() => stack.auditRecords().some((r) => r.reason === 'agent-revoked'), 2_000, 'the refusal record');
       expect(stack.auditRecords().find((r) => r.reason === 'agent-revoked')).toMatchObject({ user: 'agent:short-lived', decision: 'denied-by-relay', status: 401 });
     }, 20_000);
+
+    it("cut inside an event, a revoked agent's watch gets the rest of that event, nothing after it, then the ERROR event", async () => {
+      const handle = stack.registry();
+      const key = handle.registry.createAgent('cut-mid-event', 'acme', ['sre']);
+      handle.close();
+      const agentToken = await stack.token(key);
+      const client = openWatch(stack.relay.url, stack.caPem, '/api/v1/namespaces/default/pods?watch=true', agentToken);
+      const watch = await stack.fake.nextWatch();
+      const second = `${JSON.stringify(podEvent('second'))}\n`;
+      await watch.write(`${JSON.stringify(podEvent('first'))}\n${second.slice(0, 25)}`);
+      await until(() => client.body().endsWith(second.slice(0, 25)), 5_000, 'the partial event');
+      // As the revocation feed (direct) or the hub's push (tunnel) would tell the relay.
+      stack.relay.revocations.apply([{ user: 'agent:cut-mid-event', revokedAt: new Date().toISOString() }]);
+      await watch.write(second.slice(25) + `${JSON.stringify(podEvent('third'))}\n`).catch(() => undefined);
+      expect(await client.ended).toBe('complete');
+      expect(client.lines()).toEqual([podEvent('first'), podEvent('second'), { type: 'ERROR', object: expect.objectContaining({ kind: 'Status', code: 401, reason: 'Unauthorized' }) }]);
+      await watch.closed;
+    });
   });
 }
