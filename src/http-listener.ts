@@ -9,6 +9,9 @@
  */
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
+import { type ConnectionLimits, defaultConnectionLimits, limitConnections } from './connection-limits.js';
+import type { Logger } from './log.js';
 import { headerValues } from './relay/authenticate.js';
 import { writeStatus, writeStatusToSocket } from './relay/errors.js';
 
@@ -25,9 +28,15 @@ const HEADERS_TIMEOUT_MS = 30_000;
  */
 const REQUEST_TIMEOUT_MS = 60_000;
 
+/** A TLS handshake must finish within this (Node's default is two minutes, which lets idle sockets pile up). */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
 export interface ListenerLimits {
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
+  tlsHandshakeTimeoutMs?: number;
+  /** Concurrent client connections (default: from the open-file limit, see connection-limits.ts). */
+  connections?: Partial<ConnectionLimits>;
 }
 
 /** Options for http(s).createServer. */
@@ -42,7 +51,9 @@ export function listenerOptions(limits: ListenerLimits = {}): ServerOptions {
     connectionsCheckingInterval: Math.min(5_000, Math.ceil(headersTimeout / 4)),
     // Checked below, with a Status body.
     requireHostHeader: false,
-  };
+    // https.Server only. A connection that finishes TLS but never sends a request meets headersTimeout (408).
+    handshakeTimeout: limits.tlsHandshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
+  } as ServerOptions;
 }
 
 export interface ApiHandlers {
@@ -51,7 +62,8 @@ export interface ApiHandlers {
 }
 
 /** Serves `handlers` on `server` behind the checks above. */
-export function serveKubernetesApi(server: Server, handlers: ApiHandlers): void {
+export function serveKubernetesApi(server: Server, handlers: ApiHandlers, options: { limits?: ListenerLimits | undefined; metrics?: Registry; log?: Logger } = {}): void {
+  limitConnections(server, { ...defaultConnectionLimits(), ...options.limits?.connections }, options.metrics, options.log);
   // Node keeps the first maxHeadersCount headers and silently drops the rest: one more than allowed
   // is kept so that a request past the limit is seen, and refused, rather than trimmed.
   server.maxHeadersCount = MAX_HEADERS + 1;
@@ -72,7 +84,9 @@ export function serveKubernetesApi(server: Server, handlers: ApiHandlers): void 
   });
   server.on('clientError', (err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex) => {
     // As Node's own handler: answer only on a connection that has not been written to yet.
-    if (err.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
+    // A failed TLS handshake (an https.Server re-emits tlsClientError here) has no channel to answer on.
+    const tlsFailed = (err.code ?? '').startsWith('ERR_TLS') || (err.code ?? '').startsWith('ERR_SSL') || (socket as Duplex & { encrypted?: boolean; authorized?: boolean; _secureEstablished?: boolean })._secureEstablished === false;
+    if (tlsFailed || err.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
       socket.destroy();
       return;
     }

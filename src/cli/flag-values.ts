@@ -1,6 +1,7 @@
 /** Turning flag values into typed options, each failure a UsageError naming the flag. */
 import { readFileSync } from 'node:fs';
 import { type AuditConfig, DEFAULT_AUDIT_BUFFER_RECORDS, WHEN_FULL, type WhenFull } from '../audit/sink.js';
+import type { ListenerLimits } from '../http-listener.js';
 import type { LogLevel } from '../log.js';
 import { parseHostPort } from '../net.js';
 import { type FlagSpec, str, UsageError, type Values } from './command.js';
@@ -110,4 +111,22 @@ export function untilSignal(): Promise<void> {
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
+}
+
+/** Caps on client connections (issue 14), for the relay's and the issuer's API listeners. */
+export const CONNECTION_FLAGS: FlagSpec[] = [
+  { name: 'max-connections', value: 'N', description: 'Client connections the API listener holds at once; more are closed on arrival.', default: '(open-file limit - 256) / 2' },
+  { name: 'max-connections-per-address', value: 'N', description: 'Client connections one source address may hold at once.', default: 'max-connections / 4' },
+];
+
+export function connectionLimits(values: Values): ListenerLimits | undefined {
+  const max = str(values, 'max-connections');
+  const perAddress = str(values, 'max-connections-per-address');
+  if (max === undefined && perAddress === undefined) return undefined;
+  return {
+    connections: {
+      ...(max !== undefined ? { maxConnections: positiveInteger(max, '--max-connections') } : {}),
+      ...(perAddress !== undefined ? { maxConnectionsPerAddress: positiveInteger(perAddress, '--max-connections-per-address') } : {}),
+    },
+  };
 }

@@ -233,7 +233,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
     upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (!hub.handleUpgrade(req, socket, head)) writeStatusToSocket(socket, 404, 'no such endpoint');
     },
-  });
+  }, { limits: config.limits, metrics, log: config.log });
   const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics, () => ({ ready: true, waitingFor: [] })) : undefined;
   config.log.info('issuer listening', { url: publicUrl, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });
 

@@ -175,7 +175,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   // Direct mode: our own HTTPS listener. Tunnel mode: a plain HTTP server that never listens; the
   // tunnel hands it each stream as a connection (TLS is the tunnel's), so the same pipeline serves both.
   const server = config.mode === 'direct' ? https.createServer({ ...tlsFor(config), ...listenerOptions(config.limits) }) : http.createServer(listenerOptions(config.limits));
-  serveKubernetesApi(server, { request: pipeline.handleRequest, upgrade: pipeline.handleUpgrade });
+  serveKubernetesApi(server, { request: pipeline.handleRequest, upgrade: pipeline.handleUpgrade }, { limits: config.limits, metrics: metrics.registry, log });
   /** What keeps the relay from serving, the tunnel aside. */
   const unmet = (): string[] => [
     ...(verifier.ready ? [] : ['issuer keys (JWKS)']),

@@ -220,7 +220,7 @@ export class TunnelHub {
     if (!this.tunnels.has(cluster) && !this.options.registry.findCluster(cluster)) throw new HubRefusal(404, 'unknown-cluster', `no cluster named "${cluster}"`);
     let verifier = this.verifiers.get(cluster);
     if (!verifier) {
-      verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks });
+      verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks, log: this.options.log });
       this.verifiers.set(cluster, verifier);
     }
     let identity: AgentIdentity;

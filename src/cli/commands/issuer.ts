@@ -4,7 +4,7 @@ import { startIssuer } from '../../issuer/server.js';
 import { SigningKeys } from '../../issuer/signing-keys.js';
 import { createLogger } from '../../log.js';
 import { type CommandSpec, list, str, UsageError } from '../command.js';
-import { AUDIT_FLAGS, auditConfig, duration, hostPort, logLevel, optionalHostPort, positiveInteger, untilSignal } from '../flag-values.js';
+import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, logLevel, optionalHostPort, positiveInteger, untilSignal } from '../flag-values.js';
 import { dataDir, withStore } from '../local-store.js';
 
 /** Sent in a response header: a host name's characters (the default is the host name, a pod's name in Kubernetes). */
@@ -30,6 +30,7 @@ export const issuerCommands: CommandSpec[] = [
       { name: 'key-rotation-interval', value: 'DURATION', description: 'Rotate the signing key this often; the previous key stays in the JWKS.', default: '24h' },
       { name: 'hub-replicas', value: 'N', description: 'Hub replicas behind the public URL; relays keep a tunnel to each.', default: '1' },
       { name: 'hub-replica-id', value: 'ID', description: "This replica's id, told to relays in the tunnel handshake.", default: 'the host name' },
+      ...CONNECTION_FLAGS,
       ...AUDIT_FLAGS,
     ],
     examples: ['kube-relay issuer --listen 0.0.0.0:8443 --public-url https://issuer.example.com --admin-listen 127.0.0.1:9090'],
@@ -44,6 +45,7 @@ export const issuerCommands: CommandSpec[] = [
         adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
         keyRotationIntervalMs: duration(str(values, 'key-rotation-interval') ?? '24h', '--key-rotation-interval'),
         audit: auditConfig(values),
+        limits: connectionLimits(values),
         hubReplica: {
           id: replicaId(str(values, 'hub-replica-id') ?? hostname()),
           count: positiveInteger(str(values, 'hub-replicas') ?? '1', '--hub-replicas'),

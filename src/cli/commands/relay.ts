@@ -3,7 +3,7 @@ import { createLogger } from '../../log.js';
 import { DEFAULT_MAX_STREAMS_PER_AGENT, startRelay } from '../../relay/server.js';
 import { inClusterUpstream, upstreamFromKubeconfig } from '../../relay/upstream.js';
 import { type CommandSpec, list, required, str, UsageError } from '../command.js';
-import { AUDIT_FLAGS, auditConfig, duration, hostPort, httpsUrl, logLevel, optionalHostPort, positiveInteger, readFileFlag, untilSignal } from '../flag-values.js';
+import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, httpsUrl, logLevel, optionalHostPort, positiveInteger, readFileFlag, untilSignal } from '../flag-values.js';
 import { dataDir } from '../local-store.js';
 
 export const relayCommands: CommandSpec[] = [
@@ -28,6 +28,7 @@ export const relayCommands: CommandSpec[] = [
       { name: 'context', value: 'C', description: 'The kubeconfig context to use.', default: 'current-context' },
       { name: 'issuer-ca-file', value: 'F', description: 'Trust for the issuer and the hub (PEM).', default: 'system roots' },
       { name: 'jwks-file', value: 'F', description: 'Verify tokens against this JWKS file instead of fetching it (offline; no revocation polling).' },
+      ...CONNECTION_FLAGS,
       ...AUDIT_FLAGS,
       { name: 'admin-listen', value: 'HOST:PORT', description: 'Serve /healthz, /readyz and /metrics here.', default: 'none' },
       { name: 'max-stream-duration', value: 'DURATION', description: 'Cut watches, logs -f, exec, attach and port-forward after this long (0: never).', default: '4h' },
@@ -51,6 +52,7 @@ export const relayCommands: CommandSpec[] = [
                 (readFileFlag(values, 'connector-key-file') ?? '').trim() ||
                 failUsage('--connector-key-file is required: the file holding the cluster connector key (krl_cluster_…)'),
               hubCa: readFileFlag(values, 'issuer-ca-file'),
+              hubCaFile: str(values, 'issuer-ca-file'),
             }
           : undefined;
       const maxStreamsPerAgent = positiveInteger(str(values, 'max-streams-per-agent') ?? String(DEFAULT_MAX_STREAMS_PER_AGENT), '--max-streams-per-agent');
@@ -66,6 +68,7 @@ export const relayCommands: CommandSpec[] = [
         issuerCa: readFileFlag(values, 'issuer-ca-file'),
         jwksFile: str(values, 'jwks-file'),
         audit: auditConfig(values),
+        limits: connectionLimits(values),
         adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
         maxStreamDurationMs: duration(str(values, 'max-stream-duration') ?? '4h', '--max-stream-duration'),
         log: createLogger(logLevel(values), { component: 'relay', cluster }),
