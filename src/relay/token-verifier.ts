@@ -78,6 +78,10 @@ export function validateClaims(payload: JWTPayload, expect: ClaimExpectations, n
   if (!Array.isArray(groups) || groups.length > MAX_GROUPS || !groups.every((g) => typeof g === 'string' && isTeamGroup(g))) {
     throw new RelayRefusal('invalid-claims', `token groups must be at most ${MAX_GROUPS} <org>/<team> names`);
   }
+  // An agent belongs to one org (DESIGN §2): the issuer never mints groups of two, so such a token is forged or from a broken issuer.
+  if (new Set((groups as string[]).map((group) => group.slice(0, group.indexOf('/')))).size > 1) {
+    throw new RelayRefusal('invalid-claims', 'token groups must all be of one org');
+  }
   return { user: sub, groups: [...(groups as string[])], tokenId: jti, issuedAt: iat, expiresAt: exp };
 }
 

@@ -114,6 +114,7 @@ describe('claims validation with a frozen clock', () => {
     ['33 groups', { groups: Array.from({ length: 33 }, (_, i) => `acme/t${i}`) }, 'invalid-claims'],
     ['group not <org>/<team>', { groups: ['system:masters'] }, 'invalid-claims'],
     ['no groups claim', { groups: undefined }, 'invalid-claims'],
+    ['groups of two orgs', { groups: ['acme/sre', 'globex/admins'] }, 'invalid-claims'],
     ['missing exp', { exp: undefined }, 'invalid-claims'],
     ['missing jti', { jti: undefined }, 'invalid-claims'],
   ])('refuses %s', (_name, overrides, expected) => {
