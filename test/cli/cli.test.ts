@@ -23,6 +23,8 @@ describe('CLI misuse: a sentence on stderr and exit status 2 (DESIGN §6)', () =
     ['relay in tunnel mode without a connector key', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'tunnel', '--hub', 'https://x']],
     ['relay with an unknown mode', ['relay', '--cluster', 'c', '--issuer', 'https://x', '--mode', 'sideways', '--listen', '127.0.0.1:0']],
     ['a bad --log-level', ['agent', 'list', '--log-level', 'loud']],
+    ['issuer with a key rotation interval of 0', ['issuer', '--key-rotation-interval', '0'], '--key-rotation-interval "0" is too short'],
+    ['issuer with a key rotation interval under 5 minutes', ['issuer', '--key-rotation-interval', '60s'], 'at least 5m'],
     ['issuer with an unknown --audit-when-full', ['issuer', '--audit-when-full', 'sometimes'], '--audit-when-full'],
     ['audit rotation without an audit file', ['issuer', '--audit-file-max-size', '10Mi'], '--audit-file'],
     ['an audit file size that is not a size', ['issuer', '--audit-file', 'a.jsonl', '--audit-file-max-size', '10MB'], '--audit-file-max-size'],

@@ -13,6 +13,20 @@ function replicaId(value: string): string {
   return value;
 }
 
+/**
+ * The JWKS keeps the current and the previous key, so a key must stay current for longer than a
+ * token lives (60 s plus skew) or tokens it signed would be refused before they expire.
+ */
+const MIN_ROTATION_INTERVAL_MS = 5 * 60_000;
+
+function rotationInterval(value: string): number {
+  const ms = duration(value, '--key-rotation-interval');
+  if (ms < MIN_ROTATION_INTERVAL_MS) {
+    throw new UsageError(`--key-rotation-interval "${value}" is too short: give at least 5m (tokens signed with the previous key must stay verifiable for their 60 s)`);
+  }
+  return ms;
+}
+
 export const issuerCommands: CommandSpec[] = [
   {
     words: ['issuer'],
@@ -27,7 +41,7 @@ export const issuerCommands: CommandSpec[] = [
       { name: 'tls-key', value: 'F', description: 'Private key of --tls-cert (PEM).' },
       { name: 'tls-san', value: 'NAME', multiple: true, description: 'Extra DNS name or IP for the local-CA certificate.' },
       { name: 'admin-listen', value: 'HOST:PORT', description: 'Serve /healthz, /readyz and /metrics here.', default: 'none' },
-      { name: 'key-rotation-interval', value: 'DURATION', description: 'Rotate the signing key this often; the previous key stays in the JWKS.', default: '24h' },
+      { name: 'key-rotation-interval', value: 'DURATION', description: 'Rotate the signing key this often (at least 5m); the previous key stays in the JWKS.', default: '24h' },
       { name: 'hub-replicas', value: 'N', description: 'Hub replicas behind the public URL; relays keep a tunnel to each.', default: '1' },
       { name: 'hub-replica-id', value: 'ID', description: "This replica's id, told to relays in the tunnel handshake.", default: 'the host name' },
       ...CONNECTION_FLAGS,
@@ -43,7 +57,7 @@ export const issuerCommands: CommandSpec[] = [
         tlsKeyFile: str(values, 'tls-key'),
         tlsSans: list(values, 'tls-san'),
         adminListen: optionalHostPort(str(values, 'admin-listen'), '--admin-listen'),
-        keyRotationIntervalMs: duration(str(values, 'key-rotation-interval') ?? '24h', '--key-rotation-interval'),
+        keyRotationIntervalMs: rotationInterval(str(values, 'key-rotation-interval') ?? '24h'),
         audit: auditConfig(values),
         limits: connectionLimits(values),
         hubReplica: {
