@@ -1,0 +1,99 @@
+/**
+ * The store's schema, as numbered migrations applied in order at start-up
+ * (under the engine's migration lock) and recorded in kube_relay_schema.
+ * SQL here is portable: TEXT, BIGINT (milliseconds since the epoch) and
+ * INTEGER only, no engine-specific types, so every table exists on both
+ * engines from its first line. A store whose schema is newer than this
+ * code knows is refused: an older replica must not write to it.
+ *
+ * Version 1 is the schema issuers created before migrations existed (with
+ * IF NOT EXISTS, so such a database passes through it unchanged).
+ */
+import type { SqlEngine, SqlRunner } from './engine.js';
+
+interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'agents, clusters and signing keys',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS agents (
+        name TEXT PRIMARY KEY,
+        org TEXT NOT NULL,
+        teams TEXT NOT NULL,
+        api_key_hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+      )`,
+      `CREATE TABLE IF NOT EXISTS clusters (
+        name TEXT PRIMARY KEY,
+        org TEXT NOT NULL,
+        connector_key_hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+      )`,
+      `CREATE TABLE IF NOT EXISTS signing_keys (
+        kid TEXT PRIMARY KEY,
+        private_jwk TEXT NOT NULL,
+        public_jwk TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+    ],
+  },
+  {
+    version: 2,
+    name: 'store settings (the pepper check) and the revocation index',
+    statements: [
+      `CREATE TABLE IF NOT EXISTS store_settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      )`,
+      `CREATE INDEX IF NOT EXISTS agents_revoked_at ON agents (revoked_at)`,
+    ],
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+export class SchemaTooNewError extends Error {}
+
+const SCHEMA_TABLE = `CREATE TABLE IF NOT EXISTS kube_relay_schema (
+  version INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  applied_at BIGINT NOT NULL
+)`;
+
+async function appliedVersion(runner: SqlRunner): Promise<number> {
+  const rows = await runner.query<{ version: number | string | null }>('SELECT MAX(version) AS version FROM kube_relay_schema');
+  return Number(rows[0]?.version ?? 0);
+}
+
+/** Brings the store to SCHEMA_VERSION; returns the versions applied now. */
+export async function migrate(engine: SqlEngine, now: () => number = Date.now): Promise<number[]> {
+  return engine.withMigrationLock(async () => {
+    await engine.execute(SCHEMA_TABLE);
+    const current = await appliedVersion(engine);
+    if (current > SCHEMA_VERSION) {
+      throw new SchemaTooNewError(
+        `the store at ${engine.location} has schema version ${current}, newer than this kube-relay knows (${SCHEMA_VERSION}): run a kube-relay at least as new as the one that upgraded it`,
+      );
+    }
+    const applied: number[] = [];
+    for (const migration of MIGRATIONS.filter((m) => m.version > current)) {
+      const appliedNow = await engine.transaction(async (tx) => {
+        // Another process may have applied it since we looked (SQLite's writers meet only here).
+        if ((await appliedVersion(tx)) >= migration.version) return false;
+        for (const statement of migration.statements) await tx.execute(statement);
+        await tx.execute('INSERT INTO kube_relay_schema (version, name, applied_at) VALUES (?, ?, ?)', [migration.version, migration.name, now()]);
+        return true;
+      });
+      if (appliedNow) applied.push(migration.version);
+    }
+    return applied;
+  });
+}

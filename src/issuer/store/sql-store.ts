@@ -1,0 +1,131 @@
+/**
+ * The IssuerStore, written once over an SqlEngine: the same statements run
+ * on SQLite and PostgreSQL. Times are BIGINT milliseconds; teams a JSON
+ * array in TEXT. Nothing outside src/issuer/store writes SQL.
+ */
+import type { SqlEngine } from './engine.js';
+import { UniqueViolationError } from './engine.js';
+import { type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type StoredSigningKey } from './types.js';
+
+interface AgentRow { name: string; org: string; teams: string; api_key_hash: string; created_at: number | string; revoked_at: number | string | null }
+interface ClusterRow { name: string; org: string; connector_key_hash: string; created_at: number | string; revoked_at: number | string | null }
+interface SigningKeyRow { kid: string; private_jwk: string; public_jwk: string; created_at: number | string }
+
+/** PostgreSQL returns BIGINT as a string (it may exceed 2^53); ours are milliseconds, far below. */
+const millis = (value: number | string): Date => new Date(Number(value));
+
+const toAgent = (row: AgentRow): Agent & { apiKeyHash: string } => ({
+  name: row.name,
+  org: row.org,
+  teams: JSON.parse(row.teams) as string[],
+  apiKeyHash: row.api_key_hash,
+  createdAt: millis(row.created_at),
+  ...(row.revoked_at === null ? {} : { revokedAt: millis(row.revoked_at) }),
+});
+const toCluster = (row: ClusterRow): Cluster & { connectorKeyHash: string } => ({
+  name: row.name,
+  org: row.org,
+  connectorKeyHash: row.connector_key_hash,
+  createdAt: millis(row.created_at),
+  ...(row.revoked_at === null ? {} : { revokedAt: millis(row.revoked_at) }),
+});
+const toSigningKey = (row: SigningKeyRow): StoredSigningKey => ({ kid: row.kid, privateJwk: row.private_jwk, publicJwk: row.public_jwk, createdAt: millis(row.created_at) });
+const publicAgent = ({ apiKeyHash: _hash, ...agent }: Agent & { apiKeyHash: string }): Agent => agent;
+const publicCluster = ({ connectorKeyHash: _hash, ...cluster }: Cluster & { connectorKeyHash: string }): Cluster => cluster;
+
+async function insertUnique(run: () => Promise<unknown>, what: string): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    if (err instanceof UniqueViolationError) throw new AlreadyExistsError(`${what} already exists`);
+    throw err;
+  }
+}
+
+export function sqlStore(engine: SqlEngine, now: () => number = Date.now): IssuerStore {
+  const one = async <T>(sql: string, params: unknown[]) => (await engine.query<T>(sql, params))[0];
+  return {
+    location: engine.location,
+    async createAgent(agent, apiKeyHash) {
+      await insertUnique(
+        () => engine.execute('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)', [agent.name, agent.org, JSON.stringify(agent.teams), apiKeyHash, now()]),
+        `agent "${agent.name}"`,
+      );
+    },
+    async findAgentByKeyHash(apiKeyHash) {
+      const row = await one<AgentRow>('SELECT * FROM agents WHERE api_key_hash = ?', [apiKeyHash]);
+      return row && toAgent(row);
+    },
+    async findAgent(name) {
+      const row = await one<AgentRow>('SELECT * FROM agents WHERE name = ?', [name]);
+      return row && publicAgent(toAgent(row));
+    },
+    async listAgents() {
+      return (await engine.query<AgentRow>('SELECT * FROM agents ORDER BY name')).map((row) => publicAgent(toAgent(row)));
+    },
+    async replaceAgentKey(name, apiKeyHash) {
+      return (await engine.execute('UPDATE agents SET api_key_hash = ? WHERE name = ? AND revoked_at IS NULL', [apiKeyHash, name])) === 1;
+    },
+    async revokeAgent(name, at) {
+      await engine.execute('UPDATE agents SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL', [at.getTime(), name]);
+      return (await one('SELECT 1 AS found FROM agents WHERE name = ?', [name])) !== undefined;
+    },
+    async createCluster(cluster, connectorKeyHash) {
+      await insertUnique(
+        () => engine.execute('INSERT INTO clusters (name, org, connector_key_hash, created_at) VALUES (?, ?, ?, ?)', [cluster.name, cluster.org, connectorKeyHash, now()]),
+        `cluster "${cluster.name}"`,
+      );
+    },
+    async findCluster(name) {
+      const row = await one<ClusterRow>('SELECT * FROM clusters WHERE name = ?', [name]);
+      return row && publicCluster(toCluster(row));
+    },
+    async findClusterByKeyHash(connectorKeyHash) {
+      const row = await one<ClusterRow>('SELECT * FROM clusters WHERE connector_key_hash = ?', [connectorKeyHash]);
+      return row && toCluster(row);
+    },
+    async listClusters() {
+      return (await engine.query<ClusterRow>('SELECT * FROM clusters ORDER BY name')).map((row) => publicCluster(toCluster(row)));
+    },
+    async replaceClusterKey(name, connectorKeyHash) {
+      return (await engine.execute('UPDATE clusters SET connector_key_hash = ? WHERE name = ? AND revoked_at IS NULL', [connectorKeyHash, name])) === 1;
+    },
+    async revokeCluster(name, at) {
+      await engine.execute('UPDATE clusters SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL', [at.getTime(), name]);
+      return (await one('SELECT 1 AS found FROM clusters WHERE name = ?', [name])) !== undefined;
+    },
+    async signingKeys() {
+      return (await engine.query<SigningKeyRow>('SELECT * FROM signing_keys ORDER BY created_at DESC, kid DESC')).map(toSigningKey);
+    },
+    async addSigningKey(key, keep) {
+      await engine.transaction(async (tx) => {
+        // The newest key signs and the oldest go: two rotations within one millisecond must still be ordered.
+        const rows = await tx.query<SigningKeyRow>('SELECT * FROM signing_keys ORDER BY created_at DESC, kid DESC');
+        const newest = rows[0];
+        const createdAt = Math.max(key.createdAt.getTime(), newest ? Number(newest.created_at) + 1 : 0);
+        await tx.execute('INSERT INTO signing_keys (kid, private_jwk, public_jwk, created_at) VALUES (?, ?, ?, ?)', [key.kid, key.privateJwk, key.publicJwk, createdAt]);
+        for (const stale of rows.slice(Math.max(0, keep - 1))) await tx.execute('DELETE FROM signing_keys WHERE kid = ?', [stale.kid]);
+      });
+    },
+    async revocationsSince(since) {
+      const rows = await engine.query<{ name: string; revoked_at: number | string }>(
+        'SELECT name, revoked_at FROM agents WHERE revoked_at IS NOT NULL AND revoked_at >= ? ORDER BY revoked_at',
+        [since.getTime()],
+      );
+      return rows.map((row) => ({ subject: `agent:${row.name}`, revokedAt: millis(row.revoked_at) }));
+    },
+    async setting(name) {
+      return (await one<{ value: string }>('SELECT value FROM store_settings WHERE name = ?', [name]))?.value;
+    },
+    async initSetting(name, value) {
+      try {
+        await engine.execute('INSERT INTO store_settings (name, value) VALUES (?, ?)', [name, value]);
+        return value;
+      } catch (err) {
+        if (!(err instanceof UniqueViolationError)) throw err;
+        return (await one<{ value: string }>('SELECT value FROM store_settings WHERE name = ?', [name]))!.value;
+      }
+    },
+    close: () => engine.close(),
+  };
+}

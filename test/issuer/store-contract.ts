@@ -1,0 +1,152 @@
+/**
+ * What every engine behind IssuerStore must do (DESIGN §9). Run against
+ * SQLite in `npm test` (store.sqlite.test.ts) and against a real PostgreSQL
+ * server in `npm run test:postgres` (test/postgres/store.postgres.test.ts).
+ */
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { copyStore } from '../../src/issuer/store/copy.js';
+import { migrate, SCHEMA_VERSION, SchemaTooNewError } from '../../src/issuer/store/migrations.js';
+import { openEngine, openStore, type StoreLocation } from '../../src/issuer/store/open.js';
+import { sqlStore } from '../../src/issuer/store/sql-store.js';
+import { AlreadyExistsError, type IssuerStore } from '../../src/issuer/store/types.js';
+
+export function describeStoreContract(engineName: string, newLocation: () => Promise<StoreLocation>): void {
+  const withStore = async (use: (store: IssuerStore) => Promise<void>) => {
+    const store = await openStore(await newLocation());
+    try {
+      await use(store);
+    } finally {
+      await store.close();
+    }
+  };
+
+  describe(`the issuer store on ${engineName}`, () => {
+    it('creates, finds and lists agents; a name is unique', () =>
+      withStore(async (store) => {
+        await store.createAgent({ name: 'deployer', org: 'acme', teams: ['sre', 'platform'] }, 'hash-1');
+        await store.createAgent({ name: 'auditor', org: 'acme', teams: ['sec'] }, 'hash-2');
+        expect(await store.findAgent('deployer')).toMatchObject({ name: 'deployer', org: 'acme', teams: ['sre', 'platform'] });
+        expect((await store.findAgent('deployer'))!.createdAt).toBeInstanceOf(Date);
+        expect(await store.findAgent('deployer')).not.toHaveProperty('apiKeyHash');
+        expect(await store.findAgentByKeyHash('hash-2')).toMatchObject({ name: 'auditor', apiKeyHash: 'hash-2' });
+        expect(await store.findAgentByKeyHash('nope')).toBeUndefined();
+        expect((await store.listAgents()).map((a) => a.name)).toEqual(['auditor', 'deployer']);
+        await expect(store.createAgent({ name: 'deployer', org: 'acme', teams: ['x'] }, 'hash-3')).rejects.toThrow(AlreadyExistsError);
+        await expect(store.createAgent({ name: 'other', org: 'acme', teams: ['x'] }, 'hash-1')).rejects.toThrow(AlreadyExistsError);
+      }));
+
+    it('replaces an active key only, and revoking twice keeps the first time', () =>
+      withStore(async (store) => {
+        await store.createAgent({ name: 'bot', org: 'acme', teams: ['sre'] }, 'old');
+        expect(await store.replaceAgentKey('bot', 'new')).toBe(true);
+        expect(await store.findAgentByKeyHash('old')).toBeUndefined();
+        expect((await store.findAgentByKeyHash('new'))?.name).toBe('bot');
+        expect(await store.replaceAgentKey('nobody', 'x')).toBe(false);
+        const first = new Date(1_700_000_000_000);
+        expect(await store.revokeAgent('bot', first)).toBe(true);
+        expect(await store.revokeAgent('bot', new Date(1_800_000_000_000))).toBe(true);
+        expect((await store.findAgent('bot'))!.revokedAt).toEqual(first);
+        expect(await store.replaceAgentKey('bot', 'newer')).toBe(false);
+        expect(await store.revokeAgent('nobody', first)).toBe(false);
+      }));
+
+    it('lists revocations since a time, oldest first', () =>
+      withStore(async (store) => {
+        for (const name of ['a', 'b', 'c']) await store.createAgent({ name, org: 'acme', teams: ['t'] }, `h-${name}`);
+        await store.revokeAgent('b', new Date(2_000));
+        await store.revokeAgent('a', new Date(3_000));
+        await store.revokeAgent('c', new Date(1_000));
+        expect(await store.revocationsSince(new Date(2_000))).toEqual([
+          { subject: 'agent:b', revokedAt: new Date(2_000) },
+          { subject: 'agent:a', revokedAt: new Date(3_000) },
+        ]);
+      }));
+
+    it('keeps clusters like agents', () =>
+      withStore(async (store) => {
+        await store.createCluster({ name: 'prod-eu', org: 'acme' }, 'c-hash');
+        expect(await store.findCluster('prod-eu')).toMatchObject({ name: 'prod-eu', org: 'acme' });
+        expect(await store.findClusterByKeyHash('c-hash')).toMatchObject({ name: 'prod-eu', connectorKeyHash: 'c-hash' });
+        await expect(store.createCluster({ name: 'prod-eu', org: 'globex' }, 'other')).rejects.toThrow(AlreadyExistsError);
+        expect(await store.replaceClusterKey('prod-eu', 'c-new')).toBe(true);
+        expect(await store.findClusterByKeyHash('c-hash')).toBeUndefined();
+        expect(await store.revokeCluster('prod-eu', new Date(5_000))).toBe(true);
+        expect((await store.listClusters())[0]!.revokedAt).toEqual(new Date(5_000));
+      }));
+
+    it('keeps the newest signing keys in order, even when added within one millisecond', () =>
+      withStore(async (store) => {
+        const at = new Date(1_700_000_000_000);
+        for (const kid of ['k1', 'k2', 'k3']) await store.addSigningKey({ kid, privateJwk: `{"d":"${kid}"}`, publicJwk: `{"x":"${kid}"}`, createdAt: at }, 2);
+        const keys = await store.signingKeys();
+        expect(keys.map((k) => k.kid)).toEqual(['k3', 'k2']);
+        expect(keys[0]!.createdAt.getTime()).toBeGreaterThan(keys[1]!.createdAt.getTime());
+        expect(keys[0]).toMatchObject({ privateJwk: '{"d":"k3"}', publicJwk: '{"x":"k3"}' });
+      }));
+
+    it('settings: the first writer wins', () =>
+      withStore(async (store) => {
+        expect(await store.setting('pepper-check')).toBeUndefined();
+        expect(await store.initSetting('pepper-check', 'first')).toBe('first');
+        expect(await store.initSetting('pepper-check', 'second')).toBe('first');
+        expect(await store.setting('pepper-check')).toBe('first');
+      }));
+
+    it('migrates once: a second start applies nothing, and two starting together apply each version once', async () => {
+      const location = await newLocation();
+      const [a, b] = await Promise.all([openEngine(location), openEngine(location)]);
+      try {
+        const [fromA, fromB] = await Promise.all([migrate(a), migrate(b)]);
+        expect([...fromA, ...fromB].sort()).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+        expect(await migrate(a)).toEqual([]);
+        const versions = await a.query<{ version: number | string }>('SELECT version FROM kube_relay_schema ORDER BY version');
+        expect(versions.map((v) => Number(v.version))).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('refuses a store whose schema is newer than this code knows, with a sentence', async () => {
+      const location = await newLocation();
+      const engine = await openEngine(location);
+      try {
+        await migrate(engine);
+        await engine.execute('INSERT INTO kube_relay_schema (version, name, applied_at) VALUES (?, ?, ?)', [SCHEMA_VERSION + 1, 'from the future', 0]);
+      } finally {
+        await engine.close();
+      }
+      await expect(openStore(location)).rejects.toThrow(SchemaTooNewError);
+      await expect(openStore(location)).rejects.toThrow(/schema version \d+, newer than this kube-relay knows/);
+    });
+
+    it('receives a whole SQLite store with store migrate, key hashes and all, and refuses to migrate into a store that is not empty', async () => {
+      const sourceDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-source-'));
+      const source = await openEngine({ dataDir: sourceDir });
+      await migrate(source);
+      const sourceStore = sqlStore(source);
+      await sourceStore.createAgent({ name: 'deployer', org: 'acme', teams: ['sre'] }, 'agent-hash');
+      await sourceStore.createCluster({ name: 'prod-eu', org: 'acme' }, 'cluster-hash');
+      await sourceStore.revokeAgent('deployer', new Date(9_000));
+      await sourceStore.addSigningKey({ kid: 'k1', privateJwk: '{}', publicJwk: '{}', createdAt: new Date(1_000) }, 2);
+      await sourceStore.initSetting('pepper-check', 'check');
+      const targetEngine = await openEngine(await newLocation());
+      try {
+        await migrate(targetEngine);
+        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, signing_keys: 1, store_settings: 1 });
+        const target = sqlStore(targetEngine);
+        expect(await target.findAgentByKeyHash('agent-hash')).toMatchObject({ name: 'deployer', revokedAt: new Date(9_000) });
+        expect(await target.findClusterByKeyHash('cluster-hash')).toMatchObject({ name: 'prod-eu' });
+        expect((await target.signingKeys()).map((k) => k.kid)).toEqual(['k1']);
+        expect(await target.setting('pepper-check')).toBe('check');
+        await expect(copyStore(source, targetEngine)).rejects.toThrow(/is not empty/);
+      } finally {
+        await source.close();
+        await targetEngine.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,28 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { openStore } from '../../src/issuer/store/open.js';
+import { describeStoreContract } from './store-contract.js';
+
+describeStoreContract('SQLite', async () => ({ dataDir: await mkdtemp(path.join(tmpdir(), 'kube-relay-store-')) }));
+
+describe('an issuer database made before migrations existed', () => {
+  it('is taken as schema version 1 and migrated with its rows intact', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-store-old-'));
+    const db = new Database(path.join(dataDir, 'issuer.db'));
+    db.exec(`CREATE TABLE agents (name TEXT PRIMARY KEY, org TEXT NOT NULL, teams TEXT NOT NULL, api_key_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, revoked_at BIGINT);
+      CREATE TABLE clusters (name TEXT PRIMARY KEY, org TEXT NOT NULL, connector_key_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, revoked_at BIGINT);
+      CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, private_jwk TEXT NOT NULL, public_jwk TEXT NOT NULL, created_at BIGINT NOT NULL);
+      INSERT INTO agents VALUES ('deployer', 'acme', '["sre"]', 'h', 1000, NULL);`);
+    db.close();
+    const store = await openStore({ dataDir });
+    try {
+      expect(await store.findAgentByKeyHash('h')).toMatchObject({ name: 'deployer', teams: ['sre'] });
+      expect(await store.initSetting('x', 'y')).toBe('y');
+    } finally {
+      await store.close();
+    }
+  });
+});
