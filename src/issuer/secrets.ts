@@ -40,13 +40,22 @@ export function hashesEqual(a: string, b: string): boolean {
  * The pepper: `KUBE_RELAY_PEPPER` when set (so several issuer replicas share
  * one), otherwise `<data>/pepper`, created with mode 0600 on first use.
  */
-export function loadOrCreatePepper(dataDir: string, env: NodeJS.ProcessEnv = process.env): Buffer {
+export function loadOrCreatePepper(dataDir: string, env: NodeJS.ProcessEnv = process.env, options: { pepperFile?: string | undefined; shared?: boolean } = {}): Buffer {
+  if (options.pepperFile !== undefined) {
+    const pepper = readFileSync(options.pepperFile);
+    if (pepper.length < 16) throw new Error(`the pepper file ${options.pepperFile} holds fewer than 16 bytes; use at least 32 random bytes.`);
+    return pepper;
+  }
   const fromEnv = env.KUBE_RELAY_PEPPER;
   if (fromEnv !== undefined && fromEnv !== '') {
     if (Buffer.byteLength(fromEnv) < 16) {
       throw new Error('KUBE_RELAY_PEPPER is shorter than 16 bytes; use at least 32 random bytes.');
     }
     return Buffer.from(fromEnv, 'utf8');
+  }
+  if (options.shared) {
+    // A pepper made in one replica's data directory would differ from every other replica's.
+    throw new Error('a PostgreSQL store is shared by every issuer replica, so they need one pepper: set KUBE_RELAY_PEPPER or --pepper-file (the same on every replica; after store migrate, the source data directory\'s pepper file)');
   }
   const file = path.join(dataDir, 'pepper');
   if (existsSync(file)) return readFileSync(file);
@@ -55,4 +64,23 @@ export function loadOrCreatePepper(dataDir: string, env: NodeJS.ProcessEnv = pro
   writeFileSync(file, pepper, { mode: 0o600 });
   chmodSync(file, 0o600);
   return pepper;
+}
+
+const PEPPER_CHECK_SETTING = 'pepper-check';
+
+export class PepperMismatchError extends Error {}
+
+/**
+ * The store keeps HMAC(pepper, a fixed text), written by the first issuer
+ * that opens it; an issuer with another pepper would refuse every key, so it
+ * refuses to start instead, saying why.
+ */
+export async function checkPepper(store: { location: string; initSetting(name: string, value: string): Promise<string> }, pepper: Buffer): Promise<void> {
+  const mine = createHmac('sha256', pepper).update('kube-relay pepper check v1', 'utf8').digest('hex');
+  const stored = await store.initSetting(PEPPER_CHECK_SETTING, mine);
+  if (!hashesEqual(stored, mine)) {
+    throw new PepperMismatchError(
+      `the pepper this issuer uses does not match the store at ${store.location}: every replica needs the pepper the store's keys were hashed with (KUBE_RELAY_PEPPER or --pepper-file; after store migrate, the source data directory's pepper file)`,
+    );
+  }
 }
