@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { AgentIdentity } from '../identity.js';
 import { headerValues, TOKEN_QUERY_PARAMETERS } from '../relay/authenticate.js';
+import { FIELD_LIMITS, truncated, truncatedList } from './bounded-fields.js';
 import { parseRequestInfo, type RequestInfo } from './request-info.js';
 
 export type Decision = 'allowed' | 'denied-by-relay' | 'denied-by-cluster' | 'error';
@@ -134,11 +135,13 @@ export function pathOf(target: string): string {
   return queryStart === -1 ? target : target.slice(0, queryStart);
 }
 
+/** The record of a request that has ended; each client-controlled field bounded (bounded-fields.ts). */
 export function auditRecord(request: AuditedRequest, endedAt: number): AuditRecord {
   const queryStart = request.target.indexOf('?');
   const query = queryStart === -1 ? '' : request.target.slice(queryStart + 1);
   const params = new URLSearchParams(query);
   const firstHeader = (name: string) => headerValues(request.rawHeaders, name)[0];
+  const userAgent = firstHeader('user-agent');
   const record: AuditRecord = {
     time: new Date(endedAt).toISOString(),
     requestId: request.requestId,
@@ -148,15 +151,16 @@ export function auditRecord(request: AuditedRequest, endedAt: number): AuditReco
     groups: request.identity?.groups ?? [],
     tokenId: request.identity?.tokenId ?? null,
     sourceIp: request.sourceIp,
-    userAgent: firstHeader('user-agent') ?? null,
+    userAgent: userAgent === undefined ? null : truncated(userAgent, FIELD_LIMITS.userAgent),
     method: request.method,
-    path: pathOf(request.target),
-    query: redactQuery(query, TOKEN_QUERY_PARAMETERS),
+    path: truncated(pathOf(request.target), FIELD_LIMITS.path),
+    // Redacted first, so a cut can never leave part of a token behind.
+    query: truncated(redactQuery(query, TOKEN_QUERY_PARAMETERS), FIELD_LIMITS.query),
     verb: request.verb,
-    namespace: request.info.namespace,
-    resource: request.info.resource,
-    subresource: request.info.subresource,
-    name: request.info.name,
+    namespace: truncated(request.info.namespace, FIELD_LIMITS.identifier),
+    resource: truncated(request.info.resource, FIELD_LIMITS.identifier),
+    subresource: truncated(request.info.subresource, FIELD_LIMITS.identifier),
+    name: truncated(request.info.name, FIELD_LIMITS.identifier),
     status: request.status ?? 0,
     decision: request.decision ?? 'error',
     durationMs: endedAt - request.receivedAt,
@@ -165,18 +169,18 @@ export function auditRecord(request: AuditedRequest, endedAt: number): AuditReco
   };
   const kubectlCommand = firstHeader('kubectl-command');
   const kubectlSession = firstHeader('kubectl-session');
-  if (kubectlCommand) record.kubectlCommand = kubectlCommand;
-  if (kubectlSession) record.kubectlSession = kubectlSession;
+  if (kubectlCommand) record.kubectlCommand = truncated(kubectlCommand, FIELD_LIMITS.kubectlCommand);
+  if (kubectlSession) record.kubectlSession = truncated(kubectlSession, FIELD_LIMITS.kubectlSession);
   if (request.reason) record.reason = request.reason;
   if (request.session) {
     record.protocol = request.session.protocol;
     record.startedAt = new Date(request.session.startedAt).toISOString();
     record.endedAt = new Date(endedAt).toISOString();
-    if (request.info.subresource === 'exec') record.command = params.getAll('command');
-    if (params.has('container')) record.container = params.get('container')!;
+    if (request.info.subresource === 'exec') record.command = truncatedList(params.getAll('command'), FIELD_LIMITS.command);
+    if (params.has('container')) record.container = truncated(params.get('container')!, FIELD_LIMITS.identifier);
     if (request.info.subresource === 'portforward') {
       const ports = requestedPorts(params);
-      if (ports.length > 0) record.ports = ports;
+      if (ports.length > 0) record.ports = truncatedList(ports, FIELD_LIMITS.ports);
     }
   }
   return record;

@@ -6,12 +6,15 @@
  * full (it cannot keep up) or broken, new requests wait for room (`block`)
  * or are refused (`fail`), as configured, and the metrics count both, the
  * same choice kube-apiserver offers with --audit-log-mode=blocking and
- * blocking-strict.
+ * blocking-strict. Records of requests without a verified identity pass a
+ * per-address limit first (unauthenticated-records.ts): what it holds
+ * back is written as summary records, counted, never silently lost.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import { openStreamDestination } from './stream-destination.js';
 import type { AuditRecord } from './record.js';
+import { DEFAULT_UNAUTHENTICATED_RECORD_LIMITS, type UnauthenticatedRecordLimits, UnauthenticatedRecordLimiter } from './unauthenticated-records.js';
 import { WebhookDestination, type WebhookOptions } from './webhook-destination.js';
 
 export type WhenFull = 'block' | 'fail';
@@ -30,6 +33,8 @@ export interface AuditConfig {
   bufferRecords?: number | undefined;
   /** How long closing waits for destinations to deliver what they hold (default 10 s; tests shorten it). */
   closeDeadlineMs?: number | undefined;
+  /** Limits on records of requests without a verified identity (defaults in unauthenticated-records.ts; tests shorten the interval). */
+  unauthenticatedRecords?: Partial<UnauthenticatedRecordLimits> | undefined;
 }
 
 export const DEFAULT_AUDIT_BUFFER_RECORDS = 10_000;
@@ -55,7 +60,7 @@ export interface DestinationEvents {
 export class AuditUnavailableError extends Error {}
 
 export interface AuditSink {
-  /** Takes a completed request's record; never refuses one. */
+  /** Takes a completed request's record; never refuses one (one without a verified identity may go into a summary). */
   write(record: AuditRecord): void;
   /** Takes a record only if every destination has room (records of refusals that never reached a relay). */
   writeIfRoom(record: AuditRecord): void;
@@ -80,6 +85,11 @@ export async function openAuditSink(config: AuditConfig, metrics: Registry, log:
     name: 'kube_relay_audit_records_dropped_total',
     help: 'Audit records not delivered, by destination and reason (never silently: each is also logged).',
     labelNames: ['sink', 'reason'],
+    registers: [metrics],
+  });
+  const summarized = new Counter({
+    name: 'kube_relay_audit_records_summarized_total',
+    help: 'Records of requests without a verified identity that went into a summary record instead of being written one by one (per-address limit).',
     registers: [metrics],
   });
   const full = new Counter({
@@ -118,15 +128,31 @@ export async function openAuditSink(config: AuditConfig, metrics: Registry, log:
     }
     return undefined;
   };
-  const send = (record: AuditRecord) => {
+  const send = (record: object) => {
     const line = JSON.stringify(record);
     for (const destination of destinations) destination.send(line);
   };
 
+  const limiter = new UnauthenticatedRecordLimiter({ ...DEFAULT_UNAUTHENTICATED_RECORD_LIMITS, ...config.unauthenticatedRecords });
+  /** False when the record went into the next summary instead. */
+  const admitted = (record: AuditRecord): boolean => {
+    if (limiter.admit(record)) return true;
+    summarized.inc();
+    return false;
+  };
+  const writeSummaries = () => {
+    for (const summary of limiter.takeSummaries()) send(summary);
+  };
+  const summaryTimer = setInterval(writeSummaries, config.unauthenticatedRecords?.summaryIntervalMs ?? DEFAULT_UNAUTHENTICATED_RECORD_LIMITS.summaryIntervalMs);
+  summaryTimer.unref();
+
   let lastFullLog = 0;
   return {
-    write: send,
+    write(record) {
+      if (admitted(record)) send(record);
+    },
     writeIfRoom(record) {
+      if (!admitted(record)) return;
       const reason = unavailable();
       if (reason === undefined) return send(record);
       dropped.inc({ sink: 'all', reason: 'full' });
@@ -151,6 +177,8 @@ export async function openAuditSink(config: AuditConfig, metrics: Registry, log:
       return unavailable();
     },
     async close() {
+      clearInterval(summaryTimer);
+      writeSummaries();
       await Promise.all(destinations.map((destination) => destination.close(config.closeDeadlineMs ?? CLOSE_DEADLINE_MS)));
     },
   };

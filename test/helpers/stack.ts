@@ -147,9 +147,15 @@ async function tunnelStatus(clusterUrl: string, ca: string, token: string): Prom
   return (await request(`${clusterUrl}/version`, { ca, headers: { authorization: `Bearer ${token}` } })).status;
 }
 
+/** The records of requests, one per request, as most tests want them. */
 function readAuditFile(file: string): AuditRecord[] {
+  return readAuditLines(file).filter((line) => line.kind === undefined) as unknown as AuditRecord[];
+}
+
+/** Every line of an audit file, summary records included. */
+export function readAuditLines(file: string): (Record<string, unknown> & { stage?: string; kind?: string })[] {
   return readFileSync(file, 'utf8')
     .split('\n')
     .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as AuditRecord);
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
