@@ -77,14 +77,21 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect((await store.listClusters())[0]!.revokedAt).toEqual(new Date(5_000));
       }));
 
-    it('keeps the newest signing keys in order, even when added within one millisecond', () =>
+    it("keeps each signer's newest public keys in order, even when added within one millisecond, and lists only live signers'", () =>
       withStore(async (store) => {
         const at = new Date(1_700_000_000_000);
-        for (const kid of ['k1', 'k2', 'k3']) await store.addSigningKey({ kid, privateJwk: `{"d":"${kid}"}`, publicJwk: `{"x":"${kid}"}`, createdAt: at }, 2);
-        const keys = await store.signingKeys();
-        expect(keys.map((k) => k.kid)).toEqual(['k3', 'k2']);
-        expect(keys[0]!.createdAt.getTime()).toBeGreaterThan(keys[1]!.createdAt.getTime());
-        expect(keys[0]).toMatchObject({ privateJwk: '{"d":"k3"}', publicJwk: '{"x":"k3"}' });
+        for (const kid of ['a1', 'a2', 'a3']) await store.publishSigningKey({ kid, signer: 'replica-a', publicJwk: `{"x":"${kid}"}`, createdAt: at }, 2);
+        await store.publishSigningKey({ kid: 'b1', signer: 'replica-b', publicJwk: '{"x":"b1"}', createdAt: at }, 2);
+        await store.touchSigner('replica-a', new Date(10_000));
+        await store.touchSigner('replica-b', new Date(5_000));
+        await store.touchSigner('replica-b', new Date(20_000));
+        const live = await store.publicSigningKeys(new Date(9_000));
+        expect(live.map((k) => k.kid).sort()).toEqual(['a2', 'a3', 'b1']);
+        const a = live.filter((k) => k.signer === 'replica-a');
+        expect(a.map((k) => k.kid)).toEqual(['a3', 'a2']);
+        expect(a[0]!.createdAt.getTime()).toBeGreaterThan(a[1]!.createdAt.getTime());
+        expect(a[0]).toMatchObject({ publicJwk: '{"x":"a3"}' });
+        expect((await store.publicSigningKeys(new Date(15_000))).map((k) => k.kid)).toEqual(['b1']);
       }));
 
     it('settings: the first writer wins', () =>
@@ -131,16 +138,17 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
       await sourceStore.createAgent({ name: 'deployer', org: 'acme', teams: ['sre'] }, 'agent-hash');
       await sourceStore.createCluster({ name: 'prod-eu', org: 'acme' }, 'cluster-hash');
       await sourceStore.revokeAgent('deployer', new Date(9_000));
-      await sourceStore.addSigningKey({ kid: 'k1', privateJwk: '{}', publicJwk: '{}', createdAt: new Date(1_000) }, 2);
+      await sourceStore.publishSigningKey({ kid: 'k1', signer: 'replica-a', publicJwk: '{}', createdAt: new Date(1_000) }, 2);
+      await sourceStore.touchSigner('replica-a', new Date(2_000));
       await sourceStore.initSetting('pepper-check', 'check');
       const targetEngine = await openEngine(await newLocation());
       try {
         await migrate(targetEngine);
-        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, signing_keys: 1, store_settings: 1 });
+        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, public_signing_keys: 1, signers: 1, store_settings: 1 });
         const target = sqlStore(targetEngine);
         expect(await target.findAgentByKeyHash('agent-hash')).toMatchObject({ name: 'deployer', revokedAt: new Date(9_000) });
         expect(await target.findClusterByKeyHash('cluster-hash')).toMatchObject({ name: 'prod-eu' });
-        expect((await target.signingKeys()).map((k) => k.kid)).toEqual(['k1']);
+        expect((await target.publicSigningKeys(new Date(0))).map((k) => k.kid)).toEqual(['k1']);
         expect(await target.setting('pepper-check')).toBe('check');
         await expect(copyStore(source, targetEngine)).rejects.toThrow(/is not empty/);
       } finally {

@@ -15,12 +15,18 @@ describe('an issuer database made before migrations existed', () => {
     db.exec(`CREATE TABLE agents (name TEXT PRIMARY KEY, org TEXT NOT NULL, teams TEXT NOT NULL, api_key_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, revoked_at BIGINT);
       CREATE TABLE clusters (name TEXT PRIMARY KEY, org TEXT NOT NULL, connector_key_hash TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL, revoked_at BIGINT);
       CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, private_jwk TEXT NOT NULL, public_jwk TEXT NOT NULL, created_at BIGINT NOT NULL);
-      INSERT INTO agents VALUES ('deployer', 'acme', '["sre"]', 'h', 1000, NULL);`);
+      INSERT INTO agents VALUES ('deployer', 'acme', '["sre"]', 'h', 1000, NULL);
+      INSERT INTO signing_keys VALUES ('old-kid', '{"d":"private"}', '{"x":"public"}', 1000);`);
     db.close();
     const store = await openStore({ dataDir });
     try {
       expect(await store.findAgentByKeyHash('h')).toMatchObject({ name: 'deployer', teams: ['sre'] });
       expect(await store.initSetting('x', 'y')).toBe('y');
+      // Its signing key's public half stays published a while, so tokens it signed verify until they expire; the private half is gone from the store.
+      expect(await store.publicSigningKeys(new Date(Date.now() - 60_000))).toMatchObject([{ kid: 'old-kid', publicJwk: '{"x":"public"}' }]);
+      const raw = new Database(path.join(dataDir, 'issuer.db'));
+      expect(raw.prepare("SELECT name FROM sqlite_master WHERE name = 'signing_keys'").all()).toEqual([]);
+      raw.close();
     } finally {
       await store.close();
     }

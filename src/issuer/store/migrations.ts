@@ -14,7 +14,8 @@ import type { SqlEngine, SqlRunner } from './engine.js';
 interface Migration {
   version: number;
   name: string;
-  statements: string[];
+  /** SQL, or SQL with one `?` bound to the migration's time (milliseconds). */
+  statements: (string | { sql: string; bindNow: true })[];
 }
 
 export const MIGRATIONS: Migration[] = [
@@ -56,6 +57,28 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX IF NOT EXISTS agents_revoked_at ON agents (revoked_at)`,
     ],
   },
+  {
+    version: 3,
+    name: "signing keys per issuer replica: only public halves in the store",
+    statements: [
+      `CREATE TABLE IF NOT EXISTS public_signing_keys (
+        kid TEXT PRIMARY KEY,
+        signer TEXT NOT NULL,
+        public_jwk TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX IF NOT EXISTS public_signing_keys_signer ON public_signing_keys (signer, created_at)`,
+      `CREATE TABLE IF NOT EXISTS signers (
+        id TEXT PRIMARY KEY,
+        last_seen_at BIGINT NOT NULL
+      )`,
+      // Keys made before replicas had keys of their own: published for a while under a signer that no
+      // process renews, so tokens they signed verify until they expire; their private halves leave the store.
+      `INSERT INTO public_signing_keys (kid, signer, public_jwk, created_at) SELECT kid, 'before-replica-keys', public_jwk, created_at FROM signing_keys`,
+      { sql: `INSERT INTO signers (id, last_seen_at) SELECT 'before-replica-keys', CAST(? AS BIGINT) WHERE EXISTS (SELECT 1 FROM signing_keys)`, bindNow: true },
+      `DROP TABLE signing_keys`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
@@ -88,7 +111,10 @@ export async function migrate(engine: SqlEngine, now: () => number = Date.now): 
       const appliedNow = await engine.transaction(async (tx) => {
         // Another process may have applied it since we looked (SQLite's writers meet only here).
         if ((await appliedVersion(tx)) >= migration.version) return false;
-        for (const statement of migration.statements) await tx.execute(statement);
+        for (const statement of migration.statements) {
+          if (typeof statement === 'string') await tx.execute(statement);
+          else await tx.execute(statement.sql, [now()]);
+        }
         await tx.execute('INSERT INTO kube_relay_schema (version, name, applied_at) VALUES (?, ?, ?)', [migration.version, migration.name, now()]);
         return true;
       });

@@ -5,11 +5,11 @@
  */
 import type { SqlEngine } from './engine.js';
 import { UniqueViolationError } from './engine.js';
-import { type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type StoredSigningKey } from './types.js';
+import { type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type PublicSigningKey } from './types.js';
 
 interface AgentRow { name: string; org: string; teams: string; api_key_hash: string; created_at: number | string; revoked_at: number | string | null }
 interface ClusterRow { name: string; org: string; connector_key_hash: string; created_at: number | string; revoked_at: number | string | null }
-interface SigningKeyRow { kid: string; private_jwk: string; public_jwk: string; created_at: number | string }
+interface SigningKeyRow { kid: string; signer: string; public_jwk: string; created_at: number | string }
 
 /** PostgreSQL returns BIGINT as a string (it may exceed 2^53); ours are milliseconds, far below. */
 const millis = (value: number | string): Date => new Date(Number(value));
@@ -29,7 +29,7 @@ const toCluster = (row: ClusterRow): Cluster & { connectorKeyHash: string } => (
   createdAt: millis(row.created_at),
   ...(row.revoked_at === null ? {} : { revokedAt: millis(row.revoked_at) }),
 });
-const toSigningKey = (row: SigningKeyRow): StoredSigningKey => ({ kid: row.kid, privateJwk: row.private_jwk, publicJwk: row.public_jwk, createdAt: millis(row.created_at) });
+const toSigningKey = (row: SigningKeyRow): PublicSigningKey => ({ kid: row.kid, signer: row.signer, publicJwk: row.public_jwk, createdAt: millis(row.created_at) });
 const publicAgent = ({ apiKeyHash: _hash, ...agent }: Agent & { apiKeyHash: string }): Agent => agent;
 const publicCluster = ({ connectorKeyHash: _hash, ...cluster }: Cluster & { connectorKeyHash: string }): Cluster => cluster;
 
@@ -94,18 +94,26 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
       await engine.execute('UPDATE clusters SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL', [at.getTime(), name]);
       return (await one('SELECT 1 AS found FROM clusters WHERE name = ?', [name])) !== undefined;
     },
-    async signingKeys() {
-      return (await engine.query<SigningKeyRow>('SELECT * FROM signing_keys ORDER BY created_at DESC, kid DESC')).map(toSigningKey);
-    },
-    async addSigningKey(key, keep) {
-      await engine.transaction(async (tx) => {
-        // The newest key signs and the oldest go: two rotations within one millisecond must still be ordered.
-        const rows = await tx.query<SigningKeyRow>('SELECT * FROM signing_keys ORDER BY created_at DESC, kid DESC');
+    async publishSigningKey(key, keep) {
+      return engine.transaction(async (tx) => {
+        // The newest key signs: two rotations within one millisecond must still be ordered.
+        const rows = await tx.query<SigningKeyRow>('SELECT * FROM public_signing_keys WHERE signer = ? ORDER BY created_at DESC, kid DESC', [key.signer]);
         const newest = rows[0];
         const createdAt = Math.max(key.createdAt.getTime(), newest ? Number(newest.created_at) + 1 : 0);
-        await tx.execute('INSERT INTO signing_keys (kid, private_jwk, public_jwk, created_at) VALUES (?, ?, ?, ?)', [key.kid, key.privateJwk, key.publicJwk, createdAt]);
-        for (const stale of rows.slice(Math.max(0, keep - 1))) await tx.execute('DELETE FROM signing_keys WHERE kid = ?', [stale.kid]);
+        await tx.execute('INSERT INTO public_signing_keys (kid, signer, public_jwk, created_at) VALUES (?, ?, ?, ?)', [key.kid, key.signer, key.publicJwk, createdAt]);
+        for (const stale of rows.slice(Math.max(0, keep - 1))) await tx.execute('DELETE FROM public_signing_keys WHERE kid = ?', [stale.kid]);
+        return new Date(createdAt);
       });
+    },
+    async publicSigningKeys(signersSeenSince) {
+      const rows = await engine.query<SigningKeyRow>(
+        'SELECT k.* FROM public_signing_keys k JOIN signers s ON s.id = k.signer WHERE s.last_seen_at >= ? ORDER BY k.created_at DESC, k.kid DESC',
+        [signersSeenSince.getTime()],
+      );
+      return rows.map(toSigningKey);
+    },
+    async touchSigner(signer, at) {
+      await engine.execute('INSERT INTO signers (id, last_seen_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at', [signer, at.getTime()]);
     },
     async revocationsSince(since) {
       const rows = await engine.query<{ name: string; revoked_at: number | string }>(

@@ -15,9 +15,11 @@ export interface Cluster {
   revokedAt?: Date;
 }
 
-export interface StoredSigningKey {
+/** The public half of a signing key; the private half stays in its issuer replica's data directory. */
+export interface PublicSigningKey {
   kid: string;
-  privateJwk: string;
+  /** The data directory that holds the private half (one per issuer replica). */
+  signer: string;
   publicJwk: string;
   createdAt: Date;
 }
@@ -47,10 +49,12 @@ export interface IssuerStore {
   /** Replaces an active cluster's connector key hash; false when there is no such active cluster. */
   replaceClusterKey(name: string, connectorKeyHash: string): Promise<boolean>;
   revokeCluster(name: string, at: Date): Promise<boolean>;
-  /** Newest first. */
-  signingKeys(): Promise<StoredSigningKey[]>;
-  /** Adds a key and deletes all but the newest `keep` keys, atomically. */
-  addSigningKey(key: StoredSigningKey, keep: number): Promise<void>;
+  /** Publishes a signer's new key and deletes all but its newest `keep`, atomically. Returns the key's stored time (after its signer's newest). */
+  publishSigningKey(key: PublicSigningKey, keep: number): Promise<Date>;
+  /** Keys of the signers seen at or after `since`, newest first. */
+  publicSigningKeys(signersSeenSince: Date): Promise<PublicSigningKey[]>;
+  /** A signer (an issuer replica) says it is alive. */
+  touchSigner(signer: string, at: Date): Promise<void>;
   /** Agents revoked at or after `since`, as Kubernetes user names. */
   revocationsSince(since: Date): Promise<Revocation[]>;
   /** A store-wide setting (the pepper's check value), or undefined. */
