@@ -44,10 +44,17 @@ export async function startAdminServer(
   return server;
 }
 
+/**
+ * Connections the kernel queues before they are accepted. Node's default (511) overflowed when
+ * thousands of clients connected at once on a busy host, and the kernel reset them before TLS
+ * (seen in the limits suite); the kernel caps it at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 4096;
+
 export function listenOn(server: http.Server, listen: HostPort): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
+    server.listen({ port: listen.port, host: listen.host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });
