@@ -36,7 +36,9 @@ export type RefusalReason =
   | 'unsupported-upgrade'
   // 503: the relay cannot verify, or cannot audit, right now (fail closed)
   | 'jwks-unavailable'
-  | 'audit-unavailable';
+  | 'audit-unavailable'
+  // 504: a long-running request that reached --max-stream-duration before the API server answered it
+  | 'max-stream-duration';
 
 const STATUS_OF: Record<RefusalReason, number> = {
   'missing-token': 401,
@@ -61,6 +63,7 @@ const STATUS_OF: Record<RefusalReason, number> = {
   'unsupported-upgrade': 400,
   'jwks-unavailable': 503,
   'audit-unavailable': 503,
+  'max-stream-duration': 504,
 };
 
 /** metav1.StatusReason for each HTTP code we answer with. */
@@ -128,6 +131,31 @@ export function writeStatus(res: ServerResponse, code: number, message: string):
     'cache-control': 'no-store',
   });
   res.end(body);
+}
+
+/** What the client of a refused upgrade may still send, and how long it may keep the connection, before it is cut. */
+const REFUSED_UPGRADE_READ_LIMIT = 64 * 1024;
+const REFUSED_UPGRADE_LINGER_MS = 10_000;
+
+/**
+ * Answers an upgrade request the relay refuses with a Status, as
+ * writeStatusToSocket, and makes sure the connection then closes: the
+ * client's end (a FIN, through a tunnel too) is seen only by reading, so what
+ * it still sends is read and dropped, up to a small limit, and a client that
+ * neither ends nor closes is cut after a grace period. The request's audit
+ * record is written when the connection closes.
+ */
+export function refuseUpgrade(socket: Duplex, code: number, message: string): void {
+  writeStatusToSocket(socket, code, message);
+  if (socket.destroyed) return;
+  let discarded = 0;
+  socket.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > REFUSED_UPGRADE_READ_LIMIT) socket.destroy();
+  });
+  const linger = setTimeout(() => socket.destroy(), REFUSED_UPGRADE_LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
 }
 
 /** Answers an upgrade request, before any 101, with a Kubernetes Status and closes the socket. */

@@ -72,7 +72,14 @@ export function createKubernetesProxy(options: httpProxy.ServerOptions, pathPref
 interface InFlight {
   hooks: ForwardHooks;
   proxyReq?: ClientRequest;
-  clientGone: boolean;
+  /** The client left, or the relay abandoned the request: no upstream request may go on. */
+  abandoned: boolean;
+}
+
+/** A request on its way upstream. */
+export interface Forwarding {
+  /** Closes the upstream request (or keeps it from starting), whatever it has answered so far. */
+  abort(): void;
 }
 
 export class Forwarder {
@@ -102,24 +109,25 @@ export class Forwarder {
     this.observeProxy();
   }
 
-  forwardRequest(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks): void {
-    const state: InFlight = { hooks, clientGone: false };
+  forwardRequest(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks): Forwarding {
+    const state: InFlight = { hooks, abandoned: false };
     this.inFlight.set(req, state);
     req.on('data', (chunk: Buffer) => hooks.onBytes('in', chunk.length));
     // Client went away before the response finished: abort upstream too (a watch must not linger).
     res.on('close', () => {
-      if (res.writableFinished) return;
-      state.clientGone = true;
-      state.proxyReq?.destroy();
+      if (!res.writableFinished) abandon(state);
     });
     this.proxy.web(withHeaders(req, headers), res, {}, (err) => hooks.onError(err));
+    return { abort: () => abandon(state) };
   }
 
-  forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, headers: OutgoingHttpHeaders, hooks: ForwardHooks): void {
+  forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, headers: OutgoingHttpHeaders, hooks: ForwardHooks): Forwarding {
     allowHalfClose(socket);
-    this.inFlight.set(req, { hooks, clientGone: false });
+    const state: InFlight = { hooks, abandoned: false };
+    this.inFlight.set(req, state);
     if (head.length > 0) hooks.onBytes('in', head.length);
     this.proxy.ws(withHeaders(req, headers), socket, head, {}, (err: Error) => hooks.onError(err));
+    return { abort: () => abandon(state) };
   }
 
   /** http-proxy reports upstream requests and responses on the proxy; each is routed to its request's hooks. */
@@ -128,7 +136,7 @@ export class Forwarder {
       const state = this.inFlight.get(req);
       if (!state) return;
       state.proxyReq = proxyReq;
-      if (state.clientGone) proxyReq.destroy();
+      if (state.abandoned) proxyReq.destroy();
     });
     this.proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage) => {
       const hooks = this.inFlight.get(req)?.hooks;
@@ -137,8 +145,12 @@ export class Forwarder {
       proxyRes.on('data', (chunk: Buffer) => hooks.onBytes('out', chunk.length));
     });
     this.proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, socket: Duplex) => {
-      const hooks = this.inFlight.get(req)?.hooks;
-      if (!hooks) return;
+      const state = this.inFlight.get(req);
+      if (!state) return;
+      const { hooks } = state;
+      state.proxyReq = proxyReq;
+      // Destroyed before its 101 arrives, the upstream request can never upgrade: the client gets no late session.
+      if (state.abandoned) proxyReq.destroy();
       socket.on('close', () => proxyReq.destroy());
       proxyReq.on('response', (response: IncomingMessage) => hooks.onResponse(response.statusCode ?? 502));
       proxyReq.on('upgrade', (response: IncomingMessage, proxySocket: Socket) => {
@@ -158,6 +170,11 @@ export class Forwarder {
     this.proxy.close();
     this.agent.destroy();
   }
+}
+
+function abandon(state: InFlight): void {
+  state.abandoned = true;
+  state.proxyReq?.destroy();
 }
 
 /**

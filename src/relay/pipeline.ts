@@ -15,10 +15,10 @@ import { type AuditedRequest, auditedRequest, auditRecord, decisionForUpstreamSt
 import { AuditUnavailableError, type AuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
 import { authenticate } from './authenticate.js';
-import { isAuthenticationFailure, RelayRefusal, writeStatus, writeStatusToSocket } from './errors.js';
-import type { Forwarder, ForwardHooks } from './forward.js';
+import { isAuthenticationFailure, RelayRefusal, refuseUpgrade, writeStatus } from './errors.js';
+import type { Forwarder, Forwarding, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
-import { isLongRunning, type LiveStreams, type StreamCutReason, type StreamQuota } from './live-streams.js';
+import { cutBeforeAnswer, isLongRunning, type LiveStreams, type StreamCutReason, type StreamQuota } from './live-streams.js';
 import type { RelayMetrics } from './metrics.js';
 import { checkRequestTarget } from './request-target.js';
 import type { RevocationList } from './revocations.js';
@@ -47,6 +47,10 @@ interface RequestContext extends AuditedRequest {
   releaseSlot?: () => void;
   /** A JSON watch's answer, which a cut ends with a final ERROR event. */
   watchTermination?: WatchTermination;
+  /** The request on its way upstream, which a cut before its answer closes. */
+  forwarding?: Forwarding;
+  /** Refused by a cut before the API server answered: what the upstream does after that is no longer the client's. */
+  cutBeforeAnswer?: boolean;
   /** Refused because the audit trail could not take it: counted, not recorded. */
   unrecorded?: boolean;
   finished: boolean;
@@ -116,6 +120,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   function hooksFor(ctx: RequestContext, onError: (err: Error) => void, onUpgraded: ForwardHooks['onUpgraded']): ForwardHooks {
     return {
       onResponse(status) {
+        if (ctx.cutBeforeAnswer) return;
         ctx.status = status;
         ctx.decision = status === 101 ? 'allowed' : decisionForUpstreamStatus(status);
       },
@@ -125,6 +130,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       },
       onUpgraded,
       onError(err) {
+        if (ctx.cutBeforeAnswer) return; // the relay closed the upstream request itself
         if (ctx.status !== undefined) {
           // The answer had started: this is a stream ending abruptly (often the client hanging up), not an outage.
           log.debug('upstream stream ended with an error', { requestId: ctx.requestId, error: err.message });
@@ -164,13 +170,21 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       admit(ctx, undefined).then(
         (headers) => {
           if (res.destroyed) return; // the client left while we authenticated: nothing goes upstream
-          if (isLongRunning(ctx.info.verb, ctx.info.subresource)) trackStream(ctx, (reason) => cutResponse(ctx, res, reason), res, 'long-running');
+          if (isLongRunning(ctx.info.verb, ctx.info.subresource)) {
+            countActiveStream(res, 'long-running');
+            const refuse = (code: number, message: string) => {
+              if (!req.complete) res.shouldKeepAlive = false; // the rest of a body the upstream no longer reads
+              writeStatus(res, code, message);
+            };
+            trackFromAdmission(ctx, res, cutter(ctx, refuse, (reason) => cutResponse(ctx, res, reason)));
+            if (ctx.cutBeforeAnswer) return;
+          }
           const hooks = hooksFor(ctx, () => writeStatus(res, 502, 'kube-relay could not reach the Kubernetes API server'), () => undefined);
-          deps.forwarder.forwardRequest(req, res, headers, {
+          ctx.forwarding = deps.forwarder.forwardRequest(req, res, headers, {
             ...hooks,
             onResponse(status, upstream) {
               hooks.onResponse(status);
-              if (upstream && isJsonWatchResponse(ctx.info.verb, upstream)) ctx.watchTermination = new WatchTermination(upstream, res);
+              if (upstream && !ctx.cutBeforeAnswer && isJsonWatchResponse(ctx.info.verb, upstream)) ctx.watchTermination = new WatchTermination(upstream, res);
             },
           });
         },
@@ -196,29 +210,56 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         .then(
           (headers) => {
             if (socket.destroyed) return;
-            deps.forwarder.forwardUpgrade(
+            let endSession: (() => void) | undefined;
+            const refuse = (code: number, message: string) => refuseUpgrade(socket, code, message);
+            // An upgrade is cuttable before its 101 too: the upstream may hold that back as long as it likes.
+            trackFromAdmission(ctx, socket, cutter(ctx, refuse, () => (endSession ? endSession() : socket.destroy())));
+            if (ctx.cutBeforeAnswer) return;
+            ctx.forwarding = deps.forwarder.forwardUpgrade(
               req,
               socket,
               head,
               headers,
               hooksFor(
                 ctx,
-                () => writeStatusToSocket(socket, 502, 'kube-relay could not reach the Kubernetes API server'),
+                () => refuseUpgrade(socket, 502, 'kube-relay could not reach the Kubernetes API server'),
                 (responseHeaders, release) => {
                   const negotiated = responseHeaders['sec-websocket-protocol'] ?? responseHeaders['x-stream-protocol-version'];
                   ctx.session = { protocol: `${upgrade}${negotiated ? `/${String(negotiated)}` : ''}`, startedAt: Date.now() };
-                  trackStream(ctx, release, socket, 'upgraded');
+                  endSession = release;
+                  countActiveStream(socket, 'upgraded');
                 },
               ),
             );
           },
           (err: unknown) => {
             const { code, message } = refusal(ctx, err);
-            writeStatusToSocket(socket, code, message);
+            refuseUpgrade(socket, code, message);
           },
         );
     },
   };
+
+  /**
+   * How the relay ends a long-running request (its agent revoked, the
+   * maximum stream duration reached): one whose answer has not started is
+   * refused with a Status and its upstream request closed, so no late 101
+   * or watch reaches the client; one whose answer has started is ended by
+   * `endAnswer`.
+   */
+  function cutter(ctx: RequestContext, refuse: (code: number, message: string) => void, endAnswer: (reason: StreamCutReason) => void): (reason: StreamCutReason) => void {
+    return (reason) => {
+      if (ctx.finished || ctx.cutBeforeAnswer) return;
+      if (ctx.status !== undefined) {
+        endAnswer(reason);
+        return;
+      }
+      const { code, message } = refusal(ctx, cutBeforeAnswer(reason, ctx.identity));
+      ctx.cutBeforeAnswer = true;
+      ctx.forwarding?.abort();
+      refuse(code, message);
+    };
+  }
 
   /** A JSON watch ends with an event saying why; any other long-running answer is cut. */
   function cutResponse(ctx: RequestContext, res: ServerResponse, reason: StreamCutReason): void {
@@ -227,12 +268,16 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     else res.destroy();
   }
 
-  function trackStream(ctx: RequestContext, cut: (reason: StreamCutReason) => void, closes: NodeJS.EventEmitter, kind: string): void {
+  /** Cuttable from admission until `closes` closes, the stream's duration counted from now. */
+  function trackFromAdmission(ctx: RequestContext, closes: NodeJS.EventEmitter, cut: (reason: StreamCutReason) => void): void {
     const untrack = deps.streams.track(ctx.identity!.user, cut);
+    closes.once('close', untrack);
+    // A revocation applied after authenticate() looked (its check and this one are a few awaits apart) is applied here.
+    if (deps.revocations.isRevoked(ctx.identity!)) cut('agent-revoked');
+  }
+
+  function countActiveStream(closes: NodeJS.EventEmitter, kind: 'long-running' | 'upgraded'): void {
     metrics.activeStreams.inc({ kind });
-    closes.once('close', () => {
-      untrack();
-      metrics.activeStreams.dec({ kind });
-    });
+    closes.once('close', () => metrics.activeStreams.dec({ kind }));
   }
 }

@@ -63,6 +63,8 @@ export interface RelayConfig {
   maxStreamsPerAgent?: number;
   /** Poll the issuer's revocation feed (direct mode; in tunnel mode the hub pushes revocations through the tunnel). */
   pollRevocations: boolean;
+  /** How often it is polled (default 10 s, DESIGN §2; tests shorten it). */
+  revocationPollIntervalMs?: number;
   /** Header and request deadlines of the API listener (tests shorten them). */
   limits?: ListenerLimits;
   /** How often readiness re-checks the API server and, until loaded, the issuer keys (default 10 s; tests shorten it). */
@@ -93,7 +95,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     const cut = streams.cutUser(user);
     log.info('agent revoked', { user, streamsCut: cut });
   });
-  const stopPolling = config.pollRevocations ? revocations.startPolling(config.issuer, config.issuerCa, log) : () => undefined;
+  const stopPolling = config.pollRevocations ? revocations.startPolling(config.issuer, config.issuerCa, log, config.revocationPollIntervalMs) : () => undefined;
   const audit = await openAuditSink(config.audit ?? {}, metrics.registry, log);
   const forwarder = new Forwarder(config.upstream);
   const pipeline = createPipeline({

@@ -52,8 +52,8 @@ export interface StackOptions {
   fake?: Omit<FakeApiServerOptions, 'tls'>;
   /** Where the relay logs (default: errors only, to stderr). */
   relayLog?: Logger;
-  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'limits' | 'maxStreamsPerAgent' | 'audit'>>;
   issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'log' | 'adminListen'>>;
+  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'revocationPollIntervalMs' | 'limits' | 'maxStreamsPerAgent' | 'audit'>>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
