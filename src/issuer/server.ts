@@ -185,6 +185,8 @@ export interface IssuerConfig {
   limits?: ListenerLimits;
   /** Streams one tunnel carries at once (tests lower it). */
   tunnelMaxStreams?: number;
+  /** Requests one agent may have in flight through the hub at once (default 2 000, as each relay). */
+  maxRequestsPerAgent?: number | undefined;
   /** Where the hub records the requests it refuses (default: stdout). */
   audit?: AuditConfig | undefined;
   /** This hub's replica id and the number of replicas behind the public URL (DESIGN §9; default: one). */
@@ -225,7 +227,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
-  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, maxStreamsPerTunnel: config.tunnelMaxStreams, replica: config.hubReplica });
+  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {
       if (!hub.handleRequest(req, res)) app(req, res);

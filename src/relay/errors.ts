@@ -29,7 +29,8 @@ export type RefusalReason =
   | 'agent-revoked'
   // 403: a client trying to choose its own identity
   | 'impersonation-forbidden'
-  // 429: the agent holds as many long-running streams as it may
+  // 429: the agent has as many requests in flight, or holds as many long-running streams, as it may
+  | 'too-many-requests'
   | 'too-many-streams'
   // 400: requests the relay will not forward in any form
   | 'bad-request-target'
@@ -58,6 +59,7 @@ const STATUS_OF: Record<RefusalReason, number> = {
   'invalid-claims': 401,
   'agent-revoked': 401,
   'impersonation-forbidden': 403,
+  'too-many-requests': 429,
   'too-many-streams': 429,
   'bad-request-target': 400,
   'unsupported-upgrade': 400,

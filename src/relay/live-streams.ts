@@ -59,34 +59,6 @@ export class LiveStreams {
   }
 }
 
-/**
- * How many long-running streams one agent may hold through this relay at
- * once, counted from admission to close. kube-apiserver's
- * --max-requests-inflight and priority-and-fairness leave long-running
- * requests out, so one agent opening thousands of watches or exec sessions
- * would otherwise spend the relay's (and the tunnel's) capacity for all.
- */
-export class StreamQuota {
-  private readonly open = new Map<string, number>();
-
-  constructor(readonly perAgent: number) {}
-
-  /** Takes a slot for `user`: its release, or undefined when the agent has none left. */
-  take(user: string): (() => void) | undefined {
-    const held = this.open.get(user) ?? 0;
-    if (held >= this.perAgent) return undefined;
-    this.open.set(user, held + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const remaining = (this.open.get(user) ?? 1) - 1;
-      if (remaining === 0) this.open.delete(user);
-      else this.open.set(user, remaining);
-    };
-  }
-}
-
 /** kube-apiserver's long-running check (server.go: verbs watch/proxy; subresources attach, exec, proxy, log, portforward). */
 export function isLongRunning(verb: string, subresource: string): boolean {
   return verb === 'watch' || verb === 'proxy' || ['attach', 'exec', 'proxy', 'log', 'portforward'].includes(subresource);

@@ -2,8 +2,8 @@
  * The relay's request pipeline, composed in one place (DESIGN §3):
  *
  *   audit (outermost: room first, the record on close) → check target →
- *   authenticate → refuse client impersonation → strip → impersonate →
- *   forward
+ *   authenticate → refuse client impersonation → the agent's quotas →
+ *   strip → impersonate → forward
  *
  * The same code serves direct mode and requests that arrive through a
  * tunnel: it never asks which transport a connection came from.
@@ -18,7 +18,8 @@ import { authenticate } from './authenticate.js';
 import { isAuthenticationFailure, RelayRefusal, refuseUpgrade, writeStatus } from './errors.js';
 import type { Forwarder, Forwarding, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
-import { cutBeforeAnswer, isLongRunning, type LiveStreams, type StreamCutReason, type StreamQuota } from './live-streams.js';
+import { admitWithinQuotas, type AgentQuotas } from './agent-quotas.js';
+import { cutBeforeAnswer, isLongRunning, type LiveStreams, type StreamCutReason } from './live-streams.js';
 import type { RelayMetrics } from './metrics.js';
 import { checkRequestTarget } from './request-target.js';
 import type { RevocationList } from './revocations.js';
@@ -37,14 +38,14 @@ export interface PipelineDeps {
   audit: AuditSink;
   metrics: RelayMetrics;
   streams: LiveStreams;
-  quota: StreamQuota;
+  quotas: AgentQuotas;
   log: Logger;
 }
 
 /** Per-request state, filled in as the request moves through the stages. */
 interface RequestContext extends AuditedRequest {
-  /** Gives back the agent's long-running stream slot. */
-  releaseSlot?: () => void;
+  /** Gives back the agent's slots (requests in flight, long-running streams). */
+  releaseSlots?: () => void;
   /** A JSON watch's answer, which a cut ends with a final ERROR event. */
   watchTermination?: WatchTermination;
   /** The request on its way upstream, which a cut before its answer closes. */
@@ -74,16 +75,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     checkRequestTarget(ctx.target);
     ctx.identity = await authenticate(ctx.rawHeaders, ctx.target, deps.verifier, deps.revocations);
     refuseClientImpersonation(ctx.rawHeaders);
-    if (isLongRunning(ctx.info.verb, ctx.info.subresource)) {
-      ctx.releaseSlot = deps.quota.take(ctx.identity.user);
-      if (!ctx.releaseSlot) {
-        throw new RelayRefusal(
-          'too-many-streams',
-          `the agent already holds ${deps.quota.perAgent} long-running requests (watches, logs -f, exec, attach, port-forward) through this relay; end some and retry`,
-          ctx.identity,
-        );
-      }
-    }
+    ctx.releaseSlots = admitWithinQuotas(deps.quotas, ctx.identity, isLongRunning(ctx.info.verb, ctx.info.subresource));
+    // The client left while it was authenticated: its close, which gives slots back, has come and gone.
+    if (ctx.finished) ctx.releaseSlots();
     return addImpersonation(stripClientHeaders(ctx.rawHeaders, upgrade), ctx.identity, deps.upstream.authorization(), ctx.requestId);
   }
 
@@ -148,7 +142,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   function finish(ctx: RequestContext): void {
     if (ctx.finished) return;
     ctx.finished = true;
-    ctx.releaseSlot?.();
+    ctx.releaseSlots?.();
     const endedAt = Date.now();
     if (ctx.status === undefined) {
       // The client went away before anyone answered (nginx calls this 499).

@@ -17,7 +17,8 @@ import type { ReconnectBackoff } from '../backoff.js';
 import { TunnelConnector } from '../tunnel/connector.js';
 import { causeOf, DependencyLog } from './dependency-log.js';
 import { Forwarder } from './forward.js';
-import { LiveStreams, StreamQuota } from './live-streams.js';
+import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from './agent-quotas.js';
+import { LiveStreams } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { checkImpersonationPermissions, MissingPermissionError } from './self-check.js';
@@ -28,8 +29,6 @@ import type { Upstream } from './upstream.js';
 /** How often readiness re-checks the API server and, until loaded, the issuer keys. */
 const READINESS_INTERVAL_MS = 10_000;
 const PROBE_TIMEOUT_MS = 5_000;
-/** Far above what kubectl needs (a handful), room for an agent running controllers. */
-export const DEFAULT_MAX_STREAMS_PER_AGENT = 1_000;
 
 export interface RelayConfig {
   cluster: string;
@@ -61,6 +60,8 @@ export interface RelayConfig {
   maxStreamDurationMs: number;
   /** Long-running requests one agent may hold at once (default 1 000). */
   maxStreamsPerAgent?: number;
+  /** Requests one agent may have in flight at once, long-running ones included (default 2 000). */
+  maxRequestsPerAgent?: number;
   /** Poll the issuer's revocation feed (direct mode; in tunnel mode the hub pushes revocations through the tunnel). */
   pollRevocations: boolean;
   /** How often it is polled (default 10 s, DESIGN §2; tests shorten it). */
@@ -108,7 +109,10 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     audit,
     metrics,
     streams,
-    quota: new StreamQuota(config.maxStreamsPerAgent ?? DEFAULT_MAX_STREAMS_PER_AGENT),
+    quotas: {
+      requests: new AgentQuota(config.maxRequestsPerAgent ?? DEFAULT_MAX_REQUESTS_PER_AGENT),
+      longRunning: new AgentQuota(config.maxStreamsPerAgent ?? DEFAULT_MAX_STREAMS_PER_AGENT),
+    },
     log,
   });
 

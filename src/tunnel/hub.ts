@@ -16,15 +16,13 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { type AuditedRequest, auditedRequest, auditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { Registry } from '../issuer/registry.js';
-import type { AgentIdentity } from '../identity.js';
 import type { Logger } from '../log.js';
-import { extractBearerToken } from '../relay/authenticate.js';
-import { RelayRefusal, writeStatus, writeStatusToSocket } from '../relay/errors.js';
+import { writeStatus, writeStatusToSocket } from '../relay/errors.js';
 import { allowHalfClose, createKubernetesProxy } from '../relay/forward.js';
 import { checkRequestTarget } from '../relay/request-target.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
 import { type RevocationEntry, RevocationList } from '../relay/revocations.js';
-import { TokenVerifier } from '../relay/token-verifier.js';
+import { AgentAdmission, ClosingTracker, HubRefusal, refusal } from './hub-admission.js';
 import { Keepalive } from './keepalive.js';
 import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession } from './mux.js';
 
@@ -60,13 +58,14 @@ export interface HubOptions {
   registryWatchMs?: number | undefined;
   /** Streams one tunnel carries at once (default MAX_STREAMS, which relays accept; tests lower it). */
   maxStreamsPerTunnel?: number | undefined;
+  /** Requests one agent may have in flight through the hub at once (default DEFAULT_MAX_REQUESTS_PER_AGENT). */
+  maxRequestsPerAgent?: number | undefined;
   /** This replica's id and the number of hub replicas behind the public URL (default: one). */
   replica?: { id: string; count: number } | undefined;
 }
 
 export class TunnelHub {
   private readonly tunnels = new Map<string, MuxSession[]>();
-  private readonly verifiers = new Map<string, TokenVerifier>();
   /**
    * Tunnels whose relay has not said it is ready: new ones until it does (a
    * relay closes a tunnel that reached a hub replica it holds already, and
@@ -78,6 +77,7 @@ export class TunnelHub {
   private readonly connectorKeys = new WeakMap<MuxSession, string>();
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES });
   private readonly revocations = new RevocationList();
+  private readonly admission: AgentAdmission;
   private readonly watchRegistry: NodeJS.Timeout;
   private readonly proxy = createKubernetesProxy({});
   private readonly connected: Gauge;
@@ -92,6 +92,7 @@ export class TunnelHub {
       labelNames: ['cluster'],
       registers: [options.metrics],
     });
+    this.admission = new AgentAdmission({ publicUrl: options.publicUrl, jwks: options.jwks, revocations: this.revocations, log: options.log, maxRequestsPerAgent: options.maxRequestsPerAgent });
     this.refusals = new Counter({
       name: 'kube_relay_hub_refusals_total',
       help: 'Requests for tunnelled clusters the hub refused before they entered a tunnel, by HTTP code.',
@@ -137,8 +138,10 @@ export class TunnelHub {
       writeStatus(res, 404, UNPREFIXED_MESSAGE);
       return true;
     }
-    this.admit(req, route).then(
+    const closes = new ClosingTracker(res);
+    this.admit(req, route, closes).then(
       (session) => {
+        if (closes.hasClosed) return; // the client left while it was admitted: nothing enters the tunnel
         req.url = route.rest;
         this.proxy.web(req, res, { target: 'http://tunnel', agent: this.agentFor(session, req) }, (err) => {
           this.options.log.warn('tunnelled request failed', { cluster: route.cluster, error: err.message });
@@ -167,13 +170,15 @@ export class TunnelHub {
       return true;
     }
     socket.on('error', () => socket.destroy());
+    const closes = new ClosingTracker(socket);
     Promise.resolve()
       .then(() => {
         validatedUpgrade(req.rawHeaders); // h2c and friends never enter a tunnel
-        return this.admit(req, route);
+        return this.admit(req, route, closes);
       })
       .then(
       (session) => {
+        if (closes.hasClosed) return;
         req.url = route.rest;
         allowHalfClose(socket);
         this.proxy.ws(req, socket, head, { target: 'http://tunnel', agent: this.agentFor(session, req) }, () => {
@@ -213,27 +218,16 @@ export class TunnelHub {
     return { cluster: match[1]!, rest: `${match[3] ?? '/'}${queryStart === -1 ? '' : url.slice(queryStart)}` };
   }
 
-  /** The target must be one the relay can forward unchanged, and the token for this cluster, before anything enters its tunnel. */
-  private async admit(req: IncomingMessage, { cluster, rest }: { cluster: string; rest: string }): Promise<MuxSession> {
+  /**
+   * The target must be one the relay can forward unchanged, the token for
+   * this cluster, and the agent within its quota, before anything enters its
+   * tunnel; the agent's slot is held until `closes` closes.
+   */
+  private async admit(req: IncomingMessage, { cluster, rest }: { cluster: string; rest: string }, closes: ClosingTracker): Promise<MuxSession> {
     checkRequestTarget(rest);
     // A connected tunnel proves the cluster exists (its key was checked): the registry is asked only without one.
     if (!this.tunnels.has(cluster) && !this.options.registry.findCluster(cluster)) throw new HubRefusal(404, 'unknown-cluster', `no cluster named "${cluster}"`);
-    let verifier = this.verifiers.get(cluster);
-    if (!verifier) {
-      verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks, log: this.options.log });
-      this.verifiers.set(cluster, verifier);
-    }
-    let identity: AgentIdentity;
-    try {
-      identity = await verifier.verify(extractBearerToken(req.rawHeaders, req.url ?? ''));
-    } catch (err) {
-      // A valid token for another cluster (of this or another org) is not let near this one. It is an
-      // authentication failure (DESIGN §4), answered as the relay answers it: 401. The message names the
-      // cluster of the URL, never the token's own aud, which is the client's to choose.
-      if (err instanceof RelayRefusal && err.reason === 'wrong-audience') throw new HubRefusal(401, 'wrong-audience', `the token is for another cluster, not "${cluster}"`);
-      throw err;
-    }
-    if (this.revocations.isRevoked(identity)) throw new HubRefusal(401, 'agent-revoked', 'the agent has been revoked', identity);
+    const identity = await this.admission.identify(req, cluster);
     // A tunnel whose WebSocket is closing stays listed until its close event; it takes no new streams.
     const sessions = (this.tunnels.get(cluster) ?? []).filter((session) => !session.draining && session.connected);
     if (sessions.length === 0) throw new HubRefusal(503, 'no-tunnel', `cluster "${cluster}" has no relay connected to this hub right now`, identity);
@@ -242,6 +236,7 @@ export class TunnelHub {
     // Ready relays first; when none is, one of them answers why (a Status), which beats a guess here.
     const ready = open.filter((session) => !this.unready.has(session));
     const pool = ready.length > 0 ? ready : open;
+    this.admission.holdSlot(identity, closes);
     return pool[this.next++ % pool.length]!;
   }
 
@@ -380,21 +375,4 @@ export class TunnelHub {
     });
     this.options.log.info('tunnel connected', { cluster, tunnels: sessions.length });
   }
-}
-
-class HubRefusal extends Error {
-  constructor(
-    readonly status: number,
-    readonly reason: string,
-    message: string,
-    readonly identity?: AgentIdentity,
-  ) {
-    super(message);
-  }
-}
-
-function refusal(err: unknown): { code: number; reason: string; message: string; identity?: AgentIdentity | undefined } {
-  if (err instanceof HubRefusal) return { code: err.status, reason: err.reason, message: err.message, identity: err.identity };
-  if (err instanceof RelayRefusal) return { code: err.status, reason: err.reason, message: err.clientMessage, identity: err.identity };
-  return { code: 500, reason: 'internal-error', message: 'the hub failed to handle the request' };
 }

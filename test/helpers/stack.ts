@@ -52,8 +52,8 @@ export interface StackOptions {
   fake?: Omit<FakeApiServerOptions, 'tls'>;
   /** Where the relay logs (default: errors only, to stderr). */
   relayLog?: Logger;
-  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'log' | 'adminListen'>>;
-  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'revocationPollIntervalMs' | 'limits' | 'maxStreamsPerAgent' | 'audit'>>;
+  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'revocationPollIntervalMs' | 'limits' | 'maxStreamsPerAgent' | 'maxRequestsPerAgent' | 'audit'>>;
+  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'maxRequestsPerAgent' | 'log' | 'adminListen'>>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {

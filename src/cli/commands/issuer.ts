@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { startIssuer } from '../../issuer/server.js';
 import { SigningKeys } from '../../issuer/signing-keys.js';
 import { createLogger } from '../../log.js';
+import { DEFAULT_MAX_REQUESTS_PER_AGENT } from '../../relay/agent-quotas.js';
 import { type CommandSpec, list, str, UsageError } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, logLevel, optionalHostPort, positiveInteger, untilSignal } from '../flag-values.js';
 import { dataDir, withStore } from '../local-store.js';
@@ -44,6 +45,7 @@ export const issuerCommands: CommandSpec[] = [
       { name: 'key-rotation-interval', value: 'DURATION', description: 'Rotate the signing key this often (at least 5m); the previous key stays in the JWKS.', default: '24h' },
       { name: 'hub-replicas', value: 'N', description: 'Hub replicas behind the public URL; relays keep a tunnel to each.', default: '1' },
       { name: 'hub-replica-id', value: 'ID', description: "This replica's id, told to relays in the tunnel handshake.", default: 'the host name' },
+      { name: 'max-requests-per-agent', value: 'N', description: 'Requests one agent may have in flight through the hub at once (tunnelled clusters, long-running ones included); more get 429.', default: String(DEFAULT_MAX_REQUESTS_PER_AGENT) },
       ...CONNECTION_FLAGS,
       ...AUDIT_FLAGS,
     ],
@@ -60,6 +62,7 @@ export const issuerCommands: CommandSpec[] = [
         keyRotationIntervalMs: rotationInterval(str(values, 'key-rotation-interval') ?? '24h'),
         audit: auditConfig(values),
         limits: connectionLimits(values),
+        maxRequestsPerAgent: positiveInteger(str(values, 'max-requests-per-agent') ?? String(DEFAULT_MAX_REQUESTS_PER_AGENT), '--max-requests-per-agent'),
         hubReplica: {
           id: replicaId(str(values, 'hub-replica-id') ?? hostname()),
           count: positiveInteger(str(values, 'hub-replicas') ?? '1', '--hub-replicas'),

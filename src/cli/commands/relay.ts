@@ -1,6 +1,7 @@
 /** `kube-relay relay`: the enforcement point, in direct or tunnel mode (DESIGN §3, §4, §6). */
 import { createLogger } from '../../log.js';
-import { DEFAULT_MAX_STREAMS_PER_AGENT, startRelay } from '../../relay/server.js';
+import { DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../../relay/agent-quotas.js';
+import { startRelay } from '../../relay/server.js';
 import { inClusterUpstream, upstreamFromKubeconfig } from '../../relay/upstream.js';
 import { type CommandSpec, list, required, str, UsageError } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, httpsUrl, logLevel, optionalHostPort, positiveInteger, readFileFlag, untilSignal } from '../flag-values.js';
@@ -32,7 +33,8 @@ export const relayCommands: CommandSpec[] = [
       ...AUDIT_FLAGS,
       { name: 'admin-listen', value: 'HOST:PORT', description: 'Serve /healthz, /readyz and /metrics here.', default: 'none' },
       { name: 'max-stream-duration', value: 'DURATION', description: 'Cut watches, logs -f, exec, attach and port-forward after this long (0: never).', default: '4h' },
-      { name: 'max-streams-per-agent', value: 'N', description: 'Long-running requests one agent may hold through this relay at once.', default: String(DEFAULT_MAX_STREAMS_PER_AGENT) },
+      { name: 'max-streams-per-agent', value: 'N', description: 'Long-running requests one agent may hold through this relay at once; more get 429.', default: String(DEFAULT_MAX_STREAMS_PER_AGENT) },
+      { name: 'max-requests-per-agent', value: 'N', description: 'Requests one agent may have in flight through this relay at once, long-running ones included; more get 429.', default: String(DEFAULT_MAX_REQUESTS_PER_AGENT) },
     ],
     examples: [
       'kube-relay relay --mode direct --cluster prod-eu --issuer https://127.0.0.1:8443 --issuer-ca-file .kube-relay/tls/ca.crt --listen 127.0.0.1:9443 --kubeconfig ~/.kube/config',
@@ -56,6 +58,7 @@ export const relayCommands: CommandSpec[] = [
             }
           : undefined;
       const maxStreamsPerAgent = positiveInteger(str(values, 'max-streams-per-agent') ?? String(DEFAULT_MAX_STREAMS_PER_AGENT), '--max-streams-per-agent');
+      const maxRequestsPerAgent = positiveInteger(str(values, 'max-requests-per-agent') ?? String(DEFAULT_MAX_REQUESTS_PER_AGENT), '--max-requests-per-agent');
       const kubeconfig = str(values, 'kubeconfig');
       if (kubeconfig === undefined && str(values, 'context') !== undefined) throw new UsageError('--context needs --kubeconfig');
       if (kubeconfig === undefined && !io.env.KUBERNETES_SERVICE_HOST) {
@@ -84,6 +87,7 @@ export const relayCommands: CommandSpec[] = [
         ...options,
         upstream,
         maxStreamsPerAgent,
+        maxRequestsPerAgent,
         // In tunnel mode the hub pushes revocations through the tunnel.
         pollRevocations: mode === 'direct' && options.jwksFile === undefined,
       });

@@ -1,0 +1,113 @@
+/**
+ * Who may send a request into a tunnel, decided at the hub before anything
+ * enters one (DESIGN §4): a token for the URL's cluster, an agent that is
+ * not revoked, and room in the agent's quota of requests in flight through
+ * the hub, the same cap each relay keeps (agent-quotas.ts), so that one agent
+ * cannot fill the tunnels every agent of the cluster shares. Refusals carry
+ * the status the hub answers with.
+ */
+import type { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type { JSONWebKeySet } from 'jose';
+import type { AgentIdentity } from '../identity.js';
+import type { Logger } from '../log.js';
+import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT } from '../relay/agent-quotas.js';
+import { extractBearerToken } from '../relay/authenticate.js';
+import { RelayRefusal } from '../relay/errors.js';
+import type { RevocationList } from '../relay/revocations.js';
+import { TokenVerifier } from '../relay/token-verifier.js';
+
+export class HubRefusal extends Error {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+    readonly identity?: AgentIdentity,
+  ) {
+    super(message);
+  }
+}
+
+export function refusal(err: unknown): { code: number; reason: string; message: string; identity?: AgentIdentity | undefined } {
+  if (err instanceof HubRefusal) return { code: err.status, reason: err.reason, message: err.message, identity: err.identity };
+  if (err instanceof RelayRefusal) return { code: err.status, reason: err.reason, message: err.clientMessage, identity: err.identity };
+  return { code: 500, reason: 'internal-error', message: 'the hub failed to handle the request' };
+}
+
+export interface AgentAdmissionOptions {
+  publicUrl: string;
+  jwks: () => JSONWebKeySet;
+  revocations: RevocationList;
+  log: Logger;
+  /** Requests one agent may have in flight through the hub at once (default DEFAULT_MAX_REQUESTS_PER_AGENT). */
+  maxRequestsPerAgent?: number | undefined;
+}
+
+export class AgentAdmission {
+  private readonly verifiers = new Map<string, TokenVerifier>();
+  private readonly inFlight: AgentQuota;
+
+  constructor(private readonly options: AgentAdmissionOptions) {
+    this.inFlight = new AgentQuota(options.maxRequestsPerAgent ?? DEFAULT_MAX_REQUESTS_PER_AGENT);
+  }
+
+  /** The agent of a request for `cluster`: a valid token with that audience, of an agent not revoked. */
+  async identify(req: IncomingMessage, cluster: string): Promise<AgentIdentity> {
+    let verifier = this.verifiers.get(cluster);
+    if (!verifier) {
+      verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks, log: this.options.log });
+      this.verifiers.set(cluster, verifier);
+    }
+    let identity: AgentIdentity;
+    try {
+      identity = await verifier.verify(extractBearerToken(req.rawHeaders, req.url ?? ''));
+    } catch (err) {
+      // A valid token for another cluster (of this or another org) is not let near this one. It is an
+      // authentication failure (DESIGN §4), answered as the relay answers it: 401. The message names the
+      // cluster of the URL, never the token's own aud, which is the client's to choose.
+      if (err instanceof RelayRefusal && err.reason === 'wrong-audience') throw new HubRefusal(401, 'wrong-audience', `the token is for another cluster, not "${cluster}"`);
+      throw err;
+    }
+    if (this.options.revocations.isRevoked(identity)) throw new HubRefusal(401, 'agent-revoked', 'the agent has been revoked', identity);
+    return identity;
+  }
+
+  /**
+   * Takes a slot among the agent's requests in flight, held until `closes`
+   * (the response, or the upgraded socket) closes, and given back at once if
+   * it closed while the request was being admitted; 429 when none is left.
+   */
+  holdSlot(identity: AgentIdentity, closes: ClosingTracker): void {
+    const release = this.inFlight.take(identity.user);
+    if (!release) {
+      throw new HubRefusal(429, 'too-many-requests', `the agent already has ${this.inFlight.perAgent} requests in flight through this hub; wait for some to finish and retry`, identity);
+    }
+    closes.onClosed(release);
+  }
+}
+
+/**
+ * Follows whether a request's response (or socket) has closed, from the
+ * moment the request arrives, so that a slot taken later is given back
+ * exactly once: at that close, or at once if it came first.
+ */
+export class ClosingTracker {
+  private closed = false;
+  private readonly pending: (() => void)[] = [];
+
+  constructor(closes: EventEmitter) {
+    closes.once('close', () => {
+      this.closed = true;
+      for (const release of this.pending.splice(0)) release();
+    });
+  }
+
+  get hasClosed(): boolean {
+    return this.closed;
+  }
+
+  onClosed(release: () => void): void {
+    if (this.closed) release();
+    else this.pending.push(release);
+  }
+}
