@@ -181,6 +181,8 @@ export interface IssuerConfig {
   drainMs?: number;
   /** Tunnel ping interval (default 30 s, DESIGN §4); tests shorten it. */
   tunnelKeepaliveMs?: number;
+  /** How long a relay may read nothing while the hub holds bytes for it before its tunnel is closed (default 30 s; tests shorten it). */
+  tunnelStallTimeoutMs?: number;
   /** Header and request deadlines of the listener (tests shorten them). */
   limits?: ListenerLimits;
   /** Streams one tunnel carries at once (tests lower it). */
@@ -227,7 +229,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
-  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica });
+  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {
       if (!hub.handleRequest(req, res)) app(req, res);

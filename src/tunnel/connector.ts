@@ -25,7 +25,7 @@ import type { RevocationEntry } from '../relay/revocations.js';
 import { DialFailureLog, type DialFailure, type DialTarget, dialErrorFailure, httpStatusFailure, tunnelDroppedFailure } from './dial-failures.js';
 import { CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from './hub.js';
 import { Keepalive } from './keepalive.js';
-import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream } from './mux.js';
+import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream, sessionErrorSummary } from './mux.js';
 
 export interface ConnectorOptions {
   hubUrl: string;
@@ -320,7 +320,10 @@ class TunnelLink {
       session.on('control', (message: { type?: unknown; items?: unknown }) => {
         if (message?.type === 'revocations' && Array.isArray(message.items)) options.onRevocations?.(message.items as RevocationEntry[]);
       });
-      session.on('error', (err: Error) => log.warn('tunnel protocol error', { error: err.message }));
+      session.on('error', (err: Error) => {
+        dropCause ??= err.message;
+        log.warn(sessionErrorSummary(err, 'hub'), { error: err.message });
+      });
       session.on('goaway', () => {
         if (this.current !== tunnel || this.stopped) return;
         log.info('the hub is draining this tunnel; dialling a new one', { hub: options.hubUrl });

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { JSONWebKeySet } from 'jose';
-import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import { Counter, type Registry as MetricsRegistry } from 'prom-client';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { type AuditedRequest, auditedRequest, auditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
@@ -23,8 +23,9 @@ import { checkRequestTarget } from '../relay/request-target.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
 import { type RevocationEntry, RevocationList } from '../relay/revocations.js';
 import { AgentAdmission, ClosingTracker, HubRefusal, refusal } from './hub-admission.js';
+import { registerTunnelGauges, type TunnelGauges } from './hub-metrics.js';
 import { Keepalive } from './keepalive.js';
-import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession } from './mux.js';
+import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession, sessionErrorSummary } from './mux.js';
 
 export const TUNNEL_PATH = '/v1/tunnel';
 /** The relay states its --cluster in this header; the key decides, a mismatch is refused. */
@@ -54,6 +55,8 @@ export interface HubOptions {
   audit: AuditSink;
   log: Logger;
   keepaliveMs?: number | undefined;
+  /** How long a relay may read nothing while the hub holds bytes for it before its tunnel is closed (default 30 s; tests shorten it). */
+  stallTimeoutMs?: number | undefined;
   /** How often revocations are read from the store (default 1 s; tests shorten it). */
   registryWatchMs?: number | undefined;
   /** Streams one tunnel carries at once (default MAX_STREAMS, which relays accept; tests lower it). */
@@ -80,35 +83,19 @@ export class TunnelHub {
   private readonly admission: AgentAdmission;
   private readonly watchRegistry: NodeJS.Timeout;
   private readonly proxy = createKubernetesProxy({});
-  private readonly connected: Gauge;
+  private readonly gauges: TunnelGauges;
   private readonly refusals: Counter;
   private next = 0;
   private closing = false;
 
   constructor(private readonly options: HubOptions) {
-    this.connected = new Gauge({
-      name: 'kube_relay_tunnel_connected',
-      help: 'Relay tunnels connected to this hub, by cluster.',
-      labelNames: ['cluster'],
-      registers: [options.metrics],
-    });
     this.admission = new AgentAdmission({ publicUrl: options.publicUrl, jwks: options.jwks, revocations: this.revocations, log: options.log, maxRequestsPerAgent: options.maxRequestsPerAgent });
+    this.gauges = registerTunnelGauges(options.metrics, this.tunnels);
     this.refusals = new Counter({
       name: 'kube_relay_hub_refusals_total',
       help: 'Requests for tunnelled clusters the hub refused before they entered a tunnel, by HTTP code.',
       labelNames: ['code'],
       registers: [options.metrics],
-    });
-    const tunnels = this.tunnels;
-    new Gauge({
-      name: 'kube_relay_tunnel_open_streams',
-      help: 'Streams open on the tunnels connected to this hub, by cluster.',
-      labelNames: ['cluster'],
-      registers: [options.metrics],
-      collect() {
-        this.reset();
-        for (const [cluster, sessions] of tunnels) this.set({ cluster }, sessions.reduce((sum, session) => sum + session.openStreams, 0));
-      },
     });
     this.revocations.onRevoked((entry) => {
       for (const session of [...this.tunnels.values()].flat()) session.sendControl({ type: 'revocations', items: [entry] });
@@ -340,7 +327,14 @@ export class TunnelHub {
   }
 
   private register(cluster: string, connectorKey: string, ws: WebSocket, transport: Duplex): void {
-    const session = new MuxSession(ws, { role: 'client', transport, acceptStreams: false, maxStreams: this.options.maxStreamsPerTunnel ?? MAX_STREAMS });
+    const { log } = this.options;
+    const session = new MuxSession(ws, {
+      role: 'client',
+      transport,
+      acceptStreams: false,
+      maxStreams: this.options.maxStreamsPerTunnel ?? MAX_STREAMS,
+      ...(this.options.stallTimeoutMs ? { stallTimeoutMs: this.options.stallTimeoutMs } : {}),
+    });
     this.connectorKeys.set(session, connectorKey);
     // Everything revoked recently, in messages that each fit one frame (an entry is at most ~120 bytes).
     const recent: RevocationEntry[] = this.revocations.entries();
@@ -349,20 +343,20 @@ export class TunnelHub {
     const sessions = this.tunnels.get(cluster) ?? [];
     sessions.push(session);
     this.tunnels.set(cluster, sessions);
-    this.connected.inc({ cluster });
+    this.gauges.connected.inc({ cluster });
     const keepalive = new Keepalive(() => ws.ping(), () => ws.terminate(), this.options.keepaliveMs);
     ws.on('pong', () => keepalive.alive());
     ws.on('message', () => keepalive.alive());
     keepalive.start();
-    session.on('error', (err: Error) => this.options.log.warn('tunnel protocol error', { cluster, error: err.message }));
+    session.on('error', (err: Error) => log.warn(sessionErrorSummary(err, 'relay'), { cluster, error: err.message }));
     session.on('control', (message: { type?: unknown; ready?: unknown }) => {
       if (message?.type !== 'ready' || typeof message.ready !== 'boolean') return;
       if (message.ready) {
         this.unready.delete(session);
-        this.options.log.debug('relay ready', { cluster });
+        log.debug('relay ready', { cluster });
       } else {
         this.unready.add(session);
-        this.options.log.info('relay not ready: it gets requests only while no other relay of its cluster is ready', { cluster });
+        log.info('relay not ready: it gets requests only while no other relay of its cluster is ready', { cluster });
       }
     });
     session.on('close', () => {
@@ -370,9 +364,9 @@ export class TunnelHub {
       const remaining = (this.tunnels.get(cluster) ?? []).filter((s) => s !== session);
       if (remaining.length > 0) this.tunnels.set(cluster, remaining);
       else this.tunnels.delete(cluster);
-      this.connected.dec({ cluster });
-      this.options.log.info('tunnel disconnected', { cluster });
+      this.gauges.connected.dec({ cluster });
+      log.info('tunnel disconnected', { cluster });
     });
-    this.options.log.info('tunnel connected', { cluster, tunnels: sessions.length });
+    log.info('tunnel connected', { cluster, tunnels: sessions.length });
   }
 }

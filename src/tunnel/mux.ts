@@ -1,221 +1,40 @@
 /**
  * Many byte streams over one WebSocket (DESIGN §4): lean frames on binary
- * messages, yamux-like, with per-stream credit so a stalled consumer holds
- * back only its own stream and no buffer grows without bound.
- *
- *   frame = type (1 byte) | stream id (4 bytes, big-endian) | payload
- *
- *   OPEN    payload: JSON metadata (e.g. the client's address, for the audit)
- *   DATA    payload: bytes; never more than the credit the receiver granted
- *   WINDOW  payload: 4-byte credit increment, sent as the consumer reads
- *   FIN     no payload: the sender will write no more (half-close)
- *   RST     no payload: abort the stream both ways
- *   GOAWAY  stream id 0: open no new streams; existing ones finish
- *   CONTROL stream id 0, payload: a JSON message for the tunnel's owner
- *           (the hub pushes revocations this way)
+ * messages (frames.ts), yamux-like, with per-stream credit so a stalled
+ * consumer holds back only its own stream, and a bound on what the session
+ * holds for its WebSocket (flow-control.ts), so no buffer grows without
+ * bound whatever the peer announces.
  *
  * A frame for a stream that was never opened is a protocol error that ends
  * the session, as HTTP/2 treats frames on idle streams (RFC 9113 §5.1);
  * frames for a stream already closed are dropped (a RST may cross them).
- * Each stream is a Node Duplex with the few socket methods http.Agent and
- * http.Server call, so an HTTP server can take it as a connection
- * (`server.emit('connection', stream)`) and an agent can return it from
- * `createConnection`: plain requests, watches and 101 upgrades then work
- * unchanged on both ends. Keepalive and reconnecting belong to the tunnel,
- * not to this module.
+ * Each stream is a MuxStream (mux-stream.ts), which an HTTP server takes as
+ * a connection (`server.emit('connection', stream)`) and an agent returns
+ * from `createConnection`: plain requests, watches and 101 upgrades then
+ * work unchanged on both ends. Keepalive and reconnecting belong to the
+ * tunnel, not to this module.
  */
 import { EventEmitter } from 'node:events';
-import { Duplex, type Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
+import { DEFAULT_STALL_TIMEOUT_MS, SendBuffer } from './flow-control.js';
+import { FrameType, HEADER_BYTES, MAX_FRAME_PAYLOAD, MuxProtocolError, frame } from './frames.js';
+import { MuxStream, type StreamMetadata } from './mux-stream.js';
 
-export const enum FrameType {
-  Open = 1,
-  Data = 2,
-  Window = 3,
-  Fin = 4,
-  Rst = 5,
-  GoAway = 6,
-  Control = 7,
-}
+export { FrameType, INITIAL_WINDOW, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, MAX_WINDOW, MuxProtocolError } from './frames.js';
+export { MuxStream, type StreamMetadata } from './mux-stream.js';
+export { MAX_SEND_BUFFER_BYTES } from './flow-control.js';
 
-/** Credit each stream starts with, in each direction. */
-export const INITIAL_WINDOW = 256 * 1024;
-/** Largest DATA payload; larger writes are split. */
-export const MAX_FRAME_PAYLOAD = 64 * 1024;
-/** Credit is returned in batches of at least this much while data is still buffered. */
-const WINDOW_UPDATE_THRESHOLD = INITIAL_WINDOW / 4;
-const HEADER_BYTES = 5;
-/** The largest WebSocket message a peer may send (ws `maxPayload`): one full DATA frame. */
-export const MAX_MESSAGE_BYTES = HEADER_BYTES + MAX_FRAME_PAYLOAD;
 /** Streams open at once on one session; the opener refuses more itself, the acceptor resets them. */
 export const MAX_STREAMS = 16_384;
 
-export interface StreamMetadata {
-  /** Address of the client on the far side, reported as the stream's `remoteAddress`. */
-  remoteAddress?: string;
-  remotePort?: number;
-}
+/** A session ended by its own side because the peer stopped reading (flow-control.ts). */
+export class MuxStalledError extends Error {}
 
-export class MuxProtocolError extends Error {}
-
-function frame(type: FrameType, streamId: number, payload?: Buffer): Buffer {
-  const header = Buffer.allocUnsafe(HEADER_BYTES);
-  header.writeUInt8(type, 0);
-  header.writeUInt32BE(streamId, 1);
-  return payload && payload.length > 0 ? Buffer.concat([header, payload]) : header;
-}
-
-export class MuxStream extends Duplex {
-  readonly remoteAddress: string | undefined;
-  readonly remotePort: number | undefined;
-  /** Bytes the peer still lets us send. */
-  private sendCredit = INITIAL_WINDOW;
-  private waitingForCredit: { chunk: Buffer; callback: (err?: Error | null) => void } | undefined;
-  private received = 0;
-  private granted = 0;
-  private finSent = false;
-  private finReceived = false;
-  private forgotten = false;
-
-  constructor(
-    readonly id: number,
-    private readonly session: MuxSession,
-    metadata: StreamMetadata,
-  ) {
-    // Flow control is the window's job; the stream's own buffer only needs to hold one window.
-    super({ allowHalfOpen: true, readableHighWaterMark: INITIAL_WINDOW, writableHighWaterMark: MAX_FRAME_PAYLOAD });
-    this.remoteAddress = metadata.remoteAddress;
-    this.remotePort = metadata.remotePort;
-  }
-
-  // The socket methods http.Agent and http.Server call on a connection: meaningless on a stream.
-  setNoDelay(): this {
-    return this;
-  }
-  setKeepAlive(): this {
-    return this;
-  }
-  setTimeout(_ms: number, callback?: () => void): this {
-    if (callback) this.once('timeout', callback);
-    return this;
-  }
-  ref(): this {
-    return this;
-  }
-  unref(): this {
-    return this;
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.sendWithinCredit(chunk, callback);
-  }
-
-  private sendWithinCredit(chunk: Buffer, callback: (err?: Error | null) => void): void {
-    let offset = 0;
-    while (offset < chunk.length && this.sendCredit > 0) {
-      const size = Math.min(chunk.length - offset, this.sendCredit, MAX_FRAME_PAYLOAD);
-      this.session.send(frame(FrameType.Data, this.id, chunk.subarray(offset, offset + size)));
-      this.sendCredit -= size;
-      offset += size;
-    }
-    if (offset === chunk.length) callback();
-    else this.waitingForCredit = { chunk: chunk.subarray(offset), callback };
-  }
-
-  override _final(callback: (err?: Error | null) => void): void {
-    this.finSent = true;
-    this.session.send(frame(FrameType.Fin, this.id));
-    this.closeIfDone();
-    callback();
-  }
-
-  override _read(): void {
-    this.grantConsumed();
-  }
-
-  /**
-   * Every byte a consumer takes goes through read() (or is handed straight to
-   * 'data' listeners on push, see onData); Node calls _read only once per
-   * push, so credit is returned here, after the chunk has left the buffer.
-   */
-  override read(size?: number): ReturnType<Duplex['read']> {
-    const chunk = super.read(size) as ReturnType<Duplex['read']>;
-    if (chunk !== null) this.grantConsumed();
-    return chunk;
-  }
-
-  override _destroy(err: Error | null, callback: (err: Error | null) => void): void {
-    if (!this.forgotten) {
-      this.forgotten = true;
-      if (!(this.finSent && this.finReceived)) this.session.send(frame(FrameType.Rst, this.id));
-      this.session.forget(this.id);
-    }
-    const waiting = this.waitingForCredit;
-    this.waitingForCredit = undefined;
-    waiting?.callback(err ?? new Error('stream closed'));
-    callback(err);
-  }
-
-  /**
-   * Returns credit for what the consumer has taken out of the read buffer:
-   * in batches, and always once the buffer is empty, so a blocked sender is
-   * never left waiting on bytes the consumer has already read.
-   */
-  private grantConsumed(): void {
-    const consumed = this.received - this.readableLength;
-    const grant = consumed - this.granted;
-    if (grant > 0 && !this.finReceived && (grant >= WINDOW_UPDATE_THRESHOLD || this.readableLength === 0)) {
-      const payload = Buffer.allocUnsafe(4);
-      payload.writeUInt32BE(grant, 0);
-      this.session.send(frame(FrameType.Window, this.id, payload));
-      this.granted += grant;
-    }
-  }
-
-  /** @internal */
-  onData(payload: Buffer): void {
-    if (this.finReceived) throw new MuxProtocolError(`DATA after FIN on stream ${this.id}`);
-    if (this.received + payload.length - this.granted > INITIAL_WINDOW) {
-      throw new MuxProtocolError(`stream ${this.id} exceeded its window`);
-    }
-    this.received += payload.length;
-    this.push(payload);
-    // A flowing consumer with an empty buffer got the chunk straight from push(), without read().
-    this.grantConsumed();
-  }
-
-  /** @internal */
-  onWindow(increment: number): void {
-    this.sendCredit += increment;
-    const waiting = this.waitingForCredit;
-    if (waiting && this.sendCredit > 0) {
-      this.waitingForCredit = undefined;
-      this.sendWithinCredit(waiting.chunk, waiting.callback);
-    }
-  }
-
-  /** @internal */
-  onFin(): void {
-    this.finReceived = true;
-    this.push(null);
-    this.closeIfDone();
-  }
-
-  /** @internal */
-  onReset(): void {
-    this.finSent = this.finReceived = true; // nothing more may be sent: no RST back
-    this.destroy(new Error('stream reset by the peer'));
-  }
-
-  private closeIfDone(): void {
-    if (this.finSent && this.finReceived && !this.forgotten) {
-      this.forgotten = true;
-      this.session.forget(this.id);
-      // Let the readable side deliver its end before the stream closes.
-      this.once('end', () => this.destroy());
-      if (this.readableEnded) this.destroy();
-    }
-  }
+/** What a log line says of a session's 'error': why the tunnel ended, `peer` being the other end. */
+export function sessionErrorSummary(err: Error, peer: 'relay' | 'hub'): string {
+  if (err instanceof MuxStalledError) return `tunnel closed: the ${peer} stopped reading`;
+  return 'tunnel protocol error';
 }
 
 export interface MuxSessionOptions {
@@ -230,7 +49,9 @@ export interface MuxSessionOptions {
    * tick leave in one write (one TLS record batch, one syscall) instead of
    * one each: a small request is about ten frames.
    */
-  transport?: Pick<Writable, 'cork' | 'uncork'>;
+  transport?: Pick<Duplex, 'cork' | 'uncork'>;
+  /** How long the peer may read nothing while the session holds bytes for it before the session is cut (default 30 s). */
+  stallTimeoutMs?: number;
 }
 
 /**
@@ -238,7 +59,9 @@ export interface MuxSessionOptions {
  * the peer stops accepting new streams, 'control' (the parsed JSON) for
  * each CONTROL message, 'idle' when the last open stream has
  * gone, 'close' when the WebSocket closes
- * (every stream is destroyed then), and 'error' for protocol violations.
+ * (every stream is destroyed then), and 'error' for protocol violations
+ * (MuxProtocolError) and a peer that stopped reading (MuxStalledError); the
+ * session ends then.
  */
 export class MuxSession extends EventEmitter {
   private readonly streams = new Map<number, MuxStream>();
@@ -249,8 +72,12 @@ export class MuxSession extends EventEmitter {
   private readonly acceptStreams: boolean;
   private goingAway = false;
   private peerGoingAway = false;
-  private readonly transport: Pick<Writable, 'cork' | 'uncork'> | undefined;
+  private readonly transport: Pick<Duplex, 'cork' | 'uncork'> | undefined;
   private corked = false;
+  /** @internal What the session has handed to the WebSocket and the connection has not written out. */
+  readonly sendBuffer: SendBuffer;
+  /** Set when this side ended the session for the peer's conduct: nothing the peer sends is looked at any more. */
+  private abandoned = false;
 
   constructor(
     private readonly socket: WebSocket,
@@ -261,13 +88,19 @@ export class MuxSession extends EventEmitter {
     this.maxStreams = options.maxStreams ?? MAX_STREAMS;
     this.acceptStreams = options.acceptStreams ?? true;
     this.transport = options.transport;
+    const stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    this.sendBuffer = new SendBuffer(stallTimeoutMs, (buffered) => {
+      this.abandon(new MuxStalledError(`the peer read nothing for ${stallTimeoutMs / 1000} s while ${buffered} bytes waited for it`));
+      socket.terminate();
+    });
     socket.binaryType = 'nodebuffer';
     socket.on('message', (data: Buffer, isBinary: boolean) => {
+      if (this.abandoned) return;
       try {
         if (!isBinary) throw new MuxProtocolError('text message on a mux session');
         this.receive(data);
       } catch (err) {
-        this.emit('error', err);
+        this.abandon(err as Error);
         socket.terminate();
       }
     });
@@ -275,6 +108,7 @@ export class MuxSession extends EventEmitter {
     // closes: without a listener, an 'error' event would end the process.
     socket.on('error', (err: Error) => this.emit('error', err));
     socket.on('close', () => {
+      this.sendBuffer.stop();
       for (const stream of this.streams.values()) stream.destroy(new Error('tunnel closed'));
       this.streams.clear();
       this.emit('close');
@@ -283,6 +117,11 @@ export class MuxSession extends EventEmitter {
 
   get openStreams(): number {
     return this.streams.size;
+  }
+
+  /** Bytes handed to the WebSocket that the connection has not written out yet: about MAX_SEND_BUFFER_BYTES at most. */
+  get bufferedBytes(): number {
+    return this.sendBuffer.bytes;
   }
 
   /** True when the peer would refuse another stream. */
@@ -333,6 +172,7 @@ export class MuxSession extends EventEmitter {
   /** @internal */
   send(data: Buffer): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
+    const written = this.sendBuffer.added(data.length);
     if (this.transport && !this.corked) {
       this.corked = true;
       this.transport.cork();
@@ -341,7 +181,7 @@ export class MuxSession extends EventEmitter {
         this.transport!.uncork();
       });
     }
-    this.socket.send(data, { binary: true });
+    this.socket.send(data, { binary: true }, written);
   }
 
   /**
@@ -418,6 +258,14 @@ export class MuxSession extends EventEmitter {
       default:
         throw new MuxProtocolError(`unknown frame type ${type as number}`);
     }
+  }
+
+  /** Ends the session for the peer's conduct: one 'error', then nothing it sends is read. */
+  private abandon(err: Error): void {
+    if (this.abandoned) return;
+    this.abandoned = true;
+    this.sendBuffer.stop();
+    this.emit('error', err);
   }
 
   private wasOpened(id: number): boolean {

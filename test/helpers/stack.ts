@@ -53,7 +53,7 @@ export interface StackOptions {
   /** Where the relay logs (default: errors only, to stderr). */
   relayLog?: Logger;
   relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'revocationPollIntervalMs' | 'limits' | 'maxStreamsPerAgent' | 'maxRequestsPerAgent' | 'audit'>>;
-  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'maxRequestsPerAgent' | 'log' | 'adminListen'>>;
+  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'maxRequestsPerAgent' | 'tunnelStallTimeoutMs' | 'log' | 'adminListen'>>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {

@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { INITIAL_WINDOW, MuxSession, type MuxStream } from '../../src/tunnel/mux.js';
+import { INITIAL_WINDOW, MAX_WINDOW, MuxSession, type MuxStream } from '../../src/tunnel/mux.js';
 import { until } from '../helpers/http.js';
 
 const cleanups: (() => unknown)[] = [];
@@ -161,6 +161,23 @@ describe('tunnel multiplexing', () => {
     for (let sent = 0; sent <= INITIAL_WINDOW; sent += 64 * 1024) peer.send(frame(2, Buffer.alloc(64 * 1024))); // DATA past the window
     expect(await closed).toBe(1006);
     expect(errors.map((err) => err.message)).toEqual(['stream 1 exceeded its window']);
+  });
+
+  it('ends the session when the peer grants a stream credit beyond the maximum window (issue 14)', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    await new Promise((resolve) => wss.once('listening', resolve));
+    const serverSide = new Promise<WebSocket>((resolve) => wss.once('connection', resolve));
+    const peer = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
+    await new Promise((resolve) => peer.once('open', resolve));
+    cleanups.push(() => new Promise((resolve) => wss.close(resolve)), () => peer.terminate());
+    const session = new MuxSession(await serverSide, { role: 'client' });
+    const errors: Error[] = [];
+    session.on('error', (err: Error) => errors.push(err));
+    session.open().on('error', () => undefined); // stream 1, holding the initial window already
+    const closed = new Promise<number>((resolve) => peer.once('close', resolve));
+    peer.send(Buffer.from([3, 0, 0, 0, 1, 0, 0, 0, 1])); // WINDOW +1 on stream 1
+    expect(await closed).toBe(1006);
+    expect(errors.map((err) => err.message)).toEqual([`stream 1: the peer granted credit beyond the ${MAX_WINDOW}-byte maximum window`]);
   });
 
   it('carries CONTROL messages outside any stream (the hub pushes revocations this way)', async () => {
