@@ -22,6 +22,7 @@ import { allowHalfClose, createKubernetesProxy } from '../relay/forward.js';
 import { checkRequestTarget } from '../relay/request-target.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
 import { type RevocationEntry, RevocationList } from '../relay/revocations.js';
+import { READINESS_CHANGE_COST, RELAY_CONTROL_BUDGET } from './control-limits.js';
 import { AgentAdmission, ClosingTracker, HubRefusal, refusal } from './hub-admission.js';
 import { registerTunnelGauges, type TunnelGauges } from './hub-metrics.js';
 import { Keepalive } from './keepalive.js';
@@ -333,6 +334,7 @@ export class TunnelHub {
       transport,
       acceptStreams: false,
       maxStreams: this.options.maxStreamsPerTunnel ?? MAX_STREAMS,
+      controlBudget: RELAY_CONTROL_BUDGET,
       ...(this.options.stallTimeoutMs ? { stallTimeoutMs: this.options.stallTimeoutMs } : {}),
     });
     this.connectorKeys.set(session, connectorKey);
@@ -344,13 +346,17 @@ export class TunnelHub {
     sessions.push(session);
     this.tunnels.set(cluster, sessions);
     this.gauges.connected.inc({ cluster });
-    const keepalive = new Keepalive(() => ws.ping(), () => ws.terminate(), this.options.keepaliveMs);
+    const keepalive = new Keepalive(() => session.ping(), () => ws.terminate(), this.options.keepaliveMs);
     ws.on('pong', () => keepalive.alive());
     ws.on('message', () => keepalive.alive());
     keepalive.start();
     session.on('error', (err: Error) => log.warn(sessionErrorSummary(err, 'relay'), { cluster, error: err.message }));
+    let statedReady: boolean | undefined;
     session.on('control', (message: { type?: unknown; ready?: unknown }) => {
-      if (message?.type !== 'ready' || typeof message.ready !== 'boolean') return;
+      // Readiness said again changes nothing and is not logged again (issue 14: 200 000 of them wrote 37 MB of log).
+      if (message?.type !== 'ready' || typeof message.ready !== 'boolean' || message.ready === statedReady) return;
+      if (!session.chargeControl(READINESS_CHANGE_COST)) return;
+      statedReady = message.ready;
       if (message.ready) {
         this.unready.delete(session);
         log.debug('relay ready', { cluster });

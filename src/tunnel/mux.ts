@@ -12,11 +12,13 @@
  * a connection (`server.emit('connection', stream)`) and an agent returns
  * from `createConnection`: plain requests, watches and 101 upgrades then
  * work unchanged on both ends. Keepalive and reconnecting belong to the
- * tunnel, not to this module.
+ * tunnel, not to this module; a budget for the frames that carry no stream
+ * data (control-limits.ts) is the session's owner's choice.
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
+import { type ControlBudget, CONTROL_FLOOD_CLOSE_CODE, ControlFloodError, describeBudget, TokenBucket } from './control-limits.js';
 import { DEFAULT_STALL_TIMEOUT_MS, SendBuffer } from './flow-control.js';
 import { FrameType, HEADER_BYTES, MAX_FRAME_PAYLOAD, MuxProtocolError, frame } from './frames.js';
 import { MuxStream, type StreamMetadata } from './mux-stream.js';
@@ -27,12 +29,15 @@ export { MAX_SEND_BUFFER_BYTES } from './flow-control.js';
 
 /** Streams open at once on one session; the opener refuses more itself, the acceptor resets them. */
 export const MAX_STREAMS = 16_384;
+/** How long a peer disconnected for a flood has to read the close frame before its connection is cut. */
+const FLOOD_CLOSE_GRACE_MS = 1_000;
 
 /** A session ended by its own side because the peer stopped reading (flow-control.ts). */
 export class MuxStalledError extends Error {}
 
 /** What a log line says of a session's 'error': why the tunnel ended, `peer` being the other end. */
 export function sessionErrorSummary(err: Error, peer: 'relay' | 'hub'): string {
+  if (err instanceof ControlFloodError) return `tunnel closed: the ${peer} sent too many frames without stream data`;
   if (err instanceof MuxStalledError) return `tunnel closed: the ${peer} stopped reading`;
   return 'tunnel protocol error';
 }
@@ -49,9 +54,11 @@ export interface MuxSessionOptions {
    * tick leave in one write (one TLS record batch, one syscall) instead of
    * one each: a small request is about ten frames.
    */
-  transport?: Pick<Duplex, 'cork' | 'uncork'>;
+  transport?: Pick<Duplex, 'cork' | 'uncork' | 'pause'>;
   /** How long the peer may read nothing while the session holds bytes for it before the session is cut (default 30 s). */
   stallTimeoutMs?: number;
+  /** Frames without stream data the peer may send (control-limits.ts); default: no limit. */
+  controlBudget?: ControlBudget;
 }
 
 /**
@@ -60,8 +67,8 @@ export interface MuxSessionOptions {
  * each CONTROL message, 'idle' when the last open stream has
  * gone, 'close' when the WebSocket closes
  * (every stream is destroyed then), and 'error' for protocol violations
- * (MuxProtocolError) and a peer that stopped reading (MuxStalledError); the
- * session ends then.
+ * (MuxProtocolError), a peer that stopped reading (MuxStalledError) and one
+ * that spent its control budget (ControlFloodError); the session ends then.
  */
 export class MuxSession extends EventEmitter {
   private readonly streams = new Map<number, MuxStream>();
@@ -72,10 +79,15 @@ export class MuxSession extends EventEmitter {
   private readonly acceptStreams: boolean;
   private goingAway = false;
   private peerGoingAway = false;
-  private readonly transport: Pick<Duplex, 'cork' | 'uncork'> | undefined;
+  private readonly transport: Pick<Duplex, 'cork' | 'uncork' | 'pause'> | undefined;
   private corked = false;
   /** @internal What the session has handed to the WebSocket and the connection has not written out. */
   readonly sendBuffer: SendBuffer;
+  private readonly controlBudget: ControlBudget | undefined;
+  private readonly controlTokens: TokenBucket | undefined;
+  private controlFramesAccepted = 0;
+  /** Pings sent whose pong has not come: those pongs are free. */
+  private pingsAwaitingPong = 0;
   /** Set when this side ended the session for the peer's conduct: nothing the peer sends is looked at any more. */
   private abandoned = false;
 
@@ -88,6 +100,8 @@ export class MuxSession extends EventEmitter {
     this.maxStreams = options.maxStreams ?? MAX_STREAMS;
     this.acceptStreams = options.acceptStreams ?? true;
     this.transport = options.transport;
+    this.controlBudget = options.controlBudget;
+    this.controlTokens = options.controlBudget && new TokenBucket(options.controlBudget);
     const stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
     this.sendBuffer = new SendBuffer(stallTimeoutMs, (buffered) => {
       this.abandon(new MuxStalledError(`the peer read nothing for ${stallTimeoutMs / 1000} s while ${buffered} bytes waited for it`));
@@ -103,6 +117,12 @@ export class MuxSession extends EventEmitter {
         this.abandon(err as Error);
         socket.terminate();
       }
+    });
+    // ws has answered the ping already; the next ones are refused once the budget is spent.
+    socket.on('ping', () => this.chargeControl());
+    socket.on('pong', () => {
+      if (this.pingsAwaitingPong > 0) this.pingsAwaitingPong--;
+      else this.chargeControl();
     });
     // ws reports a peer's protocol violations (a message over maxPayload, a bad frame) as 'error', then
     // closes: without a listener, an 'error' event would end the process.
@@ -162,6 +182,34 @@ export class MuxSession extends EventEmitter {
     this.send(frame(FrameType.Control, 0, payload));
   }
 
+  /** A WebSocket ping (keepalive); its pong does not count against the peer's control budget. */
+  ping(): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    this.pingsAwaitingPong++;
+    this.socket.ping();
+  }
+
+  /**
+   * Charges `cost` to the peer's control budget, for a frame without stream
+   * data or for what the owner does about one (control-limits.ts). False
+   * when the budget is spent: the session is being closed then, with
+   * CONTROL_FLOOD_CLOSE_CODE, and the frame must be ignored.
+   */
+  chargeControl(cost = 1): boolean {
+    if (this.abandoned) return false;
+    if (!this.controlTokens || this.controlTokens.take(cost)) {
+      this.controlFramesAccepted++;
+      return true;
+    }
+    const reason = `too many frames without stream data (${describeBudget(this.controlBudget!)})`;
+    this.abandon(new ControlFloodError(`the peer spent its control budget, ${describeBudget(this.controlBudget!)}, after ${this.controlFramesAccepted} frames`));
+    this.socket.close(CONTROL_FLOOD_CLOSE_CODE, reason);
+    // The close frame has a moment to reach a peer that still reads; the flood is not read meanwhile.
+    this.transport?.pause();
+    setTimeout(() => this.socket.terminate(), FLOOD_CLOSE_GRACE_MS).unref();
+    return false;
+  }
+
   /** Tells the peer to open no new streams; existing streams finish normally. */
   goAway(): void {
     if (this.goingAway) return;
@@ -218,11 +266,13 @@ export class MuxSession extends EventEmitter {
     const id = data.readUInt32BE(1);
     const payload = data.subarray(HEADER_BYTES);
     if (type === FrameType.GoAway) {
+      if (!this.chargeControl()) return;
       this.peerGoingAway = true;
       this.emit('goaway');
       return;
     }
     if (type === FrameType.Control) {
+      if (!this.chargeControl()) return;
       let message: unknown;
       try {
         message = JSON.parse(payload.toString('utf8'));
@@ -243,12 +293,16 @@ export class MuxSession extends EventEmitter {
     }
     switch (type) {
       case FrameType.Data:
-        stream.onData(payload);
+        if (payload.length === 0) this.chargeControl();
+        else stream.onData(payload);
         break;
-      case FrameType.Window:
+      case FrameType.Window: {
         if (payload.length !== 4) throw new MuxProtocolError('WINDOW frame without a 4-byte increment');
-        stream.onWindow(payload.readUInt32BE(0));
+        const increment = payload.readUInt32BE(0);
+        if (increment === 0) this.chargeControl();
+        else stream.onWindow(increment);
         break;
+      }
       case FrameType.Fin:
         stream.onFin();
         break;

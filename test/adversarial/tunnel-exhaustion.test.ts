@@ -6,10 +6,12 @@
  * the process's memory, which is too noisy to assert on.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { createLogger } from '../../src/log.js';
+import { CONTROL_FLOOD_CLOSE_CODE, RELAY_CONTROL_BUDGET } from '../../src/tunnel/control-limits.js';
 import { FrameType, MAX_MESSAGE_BYTES, MAX_SEND_BUFFER_BYTES } from '../../src/tunnel/mux.js';
 import { dialHub, frame, hubGauge, upload } from '../helpers/fake-relay.js';
-import { until } from '../helpers/http.js';
+import { request, until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 
 /** Shortened from 30 s; long enough for the uploads below to have started on a busy machine. */
@@ -28,7 +30,7 @@ beforeAll(async () => {
     issuer: { log: createLogger('info', {}, (line) => hubLog.push(line)), adminListen: { host: '127.0.0.1', port: 0 }, tunnelStallTimeoutMs: STALL_TIMEOUT_MS },
   });
   const setup = stack.registry();
-  for (const cluster of ['staging', 'credit']) keys[cluster] = setup.registry.createCluster(cluster, 'acme');
+  for (const cluster of ['staging', 'credit', 'flood']) keys[cluster] = setup.registry.createCluster(cluster, 'acme');
   setup.close();
 });
 
@@ -107,4 +109,44 @@ describe('a relay that stops reading cannot make the hub buffer its uploads (iss
       relay.ws.terminate();
     }
   }, 90_000);
+});
+
+describe('a relay flooding the hub with frames that carry no stream data (issue 14)', () => {
+  const notReady = frame(FrameType.Control, 0, JSON.stringify({ type: 'ready', ready: false }));
+  it.each([
+    ['up to 200 000 CONTROL messages saying it is not ready', (relay: WebSocket) => relay.send(notReady)],
+    ['up to 200 000 CONTROL messages of a type the hub does not know', (relay: WebSocket) => relay.send(frame(FrameType.Control, 0, '{"type":"noise"}'))],
+    ['up to 200 000 WebSocket pings', (relay: WebSocket) => relay.ping()],
+    ['up to 200 000 GOAWAYs', (relay: WebSocket) => relay.send(frame(FrameType.GoAway, 0))],
+  ])('sending %s is disconnected within its budget, with a handful of log lines, while another cluster is served', async (_name, sendOne) => {
+    const firstLine = hubLog.length;
+    const relay = await dialHub(stack, keys.flood!, 'flood');
+    const startedAt = performance.now();
+    let sent = 0;
+    const flood = (async () => {
+      // As fast as the client can, in batches that let the close frame in between.
+      while (sent < 200_000 && relay.ws.readyState === WebSocket.OPEN) {
+        for (let i = 0; i < 1_000; i++) sendOne(relay.ws);
+        sent += 1_000;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    try {
+      const otherTenant = await request(`${stack.issuer.url}/clusters/prod-eu/version`, { ca: stack.caPem, headers: { authorization: `Bearer ${await stack.token()}` } });
+      expect(otherTenant.status).toBe(200);
+      const closed = await Promise.race([relay.closed, new Promise((resolve) => setTimeout(resolve, 20_000, 'still open'))]);
+      await flood;
+      expect(closed).toBe(CONTROL_FLOOD_CLOSE_CODE);
+      const elapsedSeconds = (performance.now() - startedAt) / 1000;
+      expect(await hubDisconnected('flood', 5_000, firstLine)).toBe(true);
+      const lines = logged('flood', firstLine);
+      // At most: connected, not ready (once), the flood, disconnected.
+      expect(lines.length).toBeLessThanOrEqual(4);
+      const flooded = lines.find((entry) => entry.msg === 'tunnel closed: the relay sent too many frames without stream data');
+      const accepted = Number(/after (\d+) frames/.exec(String(flooded?.error))?.[1]);
+      expect(accepted).toBeLessThanOrEqual(RELAY_CONTROL_BUDGET.burst + RELAY_CONTROL_BUDGET.perSecond * elapsedSeconds);
+    } finally {
+      relay.ws.terminate();
+    }
+  });
 });
