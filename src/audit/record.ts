@@ -2,6 +2,13 @@
  * The audit record (DESIGN §5): one per request, and one per upgraded
  * session when it ends. It names who did what where, never with what
  * credential: no tokens, no bodies, no header values beyond the listed ones.
+ *
+ * A request that is forwarded has two records with the same requestId, as
+ * kube-apiserver writes one event per stage with the same auditID: a
+ * smaller `RequestReceived` line, on disk before anything goes upstream,
+ * so a relay killed mid-request still leaves a trace of it; and the
+ * `ResponseComplete` record with every field, written when it ends. A
+ * request the relay refuses has only the latter.
  */
 import type { IncomingMessage } from 'node:http';
 import type { AgentIdentity } from '../identity.js';
@@ -11,9 +18,13 @@ import { parseRequestInfo, type RequestInfo } from './request-info.js';
 
 export type Decision = 'allowed' | 'denied-by-relay' | 'denied-by-cluster' | 'error';
 
-export interface AuditRecord {
+export type Stage = 'RequestReceived' | 'ResponseComplete';
+
+/** What a request's records share: what is known of it once it is authenticated. */
+interface RequestFields {
   time: string;
   requestId: string;
+  stage: Stage;
   cluster: string;
   mode: 'direct' | 'tunnel';
   user: string | null;
@@ -29,21 +40,32 @@ export interface AuditRecord {
   resource: string;
   subresource: string;
   name: string;
+  kubectlCommand?: string;
+  kubectlSession?: string;
+  // Upgrades (exec, attach, port-forward), from the request's query:
+  command?: string[];
+  container?: string;
+  /** port-forward: the ports its query names; absent when it names none, as kubectl's never does (requestedPorts). */
+  ports?: string[];
+}
+
+/** Written before the request is forwarded: who asks what, without an outcome. */
+export interface ReceivedRecord extends RequestFields {
+  stage: 'RequestReceived';
+}
+
+/** The record of a request that has ended, with every field of DESIGN §5. */
+export interface AuditRecord extends RequestFields {
+  stage: 'ResponseComplete';
   status: number;
   decision: Decision;
   durationMs: number;
   bytesIn: number;
   bytesOut: number;
-  kubectlCommand?: string;
-  kubectlSession?: string;
   /** Why the relay refused, as a stable reason code (never token material). */
   reason?: string;
   // Upgraded sessions only:
   protocol?: string;
-  command?: string[];
-  container?: string;
-  /** port-forward: the ports its query names; absent when it names none, as kubectl's never does (requestedPorts). */
-  ports?: string[];
   startedAt?: string;
   endedAt?: string;
 }
@@ -135,16 +157,20 @@ export function pathOf(target: string): string {
   return queryStart === -1 ? target : target.slice(0, queryStart);
 }
 
-/** The record of a request that has ended; each client-controlled field bounded (bounded-fields.ts). */
-export function auditRecord(request: AuditedRequest, endedAt: number): AuditRecord {
+/**
+ * The fields every record of the request carries, each client-controlled
+ * one bounded (bounded-fields.ts). The session fields are filled in for
+ * upgrade requests only (`upgraded`): `command`, `container`, `ports`.
+ */
+function requestFields<S extends Stage>(request: AuditedRequest, stage: S, time: number, upgraded: boolean): RequestFields & { stage: S } {
   const queryStart = request.target.indexOf('?');
   const query = queryStart === -1 ? '' : request.target.slice(queryStart + 1);
-  const params = new URLSearchParams(query);
   const firstHeader = (name: string) => headerValues(request.rawHeaders, name)[0];
   const userAgent = firstHeader('user-agent');
-  const record: AuditRecord = {
-    time: new Date(endedAt).toISOString(),
+  const fields: RequestFields & { stage: S } = {
+    time: new Date(time).toISOString(),
     requestId: request.requestId,
+    stage,
     cluster: request.cluster,
     mode: request.mode,
     user: request.identity?.user ?? null,
@@ -161,27 +187,43 @@ export function auditRecord(request: AuditedRequest, endedAt: number): AuditReco
     resource: truncated(request.info.resource, FIELD_LIMITS.identifier),
     subresource: truncated(request.info.subresource, FIELD_LIMITS.identifier),
     name: truncated(request.info.name, FIELD_LIMITS.identifier),
+  };
+  const kubectlCommand = firstHeader('kubectl-command');
+  const kubectlSession = firstHeader('kubectl-session');
+  if (kubectlCommand) fields.kubectlCommand = truncated(kubectlCommand, FIELD_LIMITS.kubectlCommand);
+  if (kubectlSession) fields.kubectlSession = truncated(kubectlSession, FIELD_LIMITS.kubectlSession);
+  if (upgraded) {
+    const params = new URLSearchParams(query);
+    if (request.info.subresource === 'exec') fields.command = truncatedList(params.getAll('command'), FIELD_LIMITS.command);
+    if (params.has('container')) fields.container = truncated(params.get('container')!, FIELD_LIMITS.identifier);
+    if (request.info.subresource === 'portforward') {
+      const ports = requestedPorts(params);
+      if (ports.length > 0) fields.ports = truncatedList(ports, FIELD_LIMITS.ports);
+    }
+  }
+  return fields;
+}
+
+/** The RequestReceived record: written once the request is admitted, before it is forwarded; `time` is its arrival. */
+export function receivedRecord(request: AuditedRequest, upgrade: boolean): ReceivedRecord {
+  return requestFields(request, 'RequestReceived', request.receivedAt, upgrade);
+}
+
+/** The ResponseComplete record: `time` is when the request or session ended. */
+export function auditRecord(request: AuditedRequest, endedAt: number): AuditRecord {
+  const record: AuditRecord = {
+    ...requestFields(request, 'ResponseComplete', endedAt, request.session !== undefined),
     status: request.status ?? 0,
     decision: request.decision ?? 'error',
     durationMs: endedAt - request.receivedAt,
     bytesIn: request.bytesIn,
     bytesOut: request.bytesOut,
   };
-  const kubectlCommand = firstHeader('kubectl-command');
-  const kubectlSession = firstHeader('kubectl-session');
-  if (kubectlCommand) record.kubectlCommand = truncated(kubectlCommand, FIELD_LIMITS.kubectlCommand);
-  if (kubectlSession) record.kubectlSession = truncated(kubectlSession, FIELD_LIMITS.kubectlSession);
   if (request.reason) record.reason = request.reason;
   if (request.session) {
     record.protocol = request.session.protocol;
     record.startedAt = new Date(request.session.startedAt).toISOString();
     record.endedAt = new Date(endedAt).toISOString();
-    if (request.info.subresource === 'exec') record.command = truncatedList(params.getAll('command'), FIELD_LIMITS.command);
-    if (params.has('container')) record.container = truncated(params.get('container')!, FIELD_LIMITS.identifier);
-    if (request.info.subresource === 'portforward') {
-      const ports = requestedPorts(params);
-      if (ports.length > 0) record.ports = truncatedList(ports, FIELD_LIMITS.ports);
-    }
   }
   return record;
 }

@@ -13,7 +13,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import { openStreamDestination } from './stream-destination.js';
-import type { AuditRecord } from './record.js';
+import type { AuditRecord, ReceivedRecord } from './record.js';
 import { DEFAULT_UNAUTHENTICATED_RECORD_LIMITS, type UnauthenticatedRecordLimits, UnauthenticatedRecordLimiter } from './unauthenticated-records.js';
 import { WebhookDestination, type WebhookOptions } from './webhook-destination.js';
 
@@ -46,6 +46,12 @@ export interface Destination {
   /** Set when the destination can take nothing more (a file that failed to write); it says why. */
   readonly broken: string | undefined;
   send(line: string): void;
+  /**
+   * Takes `line` and resolves once a kill -9 of this process can no longer
+   * lose it: a stream destination once its write(2) has completed; the
+   * webhook, which cannot promise that for a remote receiver, once queued.
+   */
+  commit(line: string): Promise<void>;
   /** Delivers what is pending within `deadlineMs` if it can, and reports the rest as dropped. */
   close(deadlineMs: number): Promise<void>;
 }
@@ -60,6 +66,8 @@ export interface DestinationEvents {
 export class AuditUnavailableError extends Error {}
 
 export interface AuditSink {
+  /** Takes the record of a request about to be forwarded; resolves once it is committed (Destination.commit), rejects if it cannot be. */
+  received(record: ReceivedRecord): Promise<void>;
   /** Takes a completed request's record; never refuses one (one without a verified identity may go into a summary). */
   write(record: AuditRecord): void;
   /** Takes a record only if every destination has room (records of refusals that never reached a relay). */
@@ -148,6 +156,11 @@ export async function openAuditSink(config: AuditConfig, metrics: Registry, log:
 
   let lastFullLog = 0;
   return {
+    async received(record) {
+      const line = JSON.stringify(record);
+      if (destinations.length === 1) return destinations[0]!.commit(line);
+      await Promise.all(destinations.map((destination) => destination.commit(line)));
+    },
     write(record) {
       if (admitted(record)) send(record);
     },

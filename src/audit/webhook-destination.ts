@@ -69,6 +69,11 @@ export class WebhookDestination implements Destination {
     else this.timer ??= this.schedule(this.options.batchWaitMs ?? DEFAULT_BATCH_WAIT_MS);
   }
 
+  commit(line: string): Promise<void> {
+    this.send(line);
+    return Promise.resolve();
+  }
+
   async close(deadlineMs: number): Promise<void> {
     this.closing = true;
     const deadline = Date.now() + deadlineMs;

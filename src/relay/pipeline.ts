@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type AuditedRequest, auditedRequest, auditRecord, decisionForUpstreamStatus, pathOf } from '../audit/record.js';
+import { type AuditedRequest, auditedRequest, auditRecord, decisionForUpstreamStatus, pathOf, receivedRecord } from '../audit/record.js';
 import { AuditUnavailableError, type AuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
 import { authenticate } from './authenticate.js';
@@ -26,6 +26,7 @@ import type { RevocationList } from './revocations.js';
 import { refuseClientImpersonation, stripClientHeaders, type UpgradeProtocol, validatedUpgrade } from './strip-headers.js';
 import type { TokenVerifier } from './token-verifier.js';
 import type { Upstream } from './upstream.js';
+import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { finalWatchStatus, isJsonWatchResponse, WatchTermination } from './watch-termination.js';
 
 export interface PipelineDeps {
@@ -78,6 +79,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     ctx.releaseSlots = admitWithinQuotas(deps.quotas, ctx.identity, isLongRunning(ctx.info.verb, ctx.info.subresource));
     // The client left while it was authenticated: its close, which gives slots back, has come and gone.
     if (ctx.finished) ctx.releaseSlots();
+    await recordReceived(ctx, upgrade !== undefined);
     return addImpersonation(stripClientHeaders(ctx.rawHeaders, upgrade), ctx.identity, deps.upstream.authorization(), ctx.requestId);
   }
 
@@ -88,6 +90,24 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } catch (err) {
       if (!(err instanceof AuditUnavailableError)) throw err;
       // A flood of refusals must not grow the buffer that is already full: these are counted, not recorded.
+      ctx.unrecorded = true;
+      throw new RelayRefusal('audit-unavailable', 'kube-relay cannot write its audit trail right now, so it forwards nothing; retry later');
+    }
+  }
+
+  /**
+   * The RequestReceived record, on its way to disk before anything goes
+   * upstream, so a relay killed mid-request loses no record of a request it
+   * forwarded (DESIGN §5). Written once the request is authenticated, as
+   * kube-apiserver's chain runs authentication outside its audit filter:
+   * the record names the agent, and a request refused before this point
+   * has only its refusal's record, which is limited per address.
+   */
+  async function recordReceived(ctx: RequestContext, upgrade: boolean): Promise<void> {
+    try {
+      await deps.audit.received(receivedRecord(ctx, upgrade));
+    } catch (err) {
+      log.error('the audit trail failed to take a request', { requestId: ctx.requestId, error: (err as Error).message });
       ctx.unrecorded = true;
       throw new RelayRefusal('audit-unavailable', 'kube-relay cannot write its audit trail right now, so it forwards nothing; retry later');
     }
@@ -167,12 +187,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
           if (isLongRunning(ctx.info.verb, ctx.info.subresource)) {
             countActiveStream(res, 'long-running');
             const refuse = (code: number, message: string) => {
-              if (!req.complete) res.shouldKeepAlive = false; // the rest of a body the upstream no longer reads
+              discardRefusedBody(req, res);
               writeStatus(res, code, message);
             };
             trackFromAdmission(ctx, res, cutter(ctx, refuse, (reason) => cutResponse(ctx, res, reason)));
             if (ctx.cutBeforeAnswer) return;
           }
+          continueIfExpected(req, res);
           const hooks = hooksFor(ctx, () => writeStatus(res, 502, 'kube-relay could not reach the Kubernetes API server'), () => undefined);
           ctx.forwarding = deps.forwarder.forwardRequest(req, res, headers, {
             ...hooks,
@@ -184,8 +205,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         },
         (err: unknown) => {
           const { code, message } = refusal(ctx, err);
-          // Drain what the client is still sending so it reads our answer instead of a reset.
-          req.resume();
+          discardRefusedBody(req, res);
           writeStatus(res, code, message);
         },
       );

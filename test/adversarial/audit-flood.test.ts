@@ -132,7 +132,7 @@ async function flood(base: string): Promise<number[]> {
 }
 
 type Line = ReturnType<typeof readAuditLines>[number];
-const isFloodRecord = (line: Line) => typeof line.query === 'string' && line.query.startsWith('flood=');
+const isFloodRecord = (line: Line) => line.stage === 'ResponseComplete' && typeof line.query === 'string' && line.query.startsWith('flood=');
 const isSummary = (line: Line) => line.kind === 'summary';
 const summarised = (lines: Line[]) => lines.filter(isSummary).reduce((sum, line) => sum + (line.count as number), 0);
 
@@ -186,8 +186,8 @@ describe.each(['direct', 'tunnel'] as const)('a flood of unauthenticated request
     expect(statSync(target.refusalTrail).size - sizeBefore).toBeLessThan(TRAIL_GROWTH_BOUND);
 
     // The legitimate request's record, whole: nothing of it was cut, nothing rate-limited.
-    await until(() => readAuditLines(target.relayTrail).some((line) => line.path === legitimatePath), 5_000, 'the legitimate record');
-    const legitimate = readAuditLines(target.relayTrail).filter((line) => line.path === legitimatePath);
+    await until(() => readAuditLines(target.relayTrail).some((line) => line.stage === 'ResponseComplete' && line.path === legitimatePath), 5_000, 'the legitimate record');
+    const legitimate = readAuditLines(target.relayTrail).filter((line) => line.path === legitimatePath && line.stage === 'ResponseComplete');
     expect(legitimate).toHaveLength(1);
     expect(legitimate[0]).toMatchObject({
       user: 'agent:deployer',

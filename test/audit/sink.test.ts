@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AuditRecord } from '../../src/audit/record.js';
+import { GroupWrite } from '../../src/audit/group-write.js';
+import type { AuditRecord, ReceivedRecord } from '../../src/audit/record.js';
 import { type AuditConfig, type AuditSink, AuditUnavailableError, openAuditSink } from '../../src/audit/sink.js';
 import { ReconnectBackoff } from '../../src/backoff.js';
 import { createLogger } from '../../src/log.js';
@@ -23,6 +24,7 @@ function record(n: number): AuditRecord {
   return {
     time: new Date().toISOString(),
     requestId: `request-${n}`,
+    stage: 'ResponseComplete',
     cluster: 'prod-eu',
     mode: 'direct',
     user: 'agent:deployer',
@@ -44,6 +46,11 @@ function record(n: number): AuditRecord {
     bytesIn: 0,
     bytesOut: 10,
   };
+}
+
+function received(n: number): ReceivedRecord {
+  const { status: _status, decision: _decision, durationMs: _durationMs, bytesIn: _bytesIn, bytesOut: _bytesOut, ...fields } = record(n);
+  return { ...fields, stage: 'RequestReceived' };
 }
 
 /** A log collector on loopback: it keeps every batch it accepts and answers as `answer` says. */
@@ -135,6 +142,34 @@ describe('the file destination', () => {
     expect(await metric('kube_relay_audit_full_total', 'action="refused"')).toBe(1);
   });
 
+  it('resolves a RequestReceived record only once it is in the file (a completed write), and writes the records of one tick together', async () => {
+    const file = path.join(tmp(), 'audit.jsonl');
+    const { sink: audit } = await sink({ file });
+    await audit.received(received(0));
+    // Read at once, with nothing in between: the line is where a kill -9 of this process cannot take it.
+    expect(readFileSync(file, 'utf8')).toContain('"requestId":"request-0","stage":"RequestReceived"');
+    await Promise.all([1, 2, 3, 4, 5].map((n) => audit.received(received(n))));
+    expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(6);
+  });
+
+  it('fails a RequestReceived record the file cannot take, so its request is not forwarded', async () => {
+    const { sink: audit } = await sink({ file: '/dev/full', whenFull: 'fail' });
+    await expect(audit.received(received(1))).rejects.toThrow(/ENOSPC/);
+    await expect(audit.received(received(2))).rejects.toThrow(/ENOSPC/);
+  });
+
+  it('GroupWrite: the lines offered in one turn of the event loop go in one write, resolved together, lines nobody waits for included', async () => {
+    const writes: string[] = [];
+    const group = new GroupWrite((chunk, done) => {
+      writes.push(chunk);
+      setTimeout(done, 5);
+    }, () => undefined);
+    group.send('completed');
+    await Promise.all(['a', 'b', 'c'].map((line) => group.write(line)));
+    await group.write('d');
+    expect(writes).toEqual(['completed\na\nb\nc\n', 'd\n']);
+  });
+
   it('refuses a path it cannot open before anything is served', async () => {
     const dir = tmp();
     writeFileSync(path.join(dir, 'not-a-dir'), '');
@@ -184,6 +219,12 @@ describe('the webhook destination', () => {
     expect(receiver.batches.flat().map((r) => r.requestId)).toEqual([0, 1, 2, 3, 4, 5].map((n) => `request-${n}`));
     expect(await metric('kube_relay_audit_records_total', 'sink="webhook"')).toBe(6);
     expect(lines.some((line) => line.includes('audit records were not delivered') && line.includes('400'))).toBe(true);
+  });
+
+  it('takes a RequestReceived record into its queue at once, even while the receiver is down (it cannot promise more)', async () => {
+    const { sink: audit } = await sink({ webhook: { url: await deadUrl(), batchWaitMs: 10, backoff: quickRetries() }, closeDeadlineMs: 100 });
+    await audit.received(received(1));
+    expect(audit.unavailable).toBeUndefined();
   });
 
   it('reports what it could not deliver by shutdown as dropped, never silently', async () => {

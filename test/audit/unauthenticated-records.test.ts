@@ -10,7 +10,7 @@ import type { AuditRecord } from '../../src/audit/record.js';
 import { DEFAULT_UNAUTHENTICATED_RECORD_LIMITS, UnauthenticatedRecordLimiter } from '../../src/audit/unauthenticated-records.js';
 
 function refusal(sourceIp: string, user: string | null = null, reason = 'missing-token'): AuditRecord {
-  return { time: new Date(clock).toISOString(), requestId: 'r', cluster: 'prod-eu', mode: 'direct', user, groups: [], tokenId: null, sourceIp, userAgent: null, method: 'GET', path: '/api', query: '', verb: 'get', namespace: '', resource: '', subresource: '', name: '', status: 401, decision: 'denied-by-relay', durationMs: 0, bytesIn: 0, bytesOut: 0, reason };
+  return { time: new Date(clock).toISOString(), requestId: 'r', stage: 'ResponseComplete', cluster: 'prod-eu', mode: 'direct', user, groups: [], tokenId: null, sourceIp, userAgent: null, method: 'GET', path: '/api', query: '', verb: 'get', namespace: '', resource: '', subresource: '', name: '', status: 401, decision: 'denied-by-relay', durationMs: 0, bytesIn: 0, bytesOut: 0, reason };
 }
 
 let clock = Date.parse('2026-12-01T10:00:00Z');

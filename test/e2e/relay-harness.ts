@@ -84,7 +84,8 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
       return readFileSync(auditFile, 'utf8')
         .split('\n')
         .filter((line) => line !== '')
-        .map((line) => JSON.parse(line) as AuditRecord);
+        .map((line) => JSON.parse(line) as AuditRecord)
+        .filter((record) => record.stage === 'ResponseComplete'); // not the RequestReceived lines
     },
     async close() {
       await relay.close();

@@ -147,12 +147,12 @@ async function tunnelStatus(clusterUrl: string, ca: string, token: string): Prom
   return (await request(`${clusterUrl}/version`, { ca, headers: { authorization: `Bearer ${token}` } })).status;
 }
 
-/** The records of requests, one per request, as most tests want them. */
+/** The records of ended requests (ResponseComplete), one per request, as most tests want them. */
 function readAuditFile(file: string): AuditRecord[] {
-  return readAuditLines(file).filter((line) => line.kind === undefined) as unknown as AuditRecord[];
+  return readAuditLines(file).filter((line) => line.stage === 'ResponseComplete') as unknown as AuditRecord[];
 }
 
-/** Every line of an audit file, summary records included. */
+/** Every line of an audit file: both stages of each request and any summary records. */
 export function readAuditLines(file: string): (Record<string, unknown> & { stage?: string; kind?: string })[] {
   return readFileSync(file, 'utf8')
     .split('\n')

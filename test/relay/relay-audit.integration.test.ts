@@ -13,7 +13,9 @@ import { ReconnectBackoff } from '../../src/backoff.js';
 import { request, until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 
-const BUFFER = 3;
+/** Requests it takes to fill the webhook's buffer: each forwarded request leaves two records there (RequestReceived, ResponseComplete). */
+const FILLING_REQUESTS = 3;
+const BUFFER = 2 * FILLING_REQUESTS;
 const PODS = '/api/v1/namespaces/default/pods';
 
 /** A log collector on loopback that answers 503 while `down`. */
@@ -55,7 +57,7 @@ async function relayAuditingTo(whenFull: WhenFull) {
     return { status: res.status, text: await res.text() };
   };
   // Fill the buffer: each of these was admitted while there was room.
-  for (let i = 0; i < BUFFER; i++) expect((await get(`${PODS}?fill=${i}`)).status).toBe(200);
+  for (let i = 0; i < FILLING_REQUESTS; i++) expect((await get(`${PODS}?fill=${i}`)).status).toBe(200);
   await until(async () => (await readyz()).status === 503, 3_000, 'the relay to report the full audit trail');
   return { collector, stack, get, upstreamCalls, readyz };
 }
@@ -63,7 +65,7 @@ async function relayAuditingTo(whenFull: WhenFull) {
 describe('an audit trail that cannot keep up (DESIGN §5)', () => {
   it('fail: refuses new requests with a 503 Status and forwards nothing until the records are delivered', async () => {
     const { collector, stack, get, upstreamCalls, readyz } = await relayAuditingTo('fail');
-    expect((await readyz()).text).toMatch(/room in the audit trail \(the audit webhook holds 3 undelivered records\)/);
+    expect((await readyz()).text).toMatch(/room in the audit trail \(the audit webhook holds 6 undelivered records\)/);
     const before = upstreamCalls();
     const refused = await get(`${PODS}?while=full`);
     expect(refused.status).toBe(503);
@@ -75,7 +77,9 @@ describe('an audit trail that cannot keep up (DESIGN §5)', () => {
     expect((await get(`${PODS}?after=drain`)).status).toBe(200);
     await until(() => collector.records.some((r) => r.query === 'after=drain'), 3_000, 'the later record');
     // Every forwarded request has its record; the refused one is counted, not recorded.
-    expect(collector.records.map((r) => r.query)).toEqual(['fill=0', 'fill=1', 'fill=2', 'after=drain']);
+    expect(collector.records.filter((r) => r.stage === 'ResponseComplete').map((r) => r.query)).toEqual(['fill=0', 'fill=1', 'fill=2', 'after=drain']);
+    // The webhook gets each forwarded request's RequestReceived record too, before its ResponseComplete.
+    expect(collector.records.map((r) => `${r.stage} ${r.query}`).filter((line) => line.endsWith('fill=0'))).toEqual(['RequestReceived fill=0', 'ResponseComplete fill=0']);
     const metrics = await (await fetch(`http://127.0.0.1:${stack.relay.adminPort}/metrics`)).text();
     expect(metrics).toMatch(/kube_relay_audit_full_total\{action="refused"\} 1\b/);
   });

@@ -1,0 +1,74 @@
+/**
+ * Group commit (issue 14): the lines offered in one turn of the event loop
+ * are written together, one write(2) on the file descriptor, and every
+ * request that waits for one of them goes on when that write completes.
+ * So a request waits for one write however many arrive with it, and a
+ * burst of requests costs one write, not one each. Lines nobody waits for
+ * (ResponseComplete records) join the same writes, which keeps each
+ * request's lines in order.
+ */
+
+/** Writes `chunk` (whole lines) and calls `done` once the write has completed. */
+export type ChunkWriter = (chunk: string, done: (err?: Error | null) => void) => void;
+
+interface Group {
+  readonly lines: string[];
+  readonly written: Promise<void>;
+  settle(err: Error | null | undefined): void;
+}
+
+export class GroupWrite {
+  private group: Group | undefined;
+  private immediate: NodeJS.Immediate | undefined;
+
+  constructor(
+    private readonly writeChunk: ChunkWriter,
+    /** Called when a group's write has completed, with the number of its lines and the error, if any. */
+    private readonly onWritten: (lines: number, err: Error | null | undefined) => void,
+  ) {}
+
+  /** Resolves once `line` (without its newline) has been written; rejects if that write failed. */
+  write(line: string): Promise<void> {
+    return this.add(line).written;
+  }
+
+  /** Writes `line` with the next group, waiting for nothing. */
+  send(line: string): void {
+    this.add(line);
+  }
+
+  /** Writes what is waiting now rather than at the end of this turn (closing). */
+  flush(): void {
+    if (this.immediate) clearImmediate(this.immediate);
+    this.writeGroup();
+  }
+
+  private add(line: string): Group {
+    const group = (this.group ??= this.newGroup());
+    group.lines.push(line);
+    return group;
+  }
+
+  private newGroup(): Group {
+    let settle!: Group['settle'];
+    const written = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err ? reject(err) : resolve());
+    });
+    // A group of lines nobody waits for must not fail as an unhandled rejection: onWritten reports it.
+    written.catch(() => undefined);
+    // setImmediate runs after the I/O callbacks of this turn: the requests that arrived with this one join it.
+    this.immediate = setImmediate(() => this.writeGroup());
+    return { lines: [], written, settle };
+  }
+
+  private writeGroup(): void {
+    const group = this.group;
+    this.group = undefined;
+    this.immediate = undefined;
+    if (!group) return;
+    this.writeChunk(`${group.lines.join('\n')}\n`, (err) => {
+      this.onWritten(group.lines.length, err);
+      group.settle(err);
+    });
+  }
+}
