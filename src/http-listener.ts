@@ -3,6 +3,7 @@
  * issuer's, which holds the hub) enforces before a request reaches a
  * handler: bounded headers, in size and in number; a deadline for the
  * headers and for the whole request (slow-loris); origin-form targets only;
+ * no `100 Continue` until a handler has admitted the request (request-body.ts);
  * and a Kubernetes `Status` body for every refusal, including the ones
  * Node's HTTP parser makes, so kubectl prints a sentence instead of
  * "the server rejected our request for an unknown reason".
@@ -14,6 +15,7 @@ import { type ConnectionLimits, defaultConnectionLimits, limitConnections } from
 import type { Logger } from './log.js';
 import { headerValues } from './relay/authenticate.js';
 import { writeStatus, writeStatusToSocket } from './relay/errors.js';
+import { discardRefusedBody } from './request-body.js';
 
 /** Room for an 8 KiB token twice over (header or WebSocket subprotocol) and everything kubectl sends. */
 const MAX_HEADER_BYTES = 32 * 1024;
@@ -67,13 +69,17 @@ export function serveKubernetesApi(server: Server, handlers: ApiHandlers, option
   // Node keeps the first maxHeadersCount headers and silently drops the rest: one more than allowed
   // is kept so that a request past the limit is seen, and refused, rather than trimmed.
   server.maxHeadersCount = MAX_HEADERS + 1;
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const problem = malformed(req);
     if (!problem) return handlers.request(req, res);
-    req.resume();
+    discardRefusedBody(req, res);
     res.shouldKeepAlive = false;
     writeStatus(res, problem.code, problem.message);
-  });
+  };
+  server.on('request', onRequest);
+  // With a listener here Node leaves `Expect: 100-continue` to the handler, which answers it once the
+  // request is admitted; without one it would send 100 at once, inviting any body before the token is seen.
+  server.on('checkContinue', onRequest);
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const problem = malformed(req);
     if (!problem) return handlers.upgrade(req, socket, head);

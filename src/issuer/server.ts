@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
 import { type HostPort, listenerUrl } from '../net.js';
 import { writeStatusToSocket } from '../relay/errors.js';
+import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { listenerTls } from '../tls/serving.js';
 import { TunnelHub } from '../tunnel/hub.js';
 import { AuthFailureBrakes } from './failure-limiter.js';
@@ -21,7 +22,11 @@ import { mintAgentToken } from './mint.js';
 import { Registry } from './registry.js';
 import { loadOrCreatePepper } from './secrets.js';
 import { SigningKeys } from './signing-keys.js';
-import { openSqliteStore } from './store.js';
+import { type Agent, openSqliteStore } from './store.js';
+
+/** The largest `POST /v1/token` body: `{"cluster": "<a DNS label>"}` needs under 100 bytes. */
+const TOKEN_REQUEST_BODY_LIMIT = 4 * 1024;
+const TOKEN_REQUEST_BODY_MESSAGE = 'the body must be JSON {"cluster": "<cluster name>"} of at most 4 KiB';
 
 /** How far back `GET /v1/revocations` looks, at most and by default: well past a token's 60 s life. */
 const REVOCATION_WINDOW_MS = 10 * 60_000;
@@ -98,12 +103,26 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     return error;
   };
 
-  app.post('/v1/token', refuseGuessing, express.json({ limit: '4kb', type: () => true }), async (req, res) => {
+  /**
+   * The API key is checked before any of the body is read or a 100 Continue
+   * sent, so a wrong key costs the issuer no upload; a body declared larger
+   * than the limit is refused unread too (express.json would read it all to
+   * refuse it).
+   */
+  const authenticateAgent = (req: Request, res: Response, next: NextFunction) => {
     const apiKey = bearerToken(req.get('authorization'));
     if (!apiKey) throw failedAuthentication(req, undefined, new ApiError(401, 'missing-api-key', 'send the agent API key as "Authorization: Bearer krl_agent_..."'));
     const agent = deps.registry.agentForKey(apiKey);
     if (!agent) throw failedAuthentication(req, apiKey, new ApiError(401, 'invalid-api-key', 'the API key is not valid for any agent'));
     if (agent.revokedAt) throw new ApiError(403, 'agent-revoked', `agent "${agent.name}" has been revoked`);
+    if (Number(req.get('content-length') ?? 0) > TOKEN_REQUEST_BODY_LIMIT) throw new ApiError(400, 'invalid-request', TOKEN_REQUEST_BODY_MESSAGE);
+    res.locals.agent = agent;
+    continueIfExpected(req, res);
+    next();
+  };
+
+  app.post('/v1/token', refuseGuessing, authenticateAgent, express.json({ limit: TOKEN_REQUEST_BODY_LIMIT, type: () => true }), async (req, res) => {
+    const agent = res.locals.agent as Agent;
     const clusterName = (req.body as { cluster?: unknown } | undefined)?.cluster;
     if (typeof clusterName !== 'string' || !isDnsLabel(clusterName)) {
       throw new ApiError(400, 'invalid-request', 'the body must be JSON {"cluster": "<cluster name>"}');
@@ -136,12 +155,13 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
 
   app.use((_req, _res, next) => next(new ApiError(404, 'not-found', 'no such endpoint')));
 
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    discardRefusedBody(req, res);
     const apiError =
       err instanceof ApiError
         ? err
         : isBodyParseError(err)
-          ? new ApiError(400, 'invalid-request', 'the body must be JSON {"cluster": "<cluster name>"} of at most 4 KiB')
+          ? new ApiError(400, 'invalid-request', TOKEN_REQUEST_BODY_MESSAGE)
           : undefined;
     if (!apiError) {
       deps.log.error('issuer request failed', { error: (err as Error).message });

@@ -26,6 +26,7 @@ import type { RevocationList } from './revocations.js';
 import { refuseClientImpersonation, stripClientHeaders, type UpgradeProtocol, validatedUpgrade } from './strip-headers.js';
 import type { TokenVerifier } from './token-verifier.js';
 import type { Upstream } from './upstream.js';
+import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { finalWatchStatus, isJsonWatchResponse, WatchTermination } from './watch-termination.js';
 
 export interface PipelineDeps {
@@ -186,12 +187,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
           if (isLongRunning(ctx.info.verb, ctx.info.subresource)) {
             countActiveStream(res, 'long-running');
             const refuse = (code: number, message: string) => {
-              if (!req.complete) res.shouldKeepAlive = false; // the rest of a body the upstream no longer reads
+              discardRefusedBody(req, res);
               writeStatus(res, code, message);
             };
             trackFromAdmission(ctx, res, cutter(ctx, refuse, (reason) => cutResponse(ctx, res, reason)));
             if (ctx.cutBeforeAnswer) return;
           }
+          continueIfExpected(req, res);
           const hooks = hooksFor(ctx, () => writeStatus(res, 502, 'kube-relay could not reach the Kubernetes API server'), () => undefined);
           ctx.forwarding = deps.forwarder.forwardRequest(req, res, headers, {
             ...hooks,
@@ -203,8 +205,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         },
         (err: unknown) => {
           const { code, message } = refusal(ctx, err);
-          // Drain what the client is still sending so it reads our answer instead of a reset.
-          req.resume();
+          discardRefusedBody(req, res);
           writeStatus(res, code, message);
         },
       );

@@ -21,6 +21,7 @@ import { writeStatus, writeStatusToSocket } from '../relay/errors.js';
 import { allowHalfClose, createKubernetesProxy } from '../relay/forward.js';
 import { checkRequestTarget } from '../relay/request-target.js';
 import { validatedUpgrade } from '../relay/strip-headers.js';
+import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { type RevocationEntry, RevocationList } from '../relay/revocations.js';
 import { READINESS_CHANGE_COST, RELAY_CONTROL_BUDGET } from './control-limits.js';
 import { AgentAdmission, ClosingTracker, HubRefusal, refusal } from './hub-admission.js';
@@ -122,7 +123,7 @@ export class TunnelHub {
     const route = this.route(req);
     if (!route) {
       if (!UNPREFIXED_KUBERNETES_PATH.test(req.url ?? '')) return false;
-      req.resume();
+      discardRefusedBody(req, res);
       writeStatus(res, 404, UNPREFIXED_MESSAGE);
       return true;
     }
@@ -130,6 +131,7 @@ export class TunnelHub {
     this.admit(req, route, closes).then(
       (session) => {
         if (closes.hasClosed) return; // the client left while it was admitted: nothing enters the tunnel
+        continueIfExpected(req, res);
         req.url = route.rest;
         this.proxy.web(req, res, { target: 'http://tunnel', agent: this.agentFor(session, req) }, (err) => {
           this.options.log.warn('tunnelled request failed', { cluster: route.cluster, error: err.message });
@@ -138,7 +140,7 @@ export class TunnelHub {
       },
       (err: unknown) => {
         const { code, message } = this.refuse(req, route, err);
-        req.resume();
+        discardRefusedBody(req, res);
         writeStatus(res, code, message);
       },
     );

@@ -128,8 +128,70 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
     });
   });
 
+  describe('exec -i over SPDY, 4 MiB through `head -c` 20 times (issue 14)', () => {
+    const RUNS = 20;
+    const SIZE = 4 * 1024 * 1024;
+
+    // kubectl 1.33 forced to SPDY, like 1.27 (which speaks nothing else for exec).
+    it.each(['1.27', '1.33'])('kubectl %s gets every byte back, every time', async (version) => {
+      const payload = randomBytes(SIZE);
+      const sent = createHash('sha256').update(payload).digest('hex');
+      const failures: string[] = [];
+      for (let run = 1; run <= RUNS; run++) {
+        const result = await execRoundTrip(kubectlBinary(version), operator, payload, SPDY);
+        if (result.exit !== '0' || result.digest !== sent) {
+          failures.push(`run ${run}: exit ${result.exit}, ${result.bytes} of ${SIZE} bytes${result.bytes === SIZE ? ', not the bytes sent' : ''}${result.stderr ? `: ${result.stderr.trim()}` : ''}`);
+        }
+      }
+      expect(failures).toEqual([]);
+    }, 300_000);
+  });
+
   /** Runs a streaming kubectl until its output shows `marker`. */
 });
+
+/**
+ * `kubectl exec -i … -- head -c N` fed N bytes, its output hashed as it
+ * arrives. `head -c`, not `cat`: kwok's local exec never passes the end of
+ * stdin on to the process, so cat would never exit.
+ *
+ * kubectl's stdin stays open until kubectl has exited, on purpose. kwok, like
+ * the kubelet (ServeExec in k8s.io/kubelet/pkg/cri/streaming/remotecommand),
+ * closes the connection as soon as the command exits, and kube-apiserver's
+ * proxy closes its client's connection as soon as kwok's ends. The end of
+ * stdin, an empty SPDY DATA frame with FLAG_FIN that kubectl sends once its
+ * own stdin reaches EOF, can arrive after `head -c` has exited and either of
+ * them has closed; Linux answers bytes that reach a closed socket with a
+ * reset (RFC 1122 §4.2.2.13) and drops what that socket still had queued,
+ * the tail of the output, and kubectl exits 0 without it (an error stream
+ * that ends empty counts as success). That happens straight to
+ * kube-apiserver too, the more often the slower the reader
+ * (kubernetes/kubernetes#124571): a test that sent the end of stdin would
+ * fail on upstream's race. Without it, every byte of the session is the
+ * relay's to lose.
+ */
+async function execRoundTrip(kubectl: string, kubeconfig: string, payload: Buffer, env: Record<string, string>): Promise<{ exit: string; bytes: number; digest: string; stderr: string }> {
+  const child = spawn(kubectl, ['--kubeconfig', kubeconfig, 'exec', '-i', 'web', '-n', 'e2e', '--', 'head', '-c', String(payload.length)], {
+    env: { ...process.env, ...env },
+  });
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    hash.update(chunk);
+    bytes += chunk.length;
+  });
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin.on('error', () => undefined); // a kubectl that fails early leaves our writes unread: EPIPE
+  child.stdin.write(payload);
+  const stdoutEnded = new Promise((resolve) => child.stdout.once('close', resolve));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const exit = await new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? String(code))));
+  clearTimeout(timer);
+  await stdoutEnded;
+  child.stdin.destroy();
+  return { exit, bytes, digest: hash.digest('hex'), stderr };
+}
 
 async function streamUntil(kubectl: string, args: string[], env: Record<string, string>, marker: string): Promise<string> {
   const child = spawn(kubectl, args, { env: { ...process.env, ...env } });

@@ -3,6 +3,7 @@
  * upstream, what the client gets back, and what is audited. Run once per
  * mode: straight to the relay (direct) and through the hub's tunnel.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import tls from 'node:tls';
@@ -12,6 +13,8 @@ import { BEARER_SUBPROTOCOL_PREFIX } from '../../src/relay/authenticate.js';
 import { request, until } from '../helpers/http.js';
 import { RELAY_SA_TOKEN, type Stack, startStack } from '../helpers/stack.js';
 import { openWatch, podEvent } from '../helpers/watch-client.js';
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 export function relaySuite(mode: 'direct' | 'tunnel'): void {
   let stack: Stack;
@@ -287,6 +290,19 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
       expect(answer.rest.length).toBe(payload.length);
       expect(answer.endedCleanly).toBe(true);
     });
+
+    it('gets a slow client every byte of an exec whose command exits at once (head -c): the relay never ends the upstream first (issue 14)', async () => {
+      // More than the kernel's socket buffers along the path hold: part of the answer is still in the relay's
+      // (and the tunnel's) own buffers when the upstream closes, and must be flushed, not dropped.
+      const payload = randomBytes(16 * 1024 * 1024);
+      const path = `/api/v1/namespaces/default/pods/web/exec?command=head&command=-c&command=${payload.length}&container=app&stdin=true&stdout=true`;
+      const answer = await slowReaderUpgrade(path, [`Authorization: Bearer ${token}`, 'X-Stream-Protocol-Version: v4.channel.k8s.io'], payload);
+      expect(answer.head).toMatch(/^HTTP\/1\.1 101/);
+      expect({ bytes: answer.bytes, digest: answer.digest }).toEqual({ bytes: payload.length, digest: sha256(payload) });
+      expect(answer.endedCleanly).toBe(true);
+      // The fake closed the session itself, after its last byte; nothing of the relay's closed it earlier.
+      expect(stack.fake.requests.filter((r) => r.url === path).at(-1)?.closedByClient).toBe(false);
+    });
   });
 
   describe('audit trail', () => {
@@ -368,6 +384,47 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
       socket.on('end', () => (ended = true));
       socket.on('error', reject);
       socket.on('close', () => resolve({ head: head ?? '', rest: buffer, endedCleanly: ended }));
+    });
+  }
+
+  /**
+   * A SPDY upgrade through the relay whose client sends `payload` (and never
+   * ends its side, as kubectl's SPDY exec does not) and reads nothing for a
+   * while, so the answer backs up through the relay (and the tunnel); then
+   * reads to the end.
+   */
+  function slowReaderUpgrade(path: string, extraHeaders: string[], payload: Buffer): Promise<{ head: string; bytes: number; digest: string; endedCleanly: boolean }> {
+    return new Promise((resolve, reject) => {
+      const url = new URL(stack.relay.url);
+      const socket = tls.connect({ host: url.hostname, port: Number(url.port), ca: stack.caPem, servername: 'localhost' }, () => {
+        socket.write([`POST ${url.pathname.replace(/\/$/, '')}${path} HTTP/1.1`, `Host: ${url.host}`, 'Connection: Upgrade', 'Upgrade: SPDY/3.1', ...extraHeaders, '', ''].join('\r\n'));
+      });
+      const hash = createHash('sha256');
+      let bytes = 0;
+      let buffer = Buffer.alloc(0);
+      let head: string | undefined;
+      let ended = false;
+      socket.on('data', (chunk: Buffer) => {
+        if (head !== undefined) {
+          hash.update(chunk);
+          bytes += chunk.length;
+          return;
+        }
+        buffer = Buffer.concat([buffer, chunk]);
+        const end = buffer.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        head = buffer.subarray(0, end).toString('latin1');
+        const rest = buffer.subarray(end + 4);
+        hash.update(rest);
+        bytes += rest.length;
+        if (!head.startsWith('HTTP/1.1 101')) return;
+        socket.write(payload);
+        socket.pause();
+        setTimeout(() => socket.resume(), 500);
+      });
+      socket.on('end', () => (ended = true));
+      socket.on('error', reject);
+      socket.on('close', () => resolve({ head: head ?? '', bytes, digest: hash.digest('hex'), endedCleanly: ended }));
     });
   }
 
