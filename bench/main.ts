@@ -13,6 +13,9 @@
  * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --watches 10000 --json FILE
  *                          --phases small,streams,isolation,watches,tokens,designs]
  *        [--cpu-prof DIR]  (the relays and the issuer write V8 CPU profiles to DIR when the run ends)
+ *        --phases watch-rounds [--rounds 5 --round-watches 2000 --heap-snapshots DIR --malloc-trim]
+ *                  (opt-in: rounds of idle watches through a relay of its own, its memory after each
+ *                  open and close; exits 1 when RSS grew more than 10 %, see watch-rounds.ts)
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,6 +28,7 @@ import { requestToken } from '../src/client/token.js';
 import { issueCertificate, loadOrCreateCa } from '../src/tls/local-ca.js';
 import { measureTokenVerification } from './token-verification.js';
 import { compareTunnelDesigns, type DesignFigures } from './tunnel-designs.js';
+import { Inspector, ROUND_GROWTH_LIMIT, watchRounds } from './watch-rounds.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -34,6 +38,10 @@ const { values: flags } = parseArgs({
     phases: { type: 'string', default: 'small,streams,isolation,watches,tokens,designs' },
     watches: { type: 'string', default: '10000' },
     'cpu-prof': { type: 'string' },
+    rounds: { type: 'string', default: '5' },
+    'round-watches': { type: 'string', default: '2000' },
+    'heap-snapshots': { type: 'string' },
+    'malloc-trim': { type: 'boolean', default: false },
   },
 });
 const PHASES = new Set(flags.phases.split(','));
@@ -95,7 +103,15 @@ async function waitReady(adminPort: number): Promise<void> {
   throw new Error(`the relay on admin port ${adminPort} did not become ready`);
 }
 
-async function startEverything(): Promise<{ targets: Record<PathName, Target>; ca: string }> {
+/** The watch-rounds phase's own direct relay, inspectable (watch-rounds.ts). */
+interface InspectedRelay {
+  target: Target;
+  pid: number;
+  adminPort: number;
+  inspectorUrl: string;
+}
+
+async function startEverything(): Promise<{ targets: Record<PathName, Target>; ca: string; roundsRelay?: InspectedRelay }> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'kube-relay-bench-'));
   const ca = loadOrCreateCa(dataDir);
   const upstreamCert = issueCertificate(ca, { commonName: 'bench-upstream', sans: ['127.0.0.1', 'localhost'], usage: 'server' });
@@ -151,7 +167,17 @@ async function startEverything(): Promise<{ targets: Record<PathName, Target>; c
     /"relay dialling the hub".*"url":"(https:\/\/[^"]+)".*"admin":(\d+)/,
     data,
   );
-  await Promise.all([waitReady(Number(direct[2])), waitReady(Number(tunnel[2]))]);
+  // Only for the watch-rounds phase: a direct relay no other phase has used, with the inspector on.
+  const rounds = PHASES.has('watch-rounds')
+    ? await startProcess(
+        'rounds relay',
+        node,
+        ['--inspect=127.0.0.1:0', CLI, 'relay', ...relayArgs, '--mode', 'direct', '--listen', '127.0.0.1:0', '--audit-file', path.join(dataDir, 'rounds-audit.jsonl')],
+        /Debugger listening on (ws:\/\/\S+)[\s\S]*"relay listening".*"url":"(https:\/\/[^"]+)".*"admin":(\d+)/,
+        data,
+      )
+    : undefined;
+  await Promise.all([waitReady(Number(direct[2])), waitReady(Number(tunnel[2])), rounds && waitReady(Number(rounds[3]))]);
 
   // A fresh 60-second token for every measurement that needs one.
   const agentHeaders = async () => ({ authorization: `Bearer ${(await requestToken({ issuer: issuerUrl, cluster: CLUSTER, apiKey: agentKey, issuerCa: ca.certPem })).token}` });
@@ -163,6 +189,7 @@ async function startEverything(): Promise<{ targets: Record<PathName, Target>; c
       direct: { base: direct[1]!, headers: agentHeaders },
       tunnel: { base: tunnel[1]!, headers: agentHeaders },
     },
+    ...(rounds ? { roundsRelay: { target: { base: rounds[2]!, headers: agentHeaders }, pid: pids['rounds relay']!, adminPort: Number(rounds[3]), inspectorUrl: rounds[1]! } } : {}),
   };
 }
 
@@ -444,11 +471,11 @@ const ratio = (value: number, base: number) => `${fmt(value / base)}×`;
 
 async function main(): Promise<void> {
   try {
-    execFileSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' });
+    if (PHASES.has('small')) execFileSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' });
   } catch {
     throw new Error('the benchmark needs wrk as its load generator: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)');
   }
-  const { targets, ca } = await startEverything();
+  const { targets, ca, roundsRelay } = await startEverything();
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`kube-relay benchmark, ${new Date().toISOString()}: ${os.cpus().length} cores (${cpu}), Node ${process.version}, ${os.platform()} ${os.release()}`);
   console.log(`TLS on every leg; upstream, issuer/hub, direct relay, tunnel relay and load generator each in its own process.\n`);
@@ -529,6 +556,36 @@ async function main(): Promise<void> {
     results.watches = watches;
   }
 
+  if (PHASES.has('watch-rounds') && roundsRelay) {
+    const roundCount = Number(flags.rounds);
+    const perRound = Number(flags['round-watches']);
+    console.log(`\nWatch rounds: ${roundCount} rounds of ${perRound} idle watches opened and closed through one direct relay; its memory after a forced full GC`);
+    const allocator = ['MALLOC_ARENA_MAX', 'LD_PRELOAD', 'MALLOC_CONF'].filter((name) => process.env[name]).map((name) => `${name}=${process.env[name]}`);
+    if (allocator.length > 0) console.log(`(${allocator.join(' ')} for every process of this run)`);
+    const inspector = await Inspector.connect(roundsRelay.inspectorUrl);
+    const figures = await watchRounds({
+      target: roundsRelay.target,
+      upstream: targets.upstream,
+      ca,
+      rounds: roundCount,
+      watches: perRound,
+      relayPid: roundsRelay.pid,
+      adminPort: roundsRelay.adminPort,
+      inspector,
+      heapSnapshotDir: flags['heap-snapshots'] && path.resolve(flags['heap-snapshots']),
+      mallocTrim: flags['malloc-trim'],
+      log: (line) => console.log(line),
+    });
+    inspector.close();
+    const first = figures.rounds[0]!.closed.rssMiB;
+    const last = figures.rounds.at(-1)!.closed.rssMiB;
+    console.log(
+      `${figures.pass ? 'PASS' : 'FAIL'}: relay RSS after the last close ${fmt(last, 1)} MiB is ${fmt(100 * figures.growth, 1)} % ${figures.growth >= 0 ? 'above' : 'below'} after the first close (${fmt(first, 1)} MiB); the limit is ${fmt(100 * ROUND_GROWTH_LIMIT, 0)} %`,
+    );
+    if (!figures.pass) process.exitCode = 1;
+    results.watchRounds = figures;
+  }
+
   if (PHASES.has('tokens')) {
     const figures = await measureTokenVerification(5_000);
     console.log('\nToken verification in one process (ES256, jose): verifications/s');
@@ -571,7 +628,7 @@ async function stopEverything(): Promise<void> {
 main().then(
   async () => {
     await stopEverything();
-    process.exit(0);
+    process.exit(process.exitCode ?? 0);
   },
   (err: unknown) => {
     console.error(err instanceof Error ? err.message : err);

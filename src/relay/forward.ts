@@ -12,6 +12,7 @@
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import { listHeaderValues } from './authenticate.js';
@@ -97,13 +98,13 @@ export class Forwarder {
       host: hostname,
       hostname,
       port: server.port || (server.protocol === 'https:' ? '443' : '80'),
-      ...(upstream.tls.ca ? { ca: upstream.tls.ca } : {}),
-      ...(upstream.tls.cert ? { cert: upstream.tls.cert } : {}),
-      ...(upstream.tls.key ? { key: upstream.tls.key } : {}),
     };
+    // One TLS context for every upstream connection. Given ca/cert/key instead, tls.connect builds one per
+    // connection (an OpenSSL SSL_CTX, the CA parsed again): some 18 KiB of native memory more for each open
+    // watch, freed at its close into glibc's malloc, which keeps it (issue 14; bench/watch-rounds.ts).
     this.agent =
       server.protocol === 'https:'
-        ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, rejectUnauthorized: upstream.tls.rejectUnauthorized })
+        ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, rejectUnauthorized: upstream.tls.rejectUnauthorized, secureContext: upstreamSecureContext(upstream) })
         : new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
     this.proxy = createKubernetesProxy({ target, agent: this.agent, secure: upstream.tls.rejectUnauthorized, changeOrigin: true }, this.pathPrefix);
     this.observeProxy();
@@ -175,6 +176,11 @@ export class Forwarder {
 function abandon(state: InFlight): void {
   state.abandoned = true;
   state.proxyReq?.destroy();
+}
+
+function upstreamSecureContext(upstream: Upstream): SecureContext {
+  const { ca, cert, key } = upstream.tls;
+  return createSecureContext({ ...(ca ? { ca } : {}), ...(cert && key ? { cert, key } : {}) });
 }
 
 /**
