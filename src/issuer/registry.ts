@@ -17,41 +17,41 @@ export class Registry {
   ) {}
 
   /** Returns the agent's API key; only its HMAC is stored. */
-  createAgent(name: string, org: string, teams: string[]): string {
+  async createAgent(name: string, org: string, teams: string[]): Promise<string> {
     requireLabel('agent name', name);
     requireLabel('org', org);
     if (teams.length === 0) throw new InvalidInputError('an agent needs at least one team: add --team TEAM');
     for (const team of teams) requireLabel('team', team);
     const key = generateKey('agent');
-    this.unlessReserved('agent', this.store.findAgent(name), name);
-    this.store.createAgent({ name, org, teams: [...new Set(teams)] }, hashKey(this.pepper, key));
+    this.unlessReserved('agent', await this.store.findAgent(name), name);
+    await this.store.createAgent({ name, org, teams: [...new Set(teams)] }, hashKey(this.pepper, key));
     return key;
   }
 
   /** A new API key for an active agent; the old one stops working at once (its hash is gone). */
-  rotateAgentKey(name: string): string {
+  async rotateAgentKey(name: string): Promise<string> {
     const key = generateKey('agent');
-    if (this.store.replaceAgentKey(name, hashKey(this.pepper, key))) return key;
-    const agent = this.store.findAgent(name);
+    if (await this.store.replaceAgentKey(name, hashKey(this.pepper, key))) return key;
+    const agent = await this.store.findAgent(name);
     if (agent?.revokedAt) throw new InvalidInputError(`agent "${name}" was revoked at ${agent.revokedAt.toISOString()}; a revoked agent gets no new key`);
     throw new InvalidInputError(`no agent named "${name}"; see kube-relay agent list`);
   }
 
   /** Returns the cluster's connector key; only its HMAC is stored. */
-  createCluster(name: string, org: string): string {
+  async createCluster(name: string, org: string): Promise<string> {
     requireLabel('cluster name', name);
     requireLabel('org', org);
     const key = generateKey('cluster');
-    this.unlessReserved('cluster', this.store.findCluster(name), name);
-    this.store.createCluster({ name, org }, hashKey(this.pepper, key));
+    this.unlessReserved('cluster', await this.store.findCluster(name), name);
+    await this.store.createCluster({ name, org }, hashKey(this.pepper, key));
     return key;
   }
 
   /** A new connector key for an active cluster; the hub closes tunnels that were opened with the old one. */
-  rotateClusterKey(name: string): string {
+  async rotateClusterKey(name: string): Promise<string> {
     const key = generateKey('cluster');
-    if (this.store.replaceClusterKey(name, hashKey(this.pepper, key))) return key;
-    const cluster = this.store.findCluster(name);
+    if (await this.store.replaceClusterKey(name, hashKey(this.pepper, key))) return key;
+    const cluster = await this.store.findCluster(name);
     if (cluster?.revokedAt) throw new InvalidInputError(`cluster "${name}" was revoked at ${cluster.revokedAt.toISOString()}; a revoked cluster gets no new key`);
     throw new InvalidInputError(`no cluster named "${name}"; see kube-relay cluster list`);
   }
@@ -71,39 +71,39 @@ export class Registry {
   }
 
   /** The agent an API key belongs to, revoked or not; undefined for unknown keys. */
-  agentForKey(apiKey: string): Agent | undefined {
+  async agentForKey(apiKey: string): Promise<Agent | undefined> {
     if (keyKindOf(apiKey) !== 'agent') return undefined;
     const hash = hashKey(this.pepper, apiKey);
-    const agent = this.store.findAgentByKeyHash(hash);
+    const agent = await this.store.findAgentByKeyHash(hash);
     return agent && hashesEqual(agent.apiKeyHash, hash) ? agent : undefined;
   }
 
   /** The cluster a connector key belongs to, revoked or not; undefined for unknown keys. */
-  clusterForKey(connectorKey: string): Cluster | undefined {
+  async clusterForKey(connectorKey: string): Promise<Cluster | undefined> {
     if (keyKindOf(connectorKey) !== 'cluster') return undefined;
     const hash = hashKey(this.pepper, connectorKey);
-    const cluster = this.store.findClusterByKeyHash(hash);
+    const cluster = await this.store.findClusterByKeyHash(hash);
     return cluster && hashesEqual(cluster.connectorKeyHash, hash) ? cluster : undefined;
   }
 
-  findCluster(name: string): Cluster | undefined {
+  findCluster(name: string): Promise<Cluster | undefined> {
     return this.store.findCluster(name);
   }
 
-  listAgents(): Agent[] {
+  listAgents(): Promise<Agent[]> {
     return this.store.listAgents();
   }
 
-  listClusters(): Cluster[] {
+  listClusters(): Promise<Cluster[]> {
     return this.store.listClusters();
   }
 
-  revokeAgent(name: string): void {
-    if (!this.store.revokeAgent(name, this.now())) throw new InvalidInputError(`no agent named "${name}"; see kube-relay agent list`);
+  async revokeAgent(name: string): Promise<void> {
+    if (!(await this.store.revokeAgent(name, this.now()))) throw new InvalidInputError(`no agent named "${name}"; see kube-relay agent list`);
   }
 
-  revokeCluster(name: string): void {
-    if (!this.store.revokeCluster(name, this.now())) throw new InvalidInputError(`no cluster named "${name}"; see kube-relay cluster list`);
+  async revokeCluster(name: string): Promise<void> {
+    if (!(await this.store.revokeCluster(name, this.now()))) throw new InvalidInputError(`no cluster named "${name}"; see kube-relay cluster list`);
   }
 
   revocationsSince(since: Date) {

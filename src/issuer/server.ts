@@ -20,9 +20,9 @@ import { TunnelHub } from '../tunnel/hub.js';
 import { AuthFailureBrakes } from './failure-limiter.js';
 import { mintAgentToken } from './mint.js';
 import { Registry } from './registry.js';
-import { loadOrCreatePepper } from './secrets.js';
-import { SigningKeys } from './signing-keys.js';
-import { type Agent, openSqliteStore } from './store.js';
+import { checkPepper, loadOrCreatePepper } from './secrets.js';
+import { KeyNotReadyError, PROPAGATION_MS, REFRESH_INTERVAL_MS, SigningKeys } from './signing-keys.js';
+import { type Agent, openStore, StoreUnavailableError } from './store.js';
 
 /** The largest `POST /v1/token` body: `{"cluster": "<a DNS label>"}` needs under 100 bytes. */
 const TOKEN_REQUEST_BODY_LIMIT = 4 * 1024;
@@ -109,10 +109,10 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
    * than the limit is refused unread too (express.json would read it all to
    * refuse it).
    */
-  const authenticateAgent = (req: Request, res: Response, next: NextFunction) => {
+  const authenticateAgent = async (req: Request, res: Response, next: NextFunction) => {
     const apiKey = bearerToken(req.get('authorization'));
     if (!apiKey) throw failedAuthentication(req, undefined, new ApiError(401, 'missing-api-key', 'send the agent API key as "Authorization: Bearer krl_agent_..."'));
-    const agent = deps.registry.agentForKey(apiKey);
+    const agent = await deps.registry.agentForKey(apiKey);
     if (!agent) throw failedAuthentication(req, apiKey, new ApiError(401, 'invalid-api-key', 'the API key is not valid for any agent'));
     if (agent.revokedAt) throw new ApiError(403, 'agent-revoked', `agent "${agent.name}" has been revoked`);
     if (Number(req.get('content-length') ?? 0) > TOKEN_REQUEST_BODY_LIMIT) throw new ApiError(400, 'invalid-request', TOKEN_REQUEST_BODY_MESSAGE);
@@ -127,7 +127,7 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     if (typeof clusterName !== 'string' || !isDnsLabel(clusterName)) {
       throw new ApiError(400, 'invalid-request', 'the body must be JSON {"cluster": "<cluster name>"}');
     }
-    const cluster = deps.registry.findCluster(clusterName);
+    const cluster = await deps.registry.findCluster(clusterName);
     if (!cluster) throw new ApiError(404, 'unknown-cluster', `no cluster named "${clusterName}"`);
     if (cluster.org !== agent.org) {
       throw new ApiError(403, 'cluster-of-another-org', `cluster "${clusterName}" does not belong to org "${agent.org}"`);
@@ -139,7 +139,7 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     res.set('cache-control', 'no-store').json({ token: minted.token, expiresAt: minted.expiresAt.toISOString() });
   });
 
-  app.get('/v1/revocations', (req, res) => {
+  app.get('/v1/revocations', async (req, res) => {
     const sinceParam = typeof req.query.since === 'string' ? new Date(req.query.since) : undefined;
     if (sinceParam && Number.isNaN(sinceParam.getTime())) {
       throw new ApiError(400, 'invalid-request', 'since must be an RFC 3339 time');
@@ -149,7 +149,7 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     // so `since` reaches back at most that far: the feed never lists every agent ever revoked.
     const oldest = generatedAt.getTime() - REVOCATION_WINDOW_MS;
     const since = new Date(Math.max(sinceParam?.getTime() ?? oldest, oldest));
-    const items = deps.registry.revocationsSince(since).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() }));
+    const items = (await deps.registry.revocationsSince(since)).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() }));
     res.set('cache-control', 'no-store').json({ generatedAt: generatedAt.toISOString(), items });
   });
 
@@ -160,6 +160,10 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     const apiError =
       err instanceof ApiError
         ? err
+        : err instanceof StoreUnavailableError
+          ? new ApiError(503, 'store-unavailable', 'the issuer cannot reach its store right now; retry in a few seconds')
+          : err instanceof KeyNotReadyError
+            ? new ApiError(503, 'key-not-ready', err.message)
         : isBodyParseError(err)
           ? new ApiError(400, 'invalid-request', TOKEN_REQUEST_BODY_MESSAGE)
           : undefined;
@@ -213,6 +217,10 @@ export interface IssuerConfig {
   audit?: AuditConfig | undefined;
   /** This hub's replica id and the number of replicas behind the public URL (DESIGN §9; default: one). */
   hubReplica?: { id: string; count: number } | undefined;
+  /** postgres://… for a store shared by several replicas; undefined: SQLite in the data directory. */
+  storeUrl?: string | undefined;
+  /** The pepper, from a file (required with a shared store unless KUBE_RELAY_PEPPER is set). */
+  pepperFile?: string | undefined;
 }
 
 export interface RunningIssuer {
@@ -229,20 +237,25 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
   // First: a bad audit path fails the issuer before anything else is opened.
   const audit = await openAuditSink(config.audit ?? {}, metrics, config.log);
-  const store = openSqliteStore(config.dataDir);
-  const registry = new Registry(store, loadOrCreatePepper(config.dataDir));
-  const keys = new SigningKeys(store);
-  if (await keys.rotateIfDue(config.keyRotationIntervalMs)) config.log.info('signing key rotated');
-  const rotation = setInterval(
-    () => {
-      keys.rotateIfDue(config.keyRotationIntervalMs).then(
-        (rotated) => rotated && config.log.info('signing key rotated'),
-        (err: Error) => config.log.error('signing key rotation failed', { error: err.message }),
-      );
-    },
-    Math.min(config.keyRotationIntervalMs, 3_600_000),
-  );
-  rotation.unref();
+  const shared = config.storeUrl !== undefined && config.storeUrl !== '';
+  const pepper = loadOrCreatePepper(config.dataDir, process.env, { pepperFile: config.pepperFile, shared });
+  const store = await openStore({ dataDir: config.dataDir, storeUrl: config.storeUrl });
+  const stopStore = async () => {
+    await audit.close();
+    await store.close();
+  };
+  const registry = new Registry(store, pepper);
+  // Replicas sharing a store wait for their new keys to reach each other before signing with them.
+  const keys = new SigningKeys(store, config.dataDir, shared ? PROPAGATION_MS : 0);
+  try {
+    await checkPepper(store, pepper);
+    if (await keys.rotateIfDue(config.keyRotationIntervalMs)) config.log.info('signing key rotated', { signer: keys.signer });
+    await keys.refresh();
+  } catch (err) {
+    await stopStore();
+    throw err;
+  }
+  const storeHealth = watchStore(keys, config, config.log);
 
   const tls = listenerTls(config);
   const server = https.createServer({ cert: tls.cert, key: tls.key, ...listenerOptions(config.limits) });
@@ -258,7 +271,11 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
       if (!hub.handleUpgrade(req, socket, head)) writeStatusToSocket(socket, 404, 'no such endpoint');
     },
   }, { limits: config.limits, metrics, log: config.log });
-  const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics, () => ({ ready: true, waitingFor: [] })) : undefined;
+  const readiness = () => {
+    const waitingFor = [...(keys.ready ? [] : ['a signing key every replica has seen']), ...(storeHealth.failure ? [`the store (${storeHealth.failure})`] : [])];
+    return { ready: waitingFor.length === 0, waitingFor };
+  };
+  const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics, readiness) : undefined;
   config.log.info('issuer listening', { url: publicUrl, caFile: tls.caFile, admin: admin ? boundPort(admin) : undefined });
 
   return {
@@ -267,15 +284,43 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
     ...(tls.caFile ? { caFile: tls.caFile } : {}),
     ...(admin ? { adminPort: boundPort(admin) } : {}),
     async close() {
-      clearInterval(rotation);
+      storeHealth.stop();
       // Stop taking connections, let tunnelled requests in flight finish, then cut what is left.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await hub.close(config.drainMs ?? HUB_DRAIN_MS);
       server.closeAllConnections();
       await Promise.all([closed, admin && closeServer(admin)]);
-      await audit.close();
-      store.close();
+      await stopStore();
     },
   };
+}
+
+/**
+ * Every few seconds: refresh the keys (this replica's heartbeat, and every live replica's public
+ * keys for the JWKS), and rotate when due. A store that stops answering makes the issuer not
+ * ready, said once, and ready again when it answers; tunnels it holds keep forwarding meanwhile.
+ */
+function watchStore(keys: SigningKeys, config: IssuerConfig, log: Logger): { failure: string | undefined; stop(): void } {
+  const health: { failure: string | undefined; stop(): void } = { failure: undefined, stop: () => clearInterval(timer) };
+  let busy = false;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      if (await keys.rotateIfDue(config.keyRotationIntervalMs)) log.info('signing key rotated', { signer: keys.signer });
+      await keys.refresh();
+      if (health.failure) log.info('the store answers again', { store: config.storeUrl ? 'postgres' : 'sqlite' });
+      health.failure = undefined;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (!health.failure) log.warn('the store cannot be read; token requests get 503 and this issuer is not ready until it answers', { error: message });
+      health.failure = message;
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), REFRESH_INTERVAL_MS);
+  timer.unref();
+  return health;
 }

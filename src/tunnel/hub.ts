@@ -16,6 +16,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { type AuditedRequest, auditedRequest, auditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { Registry } from '../issuer/registry.js';
+import type { Cluster } from '../issuer/store.js';
 import type { Logger } from '../log.js';
 import { writeStatus, writeStatusToSocket } from '../relay/errors.js';
 import { allowHalfClose, createKubernetesProxy } from '../relay/forward.js';
@@ -78,6 +79,8 @@ export class TunnelHub {
    * (no API server, a full audit trail).
    */
   private readonly unready = new WeakSet<MuxSession>();
+  /** A read of revocations from the store is under way (they may take longer than the interval). */
+  private readingRegistry = false;
   /** The connector key each tunnel was opened with: a tunnel whose key was replaced is closed. */
   private readonly connectorKeys = new WeakMap<MuxSession, string>();
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES });
@@ -106,9 +109,9 @@ export class TunnelHub {
       const { id, count } = options.replica;
       this.wss.on('headers', (headers: string[]) => headers.push(`${HUB_REPLICA_HEADER}: ${id}`, `${HUB_REPLICAS_HEADER}: ${count}`));
     }
-    this.watchRegistry = setInterval(() => this.applyRevocations(), options.registryWatchMs ?? REGISTRY_WATCH_INTERVAL_MS);
+    this.watchRegistry = setInterval(() => void this.applyRevocations(), options.registryWatchMs ?? REGISTRY_WATCH_INTERVAL_MS);
     this.watchRegistry.unref();
-    this.applyRevocations();
+    void this.applyRevocations();
     // A client that hangs up mid-response (a watch) must end the tunnelled request too; http-proxy only
     // aborts upstream for requests whose body was still arriving.
     this.proxy.on('proxyReq', (proxyReq: http.ClientRequest, _req: IncomingMessage, res: ServerResponse) => {
@@ -150,7 +153,10 @@ export class TunnelHub {
   /** True when the upgrade is the hub's and has been handled. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     if ((req.url ?? '').split('?')[0] === TUNNEL_PATH) {
-      this.acceptTunnel(req, socket, head);
+      this.acceptTunnel(req, socket, head).catch((err: Error) => {
+        this.options.log.error('accepting a tunnel failed', { error: err.message });
+        socket.destroy();
+      });
       return true;
     }
     const route = this.route(req);
@@ -215,9 +221,10 @@ export class TunnelHub {
    */
   private async admit(req: IncomingMessage, { cluster, rest }: { cluster: string; rest: string }, closes: ClosingTracker): Promise<MuxSession> {
     checkRequestTarget(rest);
-    // A connected tunnel proves the cluster exists (its key was checked): the registry is asked only without one.
-    if (!this.tunnels.has(cluster) && !this.options.registry.findCluster(cluster)) throw new HubRefusal(404, 'unknown-cluster', `no cluster named "${cluster}"`);
     const identity = await this.admission.identify(req, cluster);
+    // Only now, so that a caller without a valid token learns nothing of which clusters exist. A
+    // connected tunnel proves the cluster exists (its key was checked): the store is asked only without one.
+    if (!this.tunnels.has(cluster) && !(await this.options.registry.findCluster(cluster))) throw new HubRefusal(404, 'unknown-cluster', `no cluster named "${cluster}"`, identity);
     // A tunnel whose WebSocket is closing stays listed until its close event; it takes no new streams.
     const sessions = (this.tunnels.get(cluster) ?? []).filter((session) => !session.draining && session.connected);
     if (sessions.length === 0) throw new HubRefusal(503, 'no-tunnel', `cluster "${cluster}" has no relay connected to this hub right now`, identity);
@@ -258,20 +265,23 @@ export class TunnelHub {
    * and pushed to every relay through its tunnel (DESIGN §2), which cuts
    * their live streams; a revoked cluster's tunnels are closed.
    */
-  private applyRevocations(): void {
+  private async applyRevocations(): Promise<void> {
     const { registry, log } = this.options;
+    if (this.readingRegistry) return;
+    this.readingRegistry = true;
     try {
       const since = new Date(Date.now() - REVOCATION_HORIZON_MS);
-      this.revocations.apply(registry.revocationsSince(since).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() })));
-      for (const [cluster, sessions] of this.tunnels) {
-        if (registry.findCluster(cluster)?.revokedAt) {
+      this.revocations.apply((await registry.revocationsSince(since)).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() })));
+      for (const [cluster, sessions] of [...this.tunnels]) {
+        if ((await registry.findCluster(cluster))?.revokedAt) {
           log.warn('closing the tunnels of a revoked cluster', { cluster, tunnels: sessions.length });
           // Routed nowhere from now on, even while a relay takes its time to answer the close.
           this.tunnels.delete(cluster);
           for (const session of sessions) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was revoked');
           continue;
         }
-        const stale = sessions.filter((session) => registry.clusterForKey(this.connectorKeys.get(session) ?? '')?.name !== cluster);
+        const stale: MuxSession[] = [];
+        for (const session of sessions) if ((await registry.clusterForKey(this.connectorKeys.get(session) ?? ''))?.name !== cluster) stale.push(session);
         if (stale.length === 0) continue;
         log.warn("closing tunnels opened with a cluster's replaced connector key", { cluster, tunnels: stale.length });
         const current = sessions.filter((session) => !stale.includes(session));
@@ -281,6 +291,8 @@ export class TunnelHub {
       }
     } catch (err) {
       log.error('cannot read revocations from the store', { error: (err as Error).message });
+    } finally {
+      this.readingRegistry = false;
     }
   }
 
@@ -307,14 +319,22 @@ export class TunnelHub {
     return agent;
   }
 
-  private acceptTunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  private async acceptTunnel(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const { registry, log } = this.options;
     if (this.closing) {
       writeStatusToSocket(socket, 503, 'this hub is shutting down');
       return;
     }
     const key = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const cluster = key ? registry.clusterForKey(key) : undefined;
+    let cluster: Cluster | undefined;
+    try {
+      cluster = key ? await registry.clusterForKey(key) : undefined;
+    } catch (err) {
+      log.warn('tunnel refused: the store cannot be read', { error: (err as Error).message });
+      writeStatusToSocket(socket, 503, 'the hub cannot check connector keys right now; retry');
+      return;
+    }
+    if (socket.destroyed) return;
     if (!cluster || cluster.revokedAt) {
       log.warn('tunnel refused: unknown or revoked connector key', { address: req.socket.remoteAddress });
       writeStatusToSocket(socket, 401, 'the connector key is not valid (unknown or revoked)');

@@ -30,10 +30,10 @@ const running: ChildProcess[] = [];
 
 beforeAll(async () => {
   stack = await startStack();
-  const setup = stack.registry();
+  const setup = await stack.registry();
   tunnelKeyFile = path.join(stack.dataDir, 'kill-test.connector-key');
-  writeFileSync(tunnelKeyFile, `${setup.registry.createCluster(TUNNEL_CLUSTER, 'acme')}\n`, { mode: 0o600 });
-  setup.close();
+  writeFileSync(tunnelKeyFile, `${await setup.registry.createCluster(TUNNEL_CLUSTER, 'acme')}\n`, { mode: 0o600 });
+  await setup.close();
 });
 
 afterAll(async () => {

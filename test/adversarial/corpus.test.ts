@@ -10,7 +10,7 @@ import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/audit/record.js';
 import { SigningKeys } from '../../src/issuer/signing-keys.js';
-import { openSqliteStore } from '../../src/issuer/store.js';
+import { openStore } from '../../src/issuer/store.js';
 import { EXTRA_REQUEST_ID, extraHeaderName } from '../../src/relay/impersonate.js';
 import type { RecordedRequest } from '../fixtures/fake-apiserver.js';
 import { until } from '../helpers/http.js';
@@ -26,23 +26,24 @@ describe.each<Mode>(['direct', 'tunnel'])('the attack corpus, %s mode', (mode) =
 
   beforeAll(async () => {
     stack = await startStack({ mode });
-    const setup = stack.registry();
-    setup.registry.createCluster('prod-us', 'acme');
-    setup.registry.createCluster('globex-prod', 'globex');
-    const spyKey = setup.registry.createAgent('spy', 'globex', ['ops']);
-    const revokeeKey = setup.registry.createAgent('revokee', 'acme', ['sre']);
-    setup.close();
+    const setup = await stack.registry();
+    await setup.registry.createCluster('prod-us', 'acme');
+    await setup.registry.createCluster('globex-prod', 'globex');
+    const spyKey = await setup.registry.createAgent('spy', 'globex', ['ops']);
+    const revokeeKey = await setup.registry.createAgent('revokee', 'acme', ['sre']);
+    await setup.close();
     const deployerToken = await stack.token();
     const revokedAgentToken = await stack.token(revokeeKey);
-    const revoke = stack.registry();
-    revoke.registry.revokeAgent('revokee');
-    revoke.close();
+    const revoke = await stack.registry();
+    await revoke.registry.revokeAgent('revokee');
+    await revoke.close();
 
-    const store = openSqliteStore(stack.dataDir);
-    const signing = new SigningKeys(store);
+    const store = await openStore({ dataDir: stack.dataDir });
+    const signing = new SigningKeys(store, stack.dataDir, 0);
+    await signing.refresh();
     const current = await signing.current();
     const publicJwk = signing.jwks().keys.find((key) => key.kid === current.kid)! as Record<string, unknown>;
-    store.close();
+    await store.close();
     const attacker = await generateKeyPair('ES256', { extractable: true });
     const attackerJwk = await exportJWK(attacker.publicKey);
     const issuerUrl = stack.issuer.url;

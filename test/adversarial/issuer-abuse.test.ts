@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/issuer/registry.js';
 import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
-import { openSqliteStore } from '../../src/issuer/store.js';
+import { openStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
 
 let dataDir: string;
@@ -23,15 +23,15 @@ const logLines: string[] = [];
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-issuer-abuse-'));
-  const store = openSqliteStore(dataDir);
+  const store = await openStore({ dataDir });
   const registry = new Registry(store, loadOrCreatePepper(dataDir, {}));
-  agentKey = registry.createAgent('deployer', 'acme', ['sre']);
-  registry.createAgent('long-gone', 'acme', ['sre']);
-  store.revokeAgent('long-gone', new Date(Date.now() - 3_600_000));
-  registry.createAgent('just-gone', 'acme', ['sre']);
-  registry.revokeAgent('just-gone');
-  registry.createCluster('prod-eu', 'acme');
-  store.close();
+  agentKey = await registry.createAgent('deployer', 'acme', ['sre']);
+  await registry.createAgent('long-gone', 'acme', ['sre']);
+  await store.revokeAgent('long-gone', new Date(Date.now() - 3_600_000));
+  await registry.createAgent('just-gone', 'acme', ['sre']);
+  await registry.revokeAgent('just-gone');
+  await registry.createCluster('prod-eu', 'acme');
+  await store.close();
   issuer = await startIssuer({
     dataDir,
     listen: { host: '127.0.0.1', port: 0 },

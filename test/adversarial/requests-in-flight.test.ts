@@ -28,9 +28,9 @@ describe.each<[mode: 'direct' | 'tunnel', capped: Layer]>([
 
   beforeAll(async () => {
     stack = await startStack({ mode, ...(capped === 'relay' ? { relay: { maxRequestsPerAgent: CAP } } : { issuer: { maxRequestsPerAgent: CAP } }) });
-    const setup = stack.registry();
-    const otherKey = setup.registry.createAgent('bystander', 'acme', ['sre']);
-    setup.close();
+    const setup = await stack.registry();
+    const otherKey = await setup.registry.createAgent('bystander', 'acme', ['sre']);
+    await setup.close();
     token = await stack.token();
     otherToken = await stack.token(otherKey);
   });

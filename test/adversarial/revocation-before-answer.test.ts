@@ -54,18 +54,18 @@ describe.each(['direct', 'tunnel'] as const)('long-running requests before their
     /** Sends the request for a fresh agent, waits until the API server holds it, revokes the agent; the client's answer. */
     async function revokedWhileWaiting(kind: Kind): Promise<{ answer: RawAnswer; upstream: RecordedRequest; user: string; path: string }> {
       const name = `waiting-${++agents}`;
-      const setup = stack.registry();
-      const key = setup.registry.createAgent(name, 'acme', ['sre']);
-      setup.close();
+      const setup = await stack.registry();
+      const key = await setup.registry.createAgent(name, 'acme', ['sre']);
+      await setup.close();
       const token = await stack.token(key);
       const namespace = `ns-${name}`;
       const { bytes, path } = requestBytes(stack, kind, namespace, token);
       const answer = sendRaw({ url: stack.relay.url, ca: stack.caPem }, bytes, { timeoutMs: ANSWER_TIMEOUT_MS });
       const held = () => stack.fake.requests.find((r) => r.url.startsWith(`${path}`) && r.headers['impersonate-user'] === `agent:${name}`);
       await until(() => held() !== undefined, 15_000, 'the API server to hold the request');
-      const revoke = stack.registry();
-      revoke.registry.revokeAgent(name);
-      revoke.close();
+      const revoke = await stack.registry();
+      await revoke.registry.revokeAgent(name);
+      await revoke.close();
       return { answer: await answer, upstream: held()!, user: `agent:${name}`, path };
     }
 

@@ -28,10 +28,10 @@ beforeAll(async () => {
     mode: 'tunnel',
     issuer: { tunnelMaxStreams: TUNNEL_CAPACITY, log: createLogger('info', {}, (line) => hubLog.push(line)), adminListen: { host: '127.0.0.1', port: 0 } },
   });
-  const setup = stack.registry();
-  for (const cluster of ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'retired']) keys[cluster] = setup.registry.createCluster(cluster, 'acme');
-  setup.registry.revokeCluster('retired');
-  setup.close();
+  const setup = await stack.registry();
+  for (const cluster of ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'retired']) keys[cluster] = await setup.registry.createCluster(cluster, 'acme');
+  await setup.registry.revokeCluster('retired');
+  await setup.close();
   alphaToken = await stack.token(stack.agentKey, 'alpha');
 });
 
@@ -123,10 +123,10 @@ describe('who may connect a tunnel (DESIGN §4: the key decides the cluster)', (
     try {
       const deltaToken = await stack.token(stack.agentKey, 'delta');
       await until(async () => (await agentGet('/clusters/delta/version', deltaToken)).status === 200, 5_000, 'the delta relay to connect');
-      const revoke = stack.registry();
-      revoke.registry.revokeCluster('gamma');
-      revoke.registry.revokeCluster('delta');
-      revoke.close();
+      const revoke = await stack.registry();
+      await revoke.registry.revokeCluster('gamma');
+      await revoke.registry.revokeCluster('delta');
+      await revoke.close();
       expect(await fake.closed).toBe(KEY_REVOKED_CLOSE_CODE);
       const failure = await relay.failed;
       expect(failure.message).toMatch(/connector key was revoked/);
@@ -178,10 +178,10 @@ describe('requests the hub refuses', () => {
 
 describe('revocations pushed down a tunnel (DESIGN §2)', () => {
   it('reach a relay that connects after two thousand agents were revoked, in messages that each fit one frame', async () => {
-    const handle = stack.registry();
-    for (let i = 0; i < 2_000; i++) handle.registry.createAgent(`gone-${i}`, 'acme', ['sre']);
-    for (let i = 0; i < 2_000; i++) handle.registry.revokeAgent(`gone-${i}`);
-    handle.close();
+    const handle = await stack.registry();
+    for (let i = 0; i < 2_000; i++) await handle.registry.createAgent(`gone-${i}`, 'acme', ['sre']);
+    for (let i = 0; i < 2_000; i++) await handle.registry.revokeAgent(`gone-${i}`);
+    await handle.close();
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // the hub reads the store every second
     const relay = await dialHub(keys.beta!, 'beta');
     const pushed = () =>

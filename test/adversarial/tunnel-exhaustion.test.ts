@@ -29,9 +29,9 @@ beforeAll(async () => {
     mode: 'tunnel',
     issuer: { log: createLogger('info', {}, (line) => hubLog.push(line)), adminListen: { host: '127.0.0.1', port: 0 }, tunnelStallTimeoutMs: STALL_TIMEOUT_MS },
   });
-  const setup = stack.registry();
-  for (const cluster of ['staging', 'credit', 'flood']) keys[cluster] = setup.registry.createCluster(cluster, 'acme');
-  setup.close();
+  const setup = await stack.registry();
+  for (const cluster of ['staging', 'credit', 'flood']) keys[cluster] = await setup.registry.createCluster(cluster, 'acme');
+  await setup.close();
 });
 
 afterAll(async () => {

@@ -122,7 +122,7 @@ describe('grants from Helm values', () => {
   beforeAll(async () => {
     execFileSync(kubectlBinary('1.33'), ['--kubeconfig', cluster.adminKubeconfig, 'apply', '-f', '-'], { input: rendered() });
     relay = await startRelayFor(cluster, 'direct');
-    agent = relay.agent('helm-reader', ['readers']);
+    agent = await relay.agent('helm-reader', ['readers']);
   });
 
   afterAll(async () => {

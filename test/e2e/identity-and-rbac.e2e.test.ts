@@ -20,7 +20,7 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
   beforeAll(async () => {
     kubectl = kubectlBinary('1.33');
     relay = await startRelayFor(cluster, mode);
-    viewer = relay.agent('viewer', ['sre', 'oncall']);
+    viewer = await relay.agent('viewer', ['sre', 'oncall']);
     admin(['create', 'clusterrolebinding', `acme-sre-view-${mode}`, '--clusterrole=view', '--group=acme/sre']);
   });
 

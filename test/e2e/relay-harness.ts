@@ -8,7 +8,7 @@ import { buildKubeconfig } from '../../src/client/kubeconfig.js';
 import { Registry } from '../../src/issuer/registry.js';
 import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
-import { openSqliteStore } from '../../src/issuer/store.js';
+import { openStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
 import { type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
@@ -23,7 +23,7 @@ export interface RelayUnderTest {
   issuer: RunningIssuer;
   relay: RunningRelay;
   /** Creates an agent and returns a kubeconfig whose exec plugin gets its tokens. */
-  agent(name: string, teams: string[]): string;
+  agent(name: string, teams: string[]): Promise<string>;
   auditRecords(): AuditRecord[];
   close(): Promise<void>;
 }
@@ -37,15 +37,15 @@ export interface RelayOptions {
 export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunnel', options: RelayOptions = {}): Promise<RelayUnderTest> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-e2e-relay-'));
   const log = createLogger('warn');
-  const withRegistry = <T>(use: (registry: Registry) => T): T => {
-    const store = openSqliteStore(dataDir);
+  const withRegistry = async <T>(use: (registry: Registry) => Promise<T>): Promise<T> => {
+    const store = await openStore({ dataDir });
     try {
-      return use(new Registry(store, loadOrCreatePepper(dataDir, {})));
+      return await use(new Registry(store, loadOrCreatePepper(dataDir, {})));
     } finally {
-      store.close();
+      await store.close();
     }
   };
-  const issuedKey = withRegistry((registry) => registry.createCluster(CLUSTER_NAME, ORG));
+  const issuedKey = await withRegistry((registry) => registry.createCluster(CLUSTER_NAME, ORG));
   const connectorKey = options.connectorKeyVia ? options.connectorKeyVia(issuedKey) : issuedKey;
   const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, audit: { file: path.join(dataDir, 'hub-audit.jsonl') }, log });
   const auditFile = path.join(dataDir, 'audit.jsonl');
@@ -68,8 +68,8 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
     dataDir,
     issuer,
     relay,
-    agent(name, teams) {
-      const key = withRegistry((registry) => registry.createAgent(name, ORG, teams));
+    async agent(name, teams) {
+      const key = await withRegistry((registry) => registry.createAgent(name, ORG, teams));
       const keyFile = path.join(dataDir, `${name}.api-key`);
       writeFileSync(keyFile, `${key}\n`, { mode: 0o600 });
       const kubeconfig = path.join(dataDir, `${name}.kubeconfig`);

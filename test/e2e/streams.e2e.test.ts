@@ -24,8 +24,8 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
 
   beforeAll(async () => {
     relay = await startRelayFor(cluster, mode);
-    operator = relay.agent('operator', ['ops']);
-    viewer = relay.agent('reader', ['readers']);
+    operator = await relay.agent('operator', ['ops']);
+    viewer = await relay.agent('reader', ['readers']);
     admin(['create', 'rolebinding', `acme-ops-edit-${mode}`, '-n', 'e2e', '--clusterrole=edit', '--group=acme/ops']);
     admin(['create', 'rolebinding', `acme-readers-view-${mode}`, '-n', 'e2e', '--clusterrole=view', '--group=acme/readers']);
     await until(async () => (await runKubectl(kubectlBinary('1.33'), ['--kubeconfig', operator, 'auth', 'can-i', 'create', 'pods/exec', '-n', 'e2e'])).stdout.trim() === 'yes', 15_000, 'RBAC');

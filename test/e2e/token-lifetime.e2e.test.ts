@@ -15,7 +15,7 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
 
   beforeAll(async () => {
     relay = await startRelayFor(cluster, mode);
-    watcher = relay.agent('watcher', ['watchers']);
+    watcher = await relay.agent('watcher', ['watchers']);
     admin(['create', 'rolebinding', `acme-watchers-view-${mode}`, '-n', 'e2e', '--clusterrole=view', '--group=acme/watchers']);
   });
 

@@ -13,7 +13,7 @@ import { requestToken } from '../../src/client/token.js';
 import { Registry } from '../../src/issuer/registry.js';
 import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type IssuerConfig, type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
-import { openSqliteStore } from '../../src/issuer/store.js';
+import { openStore } from '../../src/issuer/store.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { type RelayConfig, type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
@@ -35,7 +35,7 @@ export interface Stack {
   auditFile: string;
   agentKey: string;
   relayKubeconfig: string;
-  registry(): { registry: Registry; close(): void };
+  registry(): Promise<{ registry: Registry; close(): Promise<void> }>;
   token(agentKey?: string, cluster?: string): Promise<string>;
   auditRecords(): AuditRecord[];
   /** The hub's records of the requests it refused before a tunnel (tunnel mode). */
@@ -59,14 +59,14 @@ export interface StackOptions {
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-stack-'));
   const log = createLogger('error');
-  const openRegistry = () => {
-    const store = openSqliteStore(dataDir);
+  const openRegistry = async () => {
+    const store = await openStore({ dataDir });
     return { registry: new Registry(store, loadOrCreatePepper(dataDir, {})), close: () => store.close() };
   };
-  const setup = openRegistry();
-  const agentKey = setup.registry.createAgent('deployer', 'acme', ['sre', 'platform']);
-  const connectorKey = setup.registry.createCluster('prod-eu', 'acme');
-  setup.close();
+  const setup = await openRegistry();
+  const agentKey = await setup.registry.createAgent('deployer', 'acme', ['sre', 'platform']);
+  const connectorKey = await setup.registry.createCluster('prod-eu', 'acme');
+  await setup.close();
   const mode = options.mode ?? 'direct';
 
   const hubAuditFile = path.join(dataDir, 'hub-audit.jsonl');

@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,10 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchWithCa } from '../../src/https-fetch.js';
 import { createLogger } from '../../src/log.js';
 import { Registry } from '../../src/issuer/registry.js';
-import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
+import { checkPepper, loadOrCreatePepper, PepperMismatchError } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
-import { SigningKeys } from '../../src/issuer/signing-keys.js';
-import { openSqliteStore } from '../../src/issuer/store.js';
+import { KeyNotReadyError, PROPAGATION_MS, SIGNER_TIMEOUT_MS, SigningKeys } from '../../src/issuer/signing-keys.js';
+import { openStore } from '../../src/issuer/store.js';
+import { until } from '../helpers/http.js';
 
 let dataDir: string;
 let issuer: RunningIssuer;
@@ -20,16 +21,16 @@ let revokedKey: string;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-issuer-'));
-  const store = openSqliteStore(dataDir);
+  const store = await openStore({ dataDir });
   const registry = new Registry(store, loadOrCreatePepper(dataDir, {}));
-  agentKey = registry.createAgent('deployer', 'acme', ['sre', 'platform']);
-  revokedKey = registry.createAgent('old-bot', 'acme', ['sre']);
-  registry.revokeAgent('old-bot');
-  registry.createCluster('prod-eu', 'acme');
-  registry.createCluster('other-org-cluster', 'globex');
-  registry.createCluster('retired', 'acme');
-  registry.revokeCluster('retired');
-  store.close();
+  agentKey = await registry.createAgent('deployer', 'acme', ['sre', 'platform']);
+  revokedKey = await registry.createAgent('old-bot', 'acme', ['sre']);
+  await registry.revokeAgent('old-bot');
+  await registry.createCluster('prod-eu', 'acme');
+  await registry.createCluster('other-org-cluster', 'globex');
+  await registry.createCluster('retired', 'acme');
+  await registry.revokeCluster('retired');
+  await store.close();
   issuer = await startIssuer({
     dataDir,
     listen: { host: '127.0.0.1', port: 0 },
@@ -117,29 +118,79 @@ describe('discovery, keys and revocations', () => {
     expect(doc.jwks_uri).toBe(`${issuer.url}/.well-known/jwks.json`);
   });
 
-  it('keeps the current and previous key in the JWKS after a rotation, signs with the new one', async () => {
+  it('keeps the current and previous key in the JWKS after a rotation made by another process, and signs with the new one', async () => {
     const before = (await (await fetch(`${issuer.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
-    const store = openSqliteStore(dataDir);
-    const newKid = await new SigningKeys(store).rotate();
-    await new SigningKeys(store).rotate();
-    const newest = store.signingKeys()[0]!.kid;
-    store.close();
-    const after = (await (await fetch(`${issuer.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string; d?: string }[] };
-    expect(after.keys.map((k) => k.kid)).toEqual([newest, newKid]);
-    expect(after.keys.every((k) => k.d === undefined)).toBe(true);
+    const store = await openStore({ dataDir });
+    const keys = new SigningKeys(store, dataDir, 0);
+    const newKid = await keys.rotate();
+    const newest = await keys.rotate();
+    await store.close();
+    const jwks = async () => (await (await fetch(`${issuer.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string; d?: string }[] };
+    // The running issuer reads the store every few seconds.
+    await until(async () => (await jwks()).keys.map((k) => k.kid).join() === [newest, newKid].join(), 15_000, 'the rotated keys in the JWKS');
+    expect((await jwks()).keys.every((k) => k.d === undefined)).toBe(true);
     expect(before.keys.map((k) => k.kid)).not.toContain(newest);
     const { body } = await postToken(agentKey, { cluster: 'prod-eu' });
     expect(decodeProtectedHeader(body.token!).kid).toBe(newest);
   });
 
   it('orders rotations made within the same millisecond: the last one signs, the first one goes', async () => {
-    const store = openSqliteStore(await mkdtemp(path.join(tmpdir(), 'kube-relay-keys-')));
-    const sameInstant = new Date('2026-01-01T00:00:00Z');
-    const keys = new SigningKeys(store, () => sameInstant);
+    const dir = await mkdtemp(path.join(tmpdir(), 'kube-relay-keys-'));
+    const store = await openStore({ dataDir: dir });
+    const sameInstant = Date.parse('2026-01-01T00:00:00Z');
+    const keys = new SigningKeys(store, dir, 0, () => sameInstant);
     const kids = [await keys.rotate(), await keys.rotate(), await keys.rotate()];
     expect((await keys.current()).kid).toBe(kids[2]);
     expect(keys.jwks().keys.map((key) => key.kid)).toEqual([kids[2], kids[1]]);
-    store.close();
+    await store.close();
+  });
+
+  it('keeps private keys in the data directory only (0600), never in the store', async () => {
+    const files = readdirSync(path.join(dataDir, 'signing-keys')).filter((name) => name.endsWith('.jwk'));
+    expect(files.length).toBeGreaterThanOrEqual(1);
+    for (const name of files) {
+      const file = path.join(dataDir, 'signing-keys', name);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      const { privateJwk } = JSON.parse(readFileSync(file, 'utf8')) as { privateJwk: { d: string } };
+      expect(readFileSync(path.join(dataDir, 'issuer.db')).includes(Buffer.from(privateJwk.d))).toBe(false);
+    }
+    expect(statSync(path.join(dataDir, 'signing-keys')).mode & 0o777).toBe(0o700);
+  });
+
+  it('where replicas share a store, a new key signs only once every replica can have read it, and the first key makes the replica wait', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kube-relay-keys-'));
+    const store = await openStore({ dataDir: dir });
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const keys = new SigningKeys(store, dir, PROPAGATION_MS, () => now);
+    const first = await keys.rotate();
+    expect(keys.ready).toBe(false);
+    await expect(keys.current()).rejects.toThrow(KeyNotReadyError);
+    expect(keys.jwks().keys.map((k) => k.kid)).toEqual([first]);
+    now += PROPAGATION_MS;
+    expect((await keys.current()).kid).toBe(first);
+    const second = await keys.rotate();
+    expect((await keys.current()).kid).toBe(first);
+    now += PROPAGATION_MS;
+    expect((await keys.current()).kid).toBe(second);
+    await store.close();
+  });
+
+  it("lists every live replica's keys and drops a replica gone for longer than the signer timeout", async () => {
+    const dirA = await mkdtemp(path.join(tmpdir(), 'kube-relay-keys-a-'));
+    const dirB = await mkdtemp(path.join(tmpdir(), 'kube-relay-keys-b-'));
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const store = await openStore({ dataDir: dirA });
+    const a = new SigningKeys(store, dirA, 0, () => now);
+    const b = new SigningKeys(store, dirB, 0, () => now);
+    const kidA = await a.rotate();
+    const kidB = await b.rotate();
+    expect(a.signer).not.toBe(b.signer);
+    await a.refresh();
+    expect(a.jwks().keys.map((k) => k.kid).sort()).toEqual([kidA, kidB].sort());
+    now += SIGNER_TIMEOUT_MS + 1;
+    await a.refresh();
+    expect(a.jwks().keys.map((k) => k.kid)).toEqual([kidA]);
+    await store.close();
   });
 
   it('lists recently revoked agents at /v1/revocations', async () => {
@@ -162,13 +213,15 @@ describe('secrets at rest (DESIGN §2)', () => {
     expect(agentKey).toMatch(/^krl_agent_[A-Za-z0-9_-]{43,}$/);
   });
 
-  it('does not accept a key under a different pepper', () => {
-    const store = openSqliteStore(dataDir);
+  it('does not accept a key under a different pepper, and an issuer with another pepper refuses to start', async () => {
+    const store = await openStore({ dataDir });
     try {
-      expect(new Registry(store, Buffer.from('another-pepper-of-enough-length')).agentForKey(agentKey)).toBeUndefined();
-      expect(new Registry(store, loadOrCreatePepper(dataDir, {})).agentForKey(agentKey)?.name).toBe('deployer');
+      expect(await new Registry(store, Buffer.from('another-pepper-of-enough-length')).agentForKey(agentKey)).toBeUndefined();
+      expect((await new Registry(store, loadOrCreatePepper(dataDir, {})).agentForKey(agentKey))?.name).toBe('deployer');
+      await expect(checkPepper(store, Buffer.from('another-pepper-of-enough-length'))).rejects.toThrow(PepperMismatchError);
+      await expect(checkPepper(store, loadOrCreatePepper(dataDir, {}))).resolves.toBeUndefined();
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

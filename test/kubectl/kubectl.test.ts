@@ -87,10 +87,10 @@ describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
   it('get -w prints why the relay ended its watch when the agent is revoked', async () => {
     const kubectl = kubectlBinary(version);
     const agent = `watcher-${version.replace('.', '-')}`;
-    const handle = stack.registry();
+    const handle = await stack.registry();
     const keyFile = path.join(stack.dataDir, `${agent}.api-key`);
-    writeFileSync(keyFile, `${handle.registry.createAgent(agent, 'acme', ['sre'])}\n`, { mode: 0o600 });
-    handle.close();
+    writeFileSync(keyFile, `${await handle.registry.createAgent(agent, 'acme', ['sre'])}\n`, { mode: 0o600 });
+    await handle.close();
     const made = await runCli(['kubeconfig', '--issuer', stack.issuer.url, '--cluster', 'prod-eu', '--server', stack.relay.url, '--ca-file', stack.caFile, '--issuer-ca-file', stack.caFile, '--api-key-file', keyFile]);
     const agentKubeconfig = path.join(stack.dataDir, `${agent}.kubeconfig`);
     writeFileSync(agentKubeconfig, made.stdout);

@@ -60,14 +60,20 @@ describe('agents at /clusters/<name>', () => {
     expect(stack.fake.lastRequest()!.headers['impersonate-user']).toBe('agent:deployer');
   });
 
-  it('get 404 for an unknown cluster', async () => {
-    expect((await get('/clusters/nowhere/api')).status).toBe(404);
+  it('learn nothing of which clusters exist without a token for them: an unknown cluster is 401 like an existing one', async () => {
+    const unknown = await get('/clusters/nowhere/api');
+    expect(unknown.status).toBe(401);
+    expect(unknown.json()).toMatchObject({ kind: 'Status', code: 401, message: 'the token is for another cluster, not "nowhere"' });
+    const anonymous = await request(`${hub()}/clusters/nowhere/api`, { ca: stack.caPem });
+    const anonymousExisting = await request(`${hub()}/clusters/prod-eu/api`, { ca: stack.caPem });
+    expect([anonymous.status, anonymousExisting.status]).toEqual([401, 401]);
+    expect(anonymous.json()).toEqual(anonymousExisting.json());
   });
 
   it('get 401 Unauthorized, not 403, for a token minted for another cluster: an authentication failure, as the relay answers it (DESIGN §4)', async () => {
-    const handle = stack.registry();
-    handle.registry.createCluster('staging', 'acme');
-    handle.close();
+    const handle = await stack.registry();
+    await handle.registry.createCluster('staging', 'acme');
+    await handle.close();
     const before = stack.fake.requests.length;
     // The token's aud is prod-eu; the URL names staging.
     const answer = await get('/clusters/staging/api/v1/namespaces/default/pods');
@@ -87,9 +93,9 @@ describe('agents at /clusters/<name>', () => {
   });
 
   it('get 503 with a Kubernetes Status when the cluster has no relay connected', async () => {
-    const handle = stack.registry();
-    handle.registry.createCluster('lonely', 'acme');
-    handle.close();
+    const handle = await stack.registry();
+    await handle.registry.createCluster('lonely', 'acme');
+    await handle.close();
     const lonelyToken = await stack.token(stack.agentKey, 'lonely');
     const answer = await get('/clusters/lonely/api', lonelyToken);
     expect(answer.status).toBe(503);

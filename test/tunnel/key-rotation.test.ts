@@ -36,9 +36,9 @@ function tunnelRelay(cluster: string, connectorKey: string, lines: string[]) {
 
 describe('cluster rotate-key', () => {
   it('closes the tunnel opened with the old key (the relay stops, saying why) and the new key connects', async () => {
-    const handle = stack.registry();
-    const oldKey = handle.registry.createCluster('rotating', 'acme');
-    handle.close();
+    const handle = await stack.registry();
+    const oldKey = await handle.registry.createCluster('rotating', 'acme');
+    await handle.close();
     const oldLines: string[] = [];
     const old = await tunnelRelay('rotating', oldKey, oldLines);
     const token = await stack.token(stack.agentKey, 'rotating');
@@ -71,10 +71,10 @@ describe('cluster rotate-key', () => {
   });
 
   it('the old key is refused when a relay dials with it again', async () => {
-    const handle = stack.registry();
-    const oldKey = handle.registry.createCluster('rekeyed', 'acme');
-    handle.registry.rotateClusterKey('rekeyed');
-    handle.close();
+    const handle = await stack.registry();
+    const oldKey = await handle.registry.createCluster('rekeyed', 'acme');
+    await handle.registry.rotateClusterKey('rekeyed');
+    await handle.close();
     const lines: string[] = [];
     const relay = await tunnelRelay('rekeyed', oldKey, lines);
     try {

@@ -1,6 +1,6 @@
 /** `kube-relay agent …`: agents on the local store (DESIGN §2, §6). */
 import { type CommandSpec, list, required, UsageError } from '../command.js';
-import { status, table, withRegistry } from '../local-store.js';
+import { status, STORE_FLAGS, table, withRegistry } from '../local-store.js';
 import { deliverNewKey, openSecretOutput, OUT_FLAG } from '../secret-output.js';
 
 const NAME = { name: 'NAME', description: 'The agent name, a DNS label; its Kubernetes user is agent:NAME.' };
@@ -17,6 +17,7 @@ export const agentCommands: CommandSpec[] = [
       { name: 'org', value: 'ORG', description: 'The org the agent belongs to (a DNS label).' },
       { name: 'team', value: 'TEAM', multiple: true, description: 'A team of the agent in its org; gives the group ORG/TEAM.' },
       OUT_FLAG,
+      ...STORE_FLAGS,
     ],
     examples: ['kube-relay agent create deployer --org acme --team sre --out deployer.api-key'],
     async run({ values, positionals }, io) {
@@ -36,11 +37,11 @@ export const agentCommands: CommandSpec[] = [
     words: ['agent', 'list'],
     summary: 'List agents with their org, teams and state.',
     synopsis: '',
-    flags: [],
+    flags: [...STORE_FLAGS],
     examples: ['kube-relay agent list'],
     run({ values }, io) {
-      return withRegistry(values, io, (registry) => {
-        const rows = registry.listAgents().map((a) => [a.name, a.org, a.teams.join(','), status(a.revokedAt)]);
+      return withRegistry(values, io, async (registry) => {
+        const rows = (await registry.listAgents()).map((a) => [a.name, a.org, a.teams.join(','), status(a.revokedAt)]);
         io.stdout(table(['NAME', 'ORG', 'TEAMS', 'STATUS'], rows));
         return 0;
       });
@@ -52,12 +53,12 @@ export const agentCommands: CommandSpec[] = [
     synopsis: 'NAME',
     description: 'Relays refuse the tokens the agent holds within 10 s (at once through a tunnel) and cut its live streams. The name stays reserved.',
     positionals: [NAME],
-    flags: [],
+    flags: [...STORE_FLAGS],
     examples: ['kube-relay agent revoke deployer'],
     run({ values, positionals }, io) {
       const name = positionals[0]!;
-      return withRegistry(values, io, (registry) => {
-        registry.revokeAgent(name);
+      return withRegistry(values, io, async (registry) => {
+        await registry.revokeAgent(name);
         io.stderr(`agent "${name}" revoked: no new tokens; relays refuse its current ones within 10 s.\n`);
         return 0;
       });
@@ -69,7 +70,7 @@ export const agentCommands: CommandSpec[] = [
     synopsis: 'NAME [--out FILE]',
     description: 'For a key that leaked or left with someone. Tokens already minted with the old key live out their 60 seconds; revoke the agent to cut those too.',
     positionals: [NAME],
-    flags: [OUT_FLAG],
+    flags: [OUT_FLAG, ...STORE_FLAGS],
     examples: ['kube-relay agent rotate-key deployer --out deployer.api-key.new'],
     async run({ values, positionals }, io) {
       const name = positionals[0]!;

@@ -6,5 +6,6 @@ import { clusterCommands } from './clusters.js';
 import { issuerCommands } from './issuer.js';
 import { rbacCommands } from './rbac.js';
 import { relayCommands } from './relay.js';
+import { storeCommands } from './store.js';
 
-export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...clientCommands, ...relayCommands, ...rbacCommands];
+export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...clientCommands, ...relayCommands, ...rbacCommands, ...storeCommands];

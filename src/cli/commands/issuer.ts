@@ -1,12 +1,12 @@
 /** `kube-relay issuer` and `issuer rotate-keys` (DESIGN §2, §6, §9). */
 import { hostname } from 'node:os';
 import { startIssuer } from '../../issuer/server.js';
-import { SigningKeys } from '../../issuer/signing-keys.js';
+import { PROPAGATION_MS, SigningKeys } from '../../issuer/signing-keys.js';
 import { createLogger } from '../../log.js';
 import { DEFAULT_MAX_REQUESTS_PER_AGENT } from '../../relay/agent-quotas.js';
 import { type CommandSpec, list, str, UsageError } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, logLevel, optionalHostPort, positiveInteger, untilSignal } from '../flag-values.js';
-import { dataDir, withStore } from '../local-store.js';
+import { dataDir, STORE_FLAGS, storeLocation, withStore } from '../local-store.js';
 
 /** Sent in a response header: a host name's characters (the default is the host name, a pod's name in Kubernetes). */
 function replicaId(value: string): string {
@@ -46,13 +46,15 @@ export const issuerCommands: CommandSpec[] = [
       { name: 'hub-replicas', value: 'N', description: 'Hub replicas behind the public URL; relays keep a tunnel to each.', default: '1' },
       { name: 'hub-replica-id', value: 'ID', description: "This replica's id, told to relays in the tunnel handshake.", default: 'the host name' },
       { name: 'max-requests-per-agent', value: 'N', description: 'Requests one agent may have in flight through the hub at once (tunnelled clusters, long-running ones included); more get 429.', default: String(DEFAULT_MAX_REQUESTS_PER_AGENT) },
+      ...STORE_FLAGS,
       ...CONNECTION_FLAGS,
       ...AUDIT_FLAGS,
     ],
     examples: ['kube-relay issuer --listen 0.0.0.0:8443 --public-url https://issuer.example.com --admin-listen 127.0.0.1:9090'],
     async run({ values }, io) {
       const options = {
-        dataDir: dataDir(values),
+        ...storeLocation(values),
+        pepperFile: str(values, 'pepper-file'),
         listen: hostPort(str(values, 'listen') ?? '127.0.0.1:8443', '--listen'),
         publicUrl: str(values, 'public-url'),
         tlsCertFile: str(values, 'tls-cert'),
@@ -80,13 +82,14 @@ export const issuerCommands: CommandSpec[] = [
     words: ['issuer', 'rotate-keys'],
     summary: 'Make a new signing key current now.',
     synopsis: '',
-    description: 'The previous key stays in the JWKS until the next rotation, so tokens it signed stay valid for their 60 seconds. A running issuer picks the new key up from the store.',
-    flags: [],
+    description: "Rotates the key of the issuer whose data directory this is (each replica has its own). The previous key stays in the JWKS until the next rotation, so tokens it signed stay valid for their 60 seconds. A running issuer picks the new key up within seconds.",
+    flags: [...STORE_FLAGS],
     examples: ['kube-relay issuer rotate-keys --data /var/lib/kube-relay'],
     run({ values }, io) {
       return withStore(values, async (store) => {
-        const kid = await new SigningKeys(store).rotate();
-        io.stderr(`new signing key ${kid} is current; the previous key stays in the JWKS until the next rotation.\n`);
+        const shared = storeLocation(values).storeUrl !== undefined;
+        const kid = await new SigningKeys(store, dataDir(values), shared ? PROPAGATION_MS : 0).rotate();
+        io.stderr(`new signing key ${kid} is current for this data directory's issuer${shared ? ' once every replica has seen it (about 10 s)' : ''}; the previous key stays in the JWKS until the next rotation.\n`);
         return 0;
       });
     },

@@ -1,0 +1,54 @@
+/** `kube-relay store migrate`: an SQLite issuer's whole state into PostgreSQL (DESIGN §9, issue 15). */
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { checkPepper, loadOrCreatePepper } from '../../issuer/secrets.js';
+import { copyStore } from '../../issuer/store/copy.js';
+import { migrate } from '../../issuer/store/migrations.js';
+import { isPostgresUrl, openEngine } from '../../issuer/store/open.js';
+import { redactStoreUrl } from '../../issuer/store/postgres-engine.js';
+import { sqlStore } from '../../issuer/store/sql-store.js';
+import { type CommandSpec, required, UsageError } from '../command.js';
+
+export const storeCommands: CommandSpec[] = [
+  {
+    words: ['store', 'migrate'],
+    summary: "Copy an SQLite issuer's state (agents, clusters, key hashes, signing keys, revocations) into an empty PostgreSQL store.",
+    synopsis: '--from DATA_DIR --to postgres://USER:PASSWORD@HOST:PORT/DATABASE',
+    description:
+      "Nothing is re-keyed: API keys and connector keys keep working on the new store as long as every issuer replica uses the source's pepper (its DATA_DIR/pepper file, given with --pepper-file or as KUBE_RELAY_PEPPER). The target gets the current schema first and must hold no rows. Stop the SQLite issuer first, so that nothing changes during the copy.",
+    flags: [
+      { name: 'from', value: 'DATA_DIR', description: "The SQLite issuer's data directory (the one holding issuer.db)." },
+      { name: 'to', value: 'URL', description: 'The PostgreSQL store (TLS through the URL: sslmode, sslrootcert).' },
+    ],
+    examples: ['kube-relay store migrate --from ./.kube-relay --to "postgres://kube_relay:$PGPASSWORD@db.internal:5432/kube_relay?sslmode=verify-full"'],
+    async run({ values }, io) {
+      const from = path.resolve(required(values, 'from', "the SQLite issuer's data directory"));
+      const to = required(values, 'to', 'the PostgreSQL store URL');
+      if (!existsSync(path.join(from, 'issuer.db'))) throw new UsageError(`--from ${from} holds no issuer.db: give the data directory of the SQLite issuer`);
+      if (!isPostgresUrl(to)) throw new UsageError(`--to "${redactStoreUrl(to)}" must be a postgres:// URL`);
+      const source = await openEngine({ dataDir: from });
+      try {
+        await migrate(source);
+        const target = await openEngine({ dataDir: from, storeUrl: to });
+        try {
+          await migrate(target);
+          const startedAt = Date.now();
+          const pepper = loadOrCreatePepper(from, io.env);
+          await checkPepper(sqlStore(source), pepper);
+          const copied = await copyStore(source, target);
+          // Replicas started with another pepper then refuse to start, instead of refusing every key.
+          await checkPepper(sqlStore(target), pepper);
+          io.stderr(
+            `copied ${Object.entries(copied).map(([table, rows]) => `${rows} ${table}`).join(', ')} to ${target.location} in ${Date.now() - startedAt} ms. ` +
+              `Start every issuer replica with --store-url and the source's pepper: --pepper-file ${path.join(from, 'pepper')} (or KUBE_RELAY_PEPPER).\n`,
+          );
+          return 0;
+        } finally {
+          await target.close();
+        }
+      } finally {
+        await source.close();
+      }
+    },
+  },
+];
