@@ -5,8 +5,13 @@
  * So a request waits for one write however many arrive with it, and a
  * burst of requests costs one write, not one each. Lines nobody waits for
  * (ResponseComplete records) join the same writes, which keeps each
- * request's lines in order.
+ * request's lines in order: they wait for the next group of waited-for
+ * lines, or DEFERRED_LINE_DELAY_MS at most, so that one client's requests
+ * one after another cost one write each, not two.
  */
+
+/** How long a line nobody waits for may wait for company before it is written alone. */
+export const DEFERRED_LINE_DELAY_MS = 10;
 
 /** Writes `chunk` (whole lines) and calls `done` once the write has completed. */
 export type ChunkWriter = (chunk: string, done: (err?: Error | null) => void) => void;
@@ -20,6 +25,7 @@ interface Group {
 export class GroupWrite {
   private group: Group | undefined;
   private immediate: NodeJS.Immediate | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly writeChunk: ChunkWriter,
@@ -29,17 +35,20 @@ export class GroupWrite {
 
   /** Resolves once `line` (without its newline) has been written; rejects if that write failed. */
   write(line: string): Promise<void> {
-    return this.add(line).written;
+    const group = this.add(line);
+    // setImmediate runs after the I/O callbacks of this turn: the requests that arrived with this one join it.
+    this.immediate ??= setImmediate(() => this.writeGroup());
+    return group.written;
   }
 
   /** Writes `line` with the next group, waiting for nothing. */
   send(line: string): void {
     this.add(line);
+    this.timer ??= setTimeout(() => this.writeGroup(), DEFERRED_LINE_DELAY_MS);
   }
 
-  /** Writes what is waiting now rather than at the end of this turn (closing). */
+  /** Writes what is waiting now (closing). */
   flush(): void {
-    if (this.immediate) clearImmediate(this.immediate);
     this.writeGroup();
   }
 
@@ -56,15 +65,16 @@ export class GroupWrite {
     });
     // A group of lines nobody waits for must not fail as an unhandled rejection: onWritten reports it.
     written.catch(() => undefined);
-    // setImmediate runs after the I/O callbacks of this turn: the requests that arrived with this one join it.
-    this.immediate = setImmediate(() => this.writeGroup());
     return { lines: [], written, settle };
   }
 
   private writeGroup(): void {
     const group = this.group;
     this.group = undefined;
+    if (this.immediate) clearImmediate(this.immediate);
+    if (this.timer) clearTimeout(this.timer);
     this.immediate = undefined;
+    this.timer = undefined;
     if (!group) return;
     this.writeChunk(`${group.lines.join('\n')}\n`, (err) => {
       this.onWritten(group.lines.length, err);
