@@ -46,7 +46,7 @@ export async function openPostgresEngine(url: string): Promise<SqlEngine> {
   const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
   // An idle client whose server went away emits 'error' on the pool; without a listener it would crash the process.
   pool.on('error', () => undefined);
-  const runnerOf = (client: pg.Pool | pg.PoolClient): SqlRunner => ({
+  const runnerOf = (client: pg.PoolClient): SqlRunner => ({
     async query<T>(sql: string, params: readonly unknown[] = []) {
       try {
         return (await client.query(numbered(sql), params as unknown[])).rows as T[];
@@ -62,49 +62,63 @@ export async function openPostgresEngine(url: string): Promise<SqlEngine> {
       }
     },
   });
-  const checkout = async (): Promise<pg.PoolClient> => {
+  /**
+   * A client of its own for `work`. Failing to get one is always the store being unusable, whatever
+   * the server's code (a database not accepting connections says 55000, a dropped one 3D000). pg
+   * emits 'error' on a checked-out client whose session ends (pg_terminate_backend, a restart) and
+   * the pool listens only on idle ones: without a listener here that would crash the process.
+   */
+  const withClient = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    let client: pg.PoolClient;
     try {
-      return await pool.connect();
+      client = await pool.connect();
     } catch (err) {
-      throw translated(err, location);
+      throw new StoreUnavailableError(`the PostgreSQL store at ${location} cannot be used: ${(err as Error).message ?? String(err)}`);
+    }
+    let broken: Error | undefined;
+    const onError = (err: Error) => (broken = err);
+    client.on('error', onError);
+    try {
+      return await work(client);
+    } finally {
+      client.off('error', onError);
+      // A client whose session ended is dropped from the pool, not handed to the next caller.
+      client.release(broken);
     }
   };
   // Fail at start with the reason (unreachable, wrong password, no such database), not at the first request.
-  (await checkout()).release();
-  const poolRunner = runnerOf(pool);
+  await withClient(async () => undefined);
+  const poolRunner: SqlRunner = {
+    query: (sql, params) => withClient((client) => runnerOf(client).query(sql, params)),
+    execute: (sql, params) => withClient((client) => runnerOf(client).execute(sql, params)),
+  };
   return {
     kind: 'postgres',
     location,
     query: poolRunner.query,
     execute: poolRunner.execute,
-    async transaction(work) {
-      const client = await checkout();
-      const tx = runnerOf(client);
-      try {
-        await tx.execute('BEGIN');
-        const result = await work(tx);
-        await tx.execute('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
-    },
-    async withMigrationLock(work) {
-      const client = await checkout();
-      try {
+    transaction: (work) =>
+      withClient(async (client) => {
+        const tx = runnerOf(client);
+        try {
+          await tx.execute('BEGIN');
+          const result = await work(tx);
+          await tx.execute('COMMIT');
+          return result;
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      }),
+    withMigrationLock: (work) =>
+      withClient(async (client) => {
         await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
         try {
           return await work();
         } finally {
           await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]).catch(() => undefined);
         }
-      } finally {
-        client.release();
-      }
-    },
+      }),
     async close() {
       await pool.end();
     },
