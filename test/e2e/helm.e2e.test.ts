@@ -60,6 +60,7 @@ describe('the chart', () => {
     ['a grant with an unknown role', ['--set', 'grants[0].group=acme/sre,grants[0].role=god'], "at '/grants/0/role'"],
     ['direct mode without a serving certificate', ['--set', 'mode=direct,tls.existingSecret='], 'tls.existingSecret is required in direct mode'],
     ['a per-agent stream quota of 0', ['--set', 'maxStreamsPerAgent=0'], "at '/maxStreamsPerAgent'"],
+    ['a per-agent request cap of 0', ['--set', 'maxRequestsPerAgent=0'], "at '/maxRequestsPerAgent'"],
     ['audit records with nowhere to go', ['--set', 'audit.stdout=false'], 'audit.stdout is false and audit.webhook.url is empty'],
     ['an unknown audit.whenFull', ['--set', 'audit.whenFull=drop'], "at '/audit/whenFull'"],
     ['an unknown top-level value (an agent API key has no place here)', ['--set', 'apiKey=krl_agent_x'], "additional properties 'apiKey' not allowed"],
