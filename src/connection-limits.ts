@@ -48,6 +48,12 @@ export function defaultConnectionLimits(fdLimit = openFileLimit()): ConnectionLi
   return { maxConnections, maxConnectionsPerAddress: Math.max(16, Math.floor(maxConnections / PER_ADDRESS_SHARE)) };
 }
 
+/** The caps given, the rest by default: a given --max-connections also sets the per-address default (a quarter of it). */
+export function connectionLimitsWith(given: Partial<ConnectionLimits> = {}, fdLimit = openFileLimit()): ConnectionLimits {
+  const maxConnections = given.maxConnections ?? defaultConnectionLimits(fdLimit).maxConnections;
+  return { maxConnections, maxConnectionsPerAddress: given.maxConnectionsPerAddress ?? Math.max(16, Math.floor(maxConnections / PER_ADDRESS_SHARE)) };
+}
+
 /** Counts the connections `server` holds and closes those past the caps. */
 export function limitConnections(server: Server, limits: ConnectionLimits, metrics: Registry | undefined, log: Logger | undefined): void {
   const byAddress = new Map<string, number>();

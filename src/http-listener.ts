@@ -11,7 +11,7 @@
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
-import { type ConnectionLimits, defaultConnectionLimits, limitConnections } from './connection-limits.js';
+import { type ConnectionLimits, connectionLimitsWith, limitConnections } from './connection-limits.js';
 import type { Logger } from './log.js';
 import { headerValues } from './relay/authenticate.js';
 import { writeStatus, writeStatusToSocket } from './relay/errors.js';
@@ -65,7 +65,7 @@ export interface ApiHandlers {
 
 /** Serves `handlers` on `server` behind the checks above. */
 export function serveKubernetesApi(server: Server, handlers: ApiHandlers, options: { limits?: ListenerLimits | undefined; metrics?: Registry; log?: Logger } = {}): void {
-  limitConnections(server, { ...defaultConnectionLimits(), ...options.limits?.connections }, options.metrics, options.log);
+  limitConnections(server, connectionLimitsWith(options.limits?.connections), options.metrics, options.log);
   // Node keeps the first maxHeadersCount headers and silently drops the rest: one more than allowed
   // is kept so that a request past the limit is seen, and refused, rather than trimmed.
   server.maxHeadersCount = MAX_HEADERS + 1;

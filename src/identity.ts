@@ -9,6 +9,8 @@ const AGENT_USER = /^agent:([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$/;
 const TEAM_GROUP = /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$/;
 
 export const TOKEN_LIFETIME_SECONDS = 60;
+/** A relay or hub that meets an unknown `kid` refreshes its JWKS at most this often (DESIGN §2). */
+export const JWKS_REFRESH_COOLDOWN_MS = 30_000;
 /** Tolerated clock difference between issuer, relay and hub. */
 export const CLOCK_SKEW_SECONDS = 5;
 /** Largest compact JWT accepted, before any parsing. */

@@ -20,14 +20,20 @@ import { randomUUID, type webcrypto } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { JWKS_REFRESH_COOLDOWN_MS } from '../identity.js';
 import type { IssuerStore } from './store/types.js';
 
 /** Current and previous. */
 const KEYS_KEPT = 2;
 export const SIGNING_ALGORITHM = 'ES256';
 export const REFRESH_INTERVAL_MS = 5_000;
-/** Two refreshes: every peer has read the key before it signs. */
-export const PROPAGATION_MS = 2 * REFRESH_INTERVAL_MS + 1_000;
+/**
+ * How long a new key is published before it signs, where replicas share a store: every peer hub has
+ * read it (two refreshes), and a relay that fetched the JWKS just before it was published is past its
+ * unknown-kid cooldown by then, so it may fetch again (another replica's rotation can have used its
+ * refetch just before).
+ */
+export const PROPAGATION_MS = JWKS_REFRESH_COOLDOWN_MS + 2 * REFRESH_INTERVAL_MS + 1_000;
 /**
  * A signer not heard from for this long drops out of the JWKS. Far above a token's 60 s (a replica
  * killed just after minting must keep its keys published until its tokens expire) and above a

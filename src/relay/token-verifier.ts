@@ -30,13 +30,12 @@ import {
   MAX_TOKEN_BYTES,
   TOKEN_ALGORITHMS,
   TOKEN_LIFETIME_SECONDS,
+  JWKS_REFRESH_COOLDOWN_MS,
 } from '../identity.js';
 import { RelayRefusal } from './errors.js';
 
 /** Time to wait for the issuer's JWKS before failing closed. */
 const JWKS_TIMEOUT_MS = 5_000;
-/** An unknown `kid` refreshes the JWKS at most this often (DESIGN §2). */
-const JWKS_COOLDOWN_MS = 30_000;
 /** Keys are re-fetched at least this often even when every `kid` is known. */
 const JWKS_MAX_AGE_MS = 10 * 60_000;
 /** Verified tokens remembered at once; beyond this the oldest are forgotten (and verified again if seen). */
@@ -145,7 +144,7 @@ export class TokenVerifier {
       this.jwksUrl = url.toString();
       this.remote = createRemoteJWKSet(url, {
         timeoutDuration: JWKS_TIMEOUT_MS,
-        cooldownDuration: JWKS_COOLDOWN_MS,
+        cooldownDuration: JWKS_REFRESH_COOLDOWN_MS,
         cacheMaxAge: JWKS_MAX_AGE_MS,
         [customFetch]: fetchWithCa({ ca: options.issuerCa, timeoutMs: JWKS_TIMEOUT_MS }),
       });

@@ -10,6 +10,7 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { JSONWebKeySet } from 'jose';
 import type { AgentIdentity } from '../identity.js';
+import { StoreUnavailableError } from '../issuer/store.js';
 import type { Logger } from '../log.js';
 import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT } from '../relay/agent-quotas.js';
 import { extractBearerToken } from '../relay/authenticate.js';
@@ -31,6 +32,7 @@ export class HubRefusal extends Error {
 export function refusal(err: unknown): { code: number; reason: string; message: string; identity?: AgentIdentity | undefined } {
   if (err instanceof HubRefusal) return { code: err.status, reason: err.reason, message: err.message, identity: err.identity };
   if (err instanceof RelayRefusal) return { code: err.status, reason: err.reason, message: err.clientMessage, identity: err.identity };
+  if (err instanceof StoreUnavailableError) return { code: 503, reason: 'store-unavailable', message: 'the hub cannot read its store right now; retry in a few seconds' };
   return { code: 500, reason: 'internal-error', message: 'the hub failed to handle the request' };
 }
 

@@ -81,6 +81,7 @@ export class TunnelHub {
   private readonly unready = new WeakSet<MuxSession>();
   /** A read of revocations from the store is under way (they may take longer than the interval). */
   private readingRegistry = false;
+  private registryFailing = false;
   /** The connector key each tunnel was opened with: a tunnel whose key was replaced is closed. */
   private readonly connectorKeys = new WeakMap<MuxSession, string>();
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE_BYTES });
@@ -289,8 +290,12 @@ export class TunnelHub {
         else this.tunnels.delete(cluster);
         for (const session of stale) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was replaced (kube-relay cluster rotate-key): restart the relay with the new key');
       }
+      if (this.registryFailing) log.info('the hub reads revocations from the store again');
+      this.registryFailing = false;
     } catch (err) {
-      log.error('cannot read revocations from the store', { error: (err as Error).message });
+      // Once per outage, not every second.
+      if (!this.registryFailing) log.error('cannot read revocations from the store; tunnels keep forwarding, new revocations wait for it', { error: (err as Error).message });
+      this.registryFailing = true;
     } finally {
       this.readingRegistry = false;
     }

@@ -8,6 +8,7 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectionLimitsWith } from '../../src/connection-limits.js';
 import { request, until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 
@@ -90,5 +91,16 @@ describe.each([
     expect(await Promise.race([extra.closed.then(() => 'closed'), wait(2_000).then(() => 'open')])).toBe('closed');
     for (const { socket } of flood) socket.destroy();
     await until(async () => (await legitimate().catch(() => 0)) === 200, 10_000, 'a legitimate request after the flood');
+  });
+});
+
+describe('connection cap defaults', () => {
+  it('keep half the open-file limit (less a reserve) for the upstream side, and give one address a quarter', () => {
+    expect(connectionLimitsWith({}, 20_000)).toEqual({ maxConnections: 9_872, maxConnectionsPerAddress: 2_468 });
+  });
+
+  it('a given --max-connections sets the per-address default too, and a given per-address cap stays', () => {
+    expect(connectionLimitsWith({ maxConnections: 400 }, 20_000)).toEqual({ maxConnections: 400, maxConnectionsPerAddress: 100 });
+    expect(connectionLimitsWith({ maxConnections: 400, maxConnectionsPerAddress: 7 }, 20_000)).toEqual({ maxConnections: 400, maxConnectionsPerAddress: 7 });
   });
 });

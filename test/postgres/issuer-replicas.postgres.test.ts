@@ -76,12 +76,12 @@ describe('two issuer replicas on one PostgreSQL store', () => {
   const jwksOf = async (issuer: RunningIssuer) => (await (await fetchWithCa({ ca: caPem() })(`${issuer.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string; d?: string }[] };
 
   it("each replica signs with its own key, and each replica's JWKS lists both", async () => {
-    // A replica's first key signs once the other can have read it (about 11 s).
+    // A replica's first key signs once every peer and relay can have read it (PROPAGATION_MS, about 41 s).
     const mint = (issuer: RunningIssuer) => requestToken({ issuer: issuer.url, cluster: 'prod-eu', apiKey: agentKey, issuerCa: caPem() });
     let fromA: string | undefined;
     let fromB: string | undefined;
-    await until(async () => (fromA = (await mint(a).catch(() => undefined))?.token) !== undefined, 30_000, 'a token from replica A');
-    await until(async () => (fromB = (await mint(b).catch(() => undefined))?.token) !== undefined, 30_000, 'a token from replica B');
+    await until(async () => (fromA = (await mint(a).catch(() => undefined))?.token) !== undefined, 90_000, 'a token from replica A');
+    await until(async () => (fromB = (await mint(b).catch(() => undefined))?.token) !== undefined, 90_000, 'a token from replica B');
     const kidA = decodeProtectedHeader(fromA!).kid;
     const kidB = decodeProtectedHeader(fromB!).kid;
     expect(kidA).not.toBe(kidB);
@@ -93,7 +93,7 @@ describe('two issuer replicas on one PostgreSQL store', () => {
     // A token minted by A verifies against the keys fetched from B.
     const keysFromB = createLocalJWKSet((await jwksOf(b)) as never);
     await expect(jwtVerify(fromA!, keysFromB, { audience: 'prod-eu' })).resolves.toBeTruthy();
-  }, 60_000);
+  }, 200_000);
 
   it('an agent revoked through one replica is listed by the other', async () => {
     const store = await openStore({ dataDir: dirA, storeUrl });
@@ -140,6 +140,20 @@ describe('kube-relay store migrate', () => {
     const again = await runCli(['store', 'migrate', '--from', source, '--to', target]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('is not empty');
+  });
+
+  it('refuses, without making one up, when the source pepper is not where it looks', async () => {
+    const source = await mkdtemp(path.join(tmpdir(), 'kube-relay-migrate-nopepper-'));
+    await runCli(['cluster', 'create', 'prod-eu', '--org', 'acme', '--data', source]);
+    const { renameSync, existsSync } = await import('node:fs');
+    renameSync(path.join(source, 'pepper'), path.join(source, 'pepper.elsewhere'));
+    const refused = await runCli(['store', 'migrate', '--from', source, '--to', await createDatabase(postgres)]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('has no pepper file: give the pepper the SQLite issuer ran with (--pepper-file or KUBE_RELAY_PEPPER)');
+    expect(existsSync(path.join(source, 'pepper'))).toBe(false);
+    const given = await runCli(['store', 'migrate', '--from', source, '--to', await createDatabase(postgres), '--pepper-file', path.join(source, 'pepper.elsewhere')]);
+    expect(given.code, given.stderr).toBe(0);
+    expect(given.stderr).toContain(`--pepper-file ${path.join(source, 'pepper.elsewhere')}`);
   });
 
   it('an issuer on an unreachable store exits 1 naming the URL without its password', async () => {

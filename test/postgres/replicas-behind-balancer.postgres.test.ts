@@ -153,8 +153,8 @@ describe('issuer replicas on PostgreSQL behind one URL', () => {
 
     startReplica('a');
     startReplica('b');
-    // Each replica is ready once its first signing key can have reached the other (about 11 s).
-    await until(async () => (await mint().catch(() => undefined)) !== undefined && (await mint().catch(() => undefined)) !== undefined, 60_000, 'tokens from the balancer');
+    // Each replica is ready once its first signing key can have reached every peer and relay (about 41 s).
+    await until(async () => (await mint().catch(() => undefined)) !== undefined && (await mint().catch(() => undefined)) !== undefined, 120_000, 'tokens from the balancer');
 
     const apiCert = issueCertificate(ca, { commonName: 'kube-apiserver', sans: ['127.0.0.1'], usage: 'server' });
     fake = await startFakeApiServer({ tls: { key: apiCert.keyPem, cert: apiCert.certPem, ca: ca.certPem, requestCert: true } });
@@ -175,7 +175,7 @@ describe('issuer replicas on PostgreSQL behind one URL', () => {
     directRelay = await startRelay({ ...common, mode: 'direct', dataDir: dirs.a, listen: { host: '127.0.0.1', port: 0 }, pollRevocations: true, revocationPollIntervalMs: 2_000, audit: { file: path.join(root, 'direct-audit.jsonl') } });
     tunnelKubeconfig = path.join(root, 'agent.kubeconfig');
     writeFileSync(tunnelKubeconfig, buildKubeconfig({ issuer: publicUrl, cluster: 'prod-eu', server: `${publicUrl}/clusters/prod-eu`, caFile: ca.certPath, issuerCaFile: ca.certPath, apiKeyFile: agentKeyFile }));
-  }, 120_000);
+  }, 200_000);
 
   afterAll(async () => {
     await tunnelRelay?.close();

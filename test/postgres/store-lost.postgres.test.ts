@@ -75,6 +75,7 @@ describe('an issuer whose PostgreSQL store is lost at run time', () => {
     const registry = new Registry(store, Buffer.from(PEPPER));
     agentKey = await registry.createAgent('deployer', 'acme', ['sre']);
     const connectorKey = await registry.createCluster('prod-eu', 'acme');
+    await registry.createCluster('staging', 'acme');
     await store.close();
 
     issuer = await startIssuer({
@@ -87,8 +88,8 @@ describe('an issuer whose PostgreSQL store is lost at run time', () => {
       audit: { file: path.join(root, 'hub-audit.jsonl') },
       log: log('issuer'),
     });
-    // On a shared store the first key signs once every replica can have read it (about 11 s).
-    await until(async () => (await postToken()).status === 200, 30_000, 'a first token');
+    // On a shared store the first key signs once every replica can have read it (about 41 s).
+    await until(async () => (await postToken()).status === 200, 90_000, 'a first token');
 
     const apiCert = issueCertificate(ca, { commonName: 'kube-apiserver', sans: ['127.0.0.1'], usage: 'server' });
     fake = await startFakeApiServer({ tls: { key: apiCert.keyPem, cert: apiCert.certPem, ca: ca.certPem, requestCert: true } });
@@ -119,7 +120,7 @@ describe('an issuer whose PostgreSQL store is lost at run time', () => {
     });
     const { token } = await requestToken({ issuer: issuer.url, cluster: 'prod-eu', apiKey: agentKey, issuerCa: caPem });
     await until(async () => (await throughHub(token)).status === 200, 30_000, 'a request through the tunnel');
-  }, 90_000);
+  }, 180_000);
 
   afterAll(async () => {
     // Whatever happened, leave the database usable for the server's shutdown.
@@ -132,6 +133,7 @@ describe('an issuer whose PostgreSQL store is lost at run time', () => {
   it('answers 503 store-unavailable, is not ready naming the store, keeps forwarding through its tunnel, and recovers without a restart', async () => {
     // Minted while the store answers: a token lives 60 s, longer than this outage.
     const { token } = await requestToken({ issuer: issuer.url, cluster: 'prod-eu', apiKey: agentKey, issuerCa: caPem });
+    const { token: stagingToken } = await requestToken({ issuer: issuer.url, cluster: 'staging', apiKey: agentKey, issuerCa: caPem });
     expect((await readyz()).status).toBe(200);
 
     await admin(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
@@ -154,6 +156,11 @@ describe('an issuer whose PostgreSQL store is lost at run time', () => {
       expect(forwarded.status, forwarded.body.toString()).toBe(200);
     }
     expect(relay.readiness().ready).toBe(true);
+    // A cluster with no tunnel here needs the store to tell "unknown" from "not connected": 503, not 500.
+    const unknownYet = await request(`${issuer.url}/clusters/staging/api`, { ca: caPem, headers: { authorization: `Bearer ${stagingToken}` } });
+    expect(unknownYet.status, unknownYet.body.toString()).toBe(503);
+    expect(unknownYet.json()).toMatchObject({ kind: 'Status', code: 503 });
+    expect(logLines.filter((line) => line.includes('cannot read revocations from the store')).length).toBe(1);
 
     await admin(`ALTER DATABASE ${database} ALLOW_CONNECTIONS true`);
     const backAt = Date.now();

@@ -7,7 +7,7 @@ import { migrate } from '../../issuer/store/migrations.js';
 import { isPostgresUrl, openEngine } from '../../issuer/store/open.js';
 import { redactStoreUrl } from '../../issuer/store/postgres-engine.js';
 import { sqlStore } from '../../issuer/store/sql-store.js';
-import { type CommandSpec, required, UsageError } from '../command.js';
+import { type CommandSpec, required, str, UsageError } from '../command.js';
 
 export const storeCommands: CommandSpec[] = [
   {
@@ -19,6 +19,7 @@ export const storeCommands: CommandSpec[] = [
     flags: [
       { name: 'from', value: 'DATA_DIR', description: "The SQLite issuer's data directory (the one holding issuer.db)." },
       { name: 'to', value: 'URL', description: 'The PostgreSQL store (TLS through the URL: sslmode, sslrootcert).' },
+      { name: 'pepper-file', value: 'F', description: "The SQLite issuer's pepper, if it ran with --pepper-file (else KUBE_RELAY_PEPPER, else DATA_DIR/pepper).", default: 'DATA_DIR/pepper' },
     ],
     examples: ['kube-relay store migrate --from ./.kube-relay --to "postgres://kube_relay:$PGPASSWORD@db.internal:5432/kube_relay?sslmode=verify-full"'],
     async run({ values }, io) {
@@ -26,6 +27,7 @@ export const storeCommands: CommandSpec[] = [
       const to = required(values, 'to', 'the PostgreSQL store URL');
       if (!existsSync(path.join(from, 'issuer.db'))) throw new UsageError(`--from ${from} holds no issuer.db: give the data directory of the SQLite issuer`);
       if (!isPostgresUrl(to)) throw new UsageError(`--to "${redactStoreUrl(to)}" must be a postgres:// URL`);
+      const pepperSource = sourcePepper(from, str(values, 'pepper-file'), io.env);
       const source = await openEngine({ dataDir: from });
       try {
         await migrate(source);
@@ -33,14 +35,14 @@ export const storeCommands: CommandSpec[] = [
         try {
           await migrate(target);
           const startedAt = Date.now();
-          const pepper = loadOrCreatePepper(from, io.env);
+          const pepper = loadOrCreatePepper(from, io.env, { pepperFile: pepperSource.file });
           await checkPepper(sqlStore(source), pepper);
           const copied = await copyStore(source, target);
           // Replicas started with another pepper then refuse to start, instead of refusing every key.
           await checkPepper(sqlStore(target), pepper);
           io.stderr(
             `copied ${Object.entries(copied).map(([table, rows]) => `${rows} ${table}`).join(', ')} to ${target.location} in ${Date.now() - startedAt} ms. ` +
-              `Start every issuer replica with --store-url and the source's pepper: --pepper-file ${path.join(from, 'pepper')} (or KUBE_RELAY_PEPPER).\n`,
+              `Start every issuer replica with --store-url and the source's pepper: ${pepperSource.hint}.\n`,
           );
           return 0;
         } finally {
@@ -52,3 +54,12 @@ export const storeCommands: CommandSpec[] = [
     },
   },
 ];
+
+/** Where the source's pepper is; never made up here (a new pepper would match none of the source's keys). */
+function sourcePepper(from: string, pepperFile: string | undefined, env: NodeJS.ProcessEnv): { file?: string; hint: string } {
+  if (pepperFile !== undefined) return { file: pepperFile, hint: `--pepper-file ${pepperFile} (or KUBE_RELAY_PEPPER with its content)` };
+  if (env.KUBE_RELAY_PEPPER) return { hint: 'the same KUBE_RELAY_PEPPER' };
+  const file = path.join(from, 'pepper');
+  if (!existsSync(file)) throw new UsageError(`${from} has no pepper file: give the pepper the SQLite issuer ran with (--pepper-file or KUBE_RELAY_PEPPER)`);
+  return { file, hint: `--pepper-file ${file} (or KUBE_RELAY_PEPPER with its content)` };
+}
