@@ -77,6 +77,55 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect((await store.listClusters())[0]!.revokedAt).toEqual(new Date(5_000));
       }));
 
+    it('keeps admins of one org and of all orgs: a name and a key hash are unique, keys are replaced while active, revoking twice keeps the first time', () =>
+      withStore(async (store) => {
+        await store.createAdmin({ name: 'acme-admin', org: 'acme' }, 'a-hash');
+        await store.createAdmin({ name: 'root' }, 'r-hash');
+        await store.createAdmin({ name: 'globex-admin', org: 'globex' }, 'g-hash');
+        expect(await store.findAdmin('acme-admin')).toMatchObject({ name: 'acme-admin', org: 'acme' });
+        expect(await store.findAdmin('acme-admin')).not.toHaveProperty('keyHash');
+        expect((await store.findAdmin('acme-admin'))!.createdAt).toBeInstanceOf(Date);
+        const root = await store.findAdmin('root');
+        expect(root).toMatchObject({ name: 'root' });
+        expect(root).not.toHaveProperty('org');
+        expect(await store.findAdminByKeyHash('r-hash')).toMatchObject({ name: 'root', keyHash: 'r-hash' });
+        expect(await store.findAdminByKeyHash('nope')).toBeUndefined();
+        expect(await store.findAdmin('nobody')).toBeUndefined();
+        await expect(store.createAdmin({ name: 'root', org: 'acme' }, 'other')).rejects.toThrow(AlreadyExistsError);
+        await expect(store.createAdmin({ name: 'second' }, 'a-hash')).rejects.toThrow(AlreadyExistsError);
+        expect((await store.listAdmins()).map((a) => a.name)).toEqual(['acme-admin', 'globex-admin', 'root']);
+        // An org's list never holds the all-orgs admins.
+        expect((await store.listAdmins({ org: 'acme' })).map((a) => a.name)).toEqual(['acme-admin']);
+        expect(await store.replaceAdminKey('acme-admin', 'a-new')).toBe(true);
+        expect(await store.findAdminByKeyHash('a-hash')).toBeUndefined();
+        expect((await store.findAdminByKeyHash('a-new'))?.name).toBe('acme-admin');
+        expect(await store.replaceAdminKey('nobody', 'x')).toBe(false);
+        const first = new Date(1_700_000_000_000);
+        expect(await store.revokeAdmin('acme-admin', first)).toBe(true);
+        expect(await store.revokeAdmin('acme-admin', new Date(1_800_000_000_000))).toBe(true);
+        expect((await store.findAdmin('acme-admin'))!.revokedAt).toEqual(first);
+        expect((await store.findAdminByKeyHash('a-new'))!.revokedAt).toEqual(first);
+        expect(await store.replaceAdminKey('acme-admin', 'a-newer')).toBe(false);
+        expect(await store.revokeAdmin('nobody', first)).toBe(false);
+      }));
+
+    it('lists one page at a time, in name order, of one org when asked', () =>
+      withStore(async (store) => {
+        for (const [name, org] of [['e', 'acme'], ['a', 'acme'], ['c', 'globex'], ['b', 'acme'], ['d', 'globex']] as const) {
+          await store.createAgent({ name, org, teams: ['t'] }, `agent-${name}`);
+          await store.createCluster({ name, org }, `cluster-${name}`);
+          await store.createAdmin({ name, org }, `admin-${name}`);
+        }
+        for (const list of [store.listAgents.bind(store), store.listClusters.bind(store), store.listAdmins.bind(store)]) {
+          expect((await list({ limit: 2 })).map((x) => x.name)).toEqual(['a', 'b']);
+          expect((await list({ after: 'b', limit: 2 })).map((x) => x.name)).toEqual(['c', 'd']);
+          expect((await list({ after: 'd', limit: 2 })).map((x) => x.name)).toEqual(['e']);
+          expect((await list({ org: 'acme', after: 'a' })).map((x) => x.name)).toEqual(['b', 'e']);
+          expect((await list({ org: 'globex', limit: 1 })).map((x) => x.name)).toEqual(['c']);
+          expect(await list({ org: 'initech' })).toEqual([]);
+        }
+      }));
+
     it("keeps each signer's newest public keys in order, even when added within one millisecond, and lists only live signers'", () =>
       withStore(async (store) => {
         const at = new Date(1_700_000_000_000);
@@ -141,15 +190,17 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
       await sourceStore.publishSigningKey({ kid: 'k1', signer: 'replica-a', publicJwk: '{}', createdAt: new Date(1_000) }, 2);
       await sourceStore.touchSigner('replica-a', new Date(2_000));
       await sourceStore.initSetting('pepper-check', 'check');
+      await sourceStore.createAdmin({ name: 'root' }, 'admin-hash');
       const targetEngine = await openEngine(await newLocation());
       try {
         await migrate(targetEngine);
-        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, public_signing_keys: 1, signers: 1, store_settings: 1 });
+        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, public_signing_keys: 1, signers: 1, store_settings: 1 });
         const target = sqlStore(targetEngine);
         expect(await target.findAgentByKeyHash('agent-hash')).toMatchObject({ name: 'deployer', revokedAt: new Date(9_000) });
         expect(await target.findClusterByKeyHash('cluster-hash')).toMatchObject({ name: 'prod-eu' });
         expect((await target.publicSigningKeys(new Date(0))).map((k) => k.kid)).toEqual(['k1']);
         expect(await target.setting('pepper-check')).toBe('check');
+        expect(await target.findAdminByKeyHash('admin-hash')).toMatchObject({ name: 'root' });
         await expect(copyStore(source, targetEngine)).rejects.toThrow(/is not empty/);
       } finally {
         await source.close();

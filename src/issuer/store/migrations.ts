@@ -79,6 +79,23 @@ export const MIGRATIONS: Migration[] = [
       `DROP TABLE signing_keys`,
     ],
   },
+  {
+    version: 4,
+    name: 'admins (DESIGN §10), and org indexes for lists of one org',
+    statements: [
+      // org NULL: an all-orgs admin (the operator's); otherwise the one org it manages.
+      `CREATE TABLE IF NOT EXISTS admins (
+        name TEXT PRIMARY KEY,
+        org TEXT,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+      )`,
+      `CREATE INDEX IF NOT EXISTS admins_org ON admins (org, name)`,
+      `CREATE INDEX IF NOT EXISTS agents_org ON agents (org, name)`,
+      `CREATE INDEX IF NOT EXISTS clusters_org ON clusters (org, name)`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -5,10 +5,11 @@
  */
 import type { SqlEngine } from './engine.js';
 import { UniqueViolationError } from './engine.js';
-import { type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type PublicSigningKey } from './types.js';
+import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type PublicSigningKey } from './types.js';
 
 interface AgentRow { name: string; org: string; teams: string; api_key_hash: string; created_at: number | string; revoked_at: number | string | null }
 interface ClusterRow { name: string; org: string; connector_key_hash: string; created_at: number | string; revoked_at: number | string | null }
+interface AdminRow { name: string; org: string | null; key_hash: string; created_at: number | string; revoked_at: number | string | null }
 interface SigningKeyRow { kid: string; signer: string; public_jwk: string; created_at: number | string }
 
 /** PostgreSQL returns BIGINT as a string (it may exceed 2^53); ours are milliseconds, far below. */
@@ -29,9 +30,37 @@ const toCluster = (row: ClusterRow): Cluster & { connectorKeyHash: string } => (
   createdAt: millis(row.created_at),
   ...(row.revoked_at === null ? {} : { revokedAt: millis(row.revoked_at) }),
 });
+const toAdmin = (row: AdminRow): Admin & { keyHash: string } => ({
+  name: row.name,
+  ...(row.org === null ? {} : { org: row.org }),
+  keyHash: row.key_hash,
+  createdAt: millis(row.created_at),
+  ...(row.revoked_at === null ? {} : { revokedAt: millis(row.revoked_at) }),
+});
 const toSigningKey = (row: SigningKeyRow): PublicSigningKey => ({ kid: row.kid, signer: row.signer, publicJwk: row.public_jwk, createdAt: millis(row.created_at) });
 const publicAgent = ({ apiKeyHash: _hash, ...agent }: Agent & { apiKeyHash: string }): Agent => agent;
+const publicAdmin = ({ keyHash: _hash, ...admin }: Admin & { keyHash: string }): Admin => admin;
 const publicCluster = ({ connectorKeyHash: _hash, ...cluster }: Cluster & { connectorKeyHash: string }): Cluster => cluster;
+
+/** `SELECT * FROM table` for one page of a list (ListFilter), in name order. */
+function listQuery(table: string, filter: ListFilter = {}): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (filter.org !== undefined) {
+    where.push('org = ?');
+    params.push(filter.org);
+  }
+  if (filter.after !== undefined) {
+    where.push('name > ?');
+    params.push(filter.after);
+  }
+  let sql = `SELECT * FROM ${table}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY name`;
+  if (filter.limit !== undefined) {
+    sql += ' LIMIT ?';
+    params.push(Math.max(0, Math.floor(filter.limit)));
+  }
+  return { sql, params };
+}
 
 async function insertUnique(run: () => Promise<unknown>, what: string): Promise<void> {
   try {
@@ -60,8 +89,9 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
       const row = await one<AgentRow>('SELECT * FROM agents WHERE name = ?', [name]);
       return row && publicAgent(toAgent(row));
     },
-    async listAgents() {
-      return (await engine.query<AgentRow>('SELECT * FROM agents ORDER BY name')).map((row) => publicAgent(toAgent(row)));
+    async listAgents(filter) {
+      const { sql, params } = listQuery('agents', filter);
+      return (await engine.query<AgentRow>(sql, params)).map((row) => publicAgent(toAgent(row)));
     },
     async replaceAgentKey(name, apiKeyHash) {
       return (await engine.execute('UPDATE agents SET api_key_hash = ? WHERE name = ? AND revoked_at IS NULL', [apiKeyHash, name])) === 1;
@@ -84,8 +114,9 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
       const row = await one<ClusterRow>('SELECT * FROM clusters WHERE connector_key_hash = ?', [connectorKeyHash]);
       return row && toCluster(row);
     },
-    async listClusters() {
-      return (await engine.query<ClusterRow>('SELECT * FROM clusters ORDER BY name')).map((row) => publicCluster(toCluster(row)));
+    async listClusters(filter) {
+      const { sql, params } = listQuery('clusters', filter);
+      return (await engine.query<ClusterRow>(sql, params)).map((row) => publicCluster(toCluster(row)));
     },
     async replaceClusterKey(name, connectorKeyHash) {
       return (await engine.execute('UPDATE clusters SET connector_key_hash = ? WHERE name = ? AND revoked_at IS NULL', [connectorKeyHash, name])) === 1;
@@ -93,6 +124,31 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
     async revokeCluster(name, at) {
       await engine.execute('UPDATE clusters SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL', [at.getTime(), name]);
       return (await one('SELECT 1 AS found FROM clusters WHERE name = ?', [name])) !== undefined;
+    },
+    async createAdmin(admin, keyHash) {
+      await insertUnique(
+        () => engine.execute('INSERT INTO admins (name, org, key_hash, created_at) VALUES (?, ?, ?, ?)', [admin.name, admin.org ?? null, keyHash, now()]),
+        `admin "${admin.name}"`,
+      );
+    },
+    async findAdmin(name) {
+      const row = await one<AdminRow>('SELECT * FROM admins WHERE name = ?', [name]);
+      return row && publicAdmin(toAdmin(row));
+    },
+    async findAdminByKeyHash(keyHash) {
+      const row = await one<AdminRow>('SELECT * FROM admins WHERE key_hash = ?', [keyHash]);
+      return row && toAdmin(row);
+    },
+    async listAdmins(filter) {
+      const { sql, params } = listQuery('admins', filter);
+      return (await engine.query<AdminRow>(sql, params)).map((row) => publicAdmin(toAdmin(row)));
+    },
+    async replaceAdminKey(name, keyHash) {
+      return (await engine.execute('UPDATE admins SET key_hash = ? WHERE name = ? AND revoked_at IS NULL', [keyHash, name])) === 1;
+    },
+    async revokeAdmin(name, at) {
+      await engine.execute('UPDATE admins SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL', [at.getTime(), name]);
+      return (await one('SELECT 1 AS found FROM admins WHERE name = ?', [name])) !== undefined;
     },
     async publishSigningKey(key, keep) {
       return engine.transaction(async (tx) => {
