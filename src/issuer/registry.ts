@@ -1,13 +1,22 @@
 /**
- * Agents and clusters: creation with a key shown once, lookup by key, and
- * revocation. Input is validated here, so the CLI and any future API share
- * one set of rules and sentences.
+ * Agents, clusters and admins: creation with a key shown once, lookup by
+ * key, and revocation. Input is validated here, so the CLI and the admin API
+ * share one set of rules and sentences. The Registry does no authorization:
+ * it is the operator's view of the store; src/control puts the caller's org
+ * check in front of it (DESIGN §10, STYLE 12).
  */
 import { isDnsLabel } from '../identity.js';
 import { generateKey, hashKey, hashesEqual, keyKindOf } from './secrets.js';
-import { type Agent, AlreadyExistsError, type Cluster, type IssuerStore } from './store.js';
+import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter } from './store.js';
 
+/** Input a person can correct (the admin API answers 422). */
 export class InvalidInputError extends Error {}
+/** No such object, or one the caller may not see (404: another org's objects are not found). */
+export class NotFoundError extends InvalidInputError {}
+/** The object is in a state that forbids the change, such as revoked (409). */
+export class ConflictError extends InvalidInputError {}
+/** The caller may not do this at all, whatever the object (403). */
+export class ForbiddenError extends InvalidInputError {}
 
 export class Registry {
   constructor(
@@ -33,8 +42,8 @@ export class Registry {
     const key = generateKey('agent');
     if (await this.store.replaceAgentKey(name, hashKey(this.pepper, key))) return key;
     const agent = await this.store.findAgent(name);
-    if (agent?.revokedAt) throw new InvalidInputError(`agent "${name}" was revoked at ${agent.revokedAt.toISOString()}; a revoked agent gets no new key`);
-    throw new InvalidInputError(`no agent named "${name}"; see kube-relay agent list`);
+    if (agent?.revokedAt) throw new ConflictError(`agent "${name}" was revoked at ${agent.revokedAt.toISOString()}; a revoked agent gets no new key`);
+    throw new NotFoundError(`no agent named "${name}"; see kube-relay agent list`);
   }
 
   /** Returns the cluster's connector key; only its HMAC is stored. */
@@ -52,22 +61,63 @@ export class Registry {
     const key = generateKey('cluster');
     if (await this.store.replaceClusterKey(name, hashKey(this.pepper, key))) return key;
     const cluster = await this.store.findCluster(name);
-    if (cluster?.revokedAt) throw new InvalidInputError(`cluster "${name}" was revoked at ${cluster.revokedAt.toISOString()}; a revoked cluster gets no new key`);
-    throw new InvalidInputError(`no cluster named "${name}"; see kube-relay cluster list`);
+    if (cluster?.revokedAt) throw new ConflictError(`cluster "${name}" was revoked at ${cluster.revokedAt.toISOString()}; a revoked cluster gets no new key`);
+    throw new NotFoundError(`no cluster named "${name}"; see kube-relay cluster list`);
+  }
+
+  /** Returns the admin's key; only its HMAC is stored. `org` undefined: an all-orgs admin. */
+  async createAdmin(name: string, org: string | undefined): Promise<string> {
+    requireLabel('admin name', name);
+    if (org !== undefined) requireLabel('org', org);
+    const key = generateKey('admin');
+    this.unlessReserved('admin', await this.store.findAdmin(name), name);
+    await this.store.createAdmin({ name, org }, hashKey(this.pepper, key));
+    return key;
+  }
+
+  /** A new key for an active admin; the old one is refused at once. */
+  async rotateAdminKey(name: string): Promise<string> {
+    const key = generateKey('admin');
+    if (await this.store.replaceAdminKey(name, hashKey(this.pepper, key))) return key;
+    const admin = await this.store.findAdmin(name);
+    if (admin?.revokedAt) throw new ConflictError(`admin "${name}" was revoked at ${admin.revokedAt.toISOString()}; a revoked admin gets no new key`);
+    throw new NotFoundError(`no admin named "${name}"; see kube-relay admin list`);
+  }
+
+  async revokeAdmin(name: string): Promise<void> {
+    if (!(await this.store.revokeAdmin(name, this.now()))) throw new NotFoundError(`no admin named "${name}"; see kube-relay admin list`);
+  }
+
+  /** The admin an admin key belongs to, revoked or not; undefined for unknown keys and keys of other kinds. */
+  async adminForKey(adminKey: string): Promise<Admin | undefined> {
+    if (keyKindOf(adminKey) !== 'admin') return undefined;
+    const hash = hashKey(this.pepper, adminKey);
+    const admin = await this.store.findAdminByKeyHash(hash);
+    if (!admin || !hashesEqual(admin.keyHash, hash)) return undefined;
+    const { keyHash: _hash, ...rest } = admin;
+    return rest;
+  }
+
+  findAdmin(name: string): Promise<Admin | undefined> {
+    return this.store.findAdmin(name);
+  }
+
+  listAdmins(filter?: ListFilter): Promise<Admin[]> {
+    return this.store.listAdmins(filter);
   }
 
   /**
    * Names are never reused: tokens, audit records and RBAC bindings name an
    * agent or cluster, and a new one under an old name would inherit them.
    */
-  private unlessReserved(kind: 'agent' | 'cluster', existing: { revokedAt?: Date } | undefined, name: string): void {
+  private unlessReserved(kind: 'agent' | 'cluster' | 'admin', existing: { revokedAt?: Date } | undefined, name: string): void {
     if (!existing) return;
     if (existing.revokedAt) {
       throw new AlreadyExistsError(
         `${kind} "${name}" was revoked at ${existing.revokedAt.toISOString()}; names of revoked ${kind}s stay reserved, because audit records and RBAC bindings name them: choose another name`,
       );
     }
-    throw new AlreadyExistsError(`${kind} "${name}" already exists${kind === 'agent' ? '; kube-relay agent rotate-key gives it a new key' : '; kube-relay cluster rotate-key gives it a new key'}`);
+    throw new AlreadyExistsError(`${kind} "${name}" already exists; kube-relay ${kind} rotate-key gives it a new key`);
   }
 
   /** The agent an API key belongs to, revoked or not; undefined for unknown keys. */
@@ -90,20 +140,24 @@ export class Registry {
     return this.store.findCluster(name);
   }
 
-  listAgents(): Promise<Agent[]> {
-    return this.store.listAgents();
+  findAgent(name: string): Promise<Agent | undefined> {
+    return this.store.findAgent(name);
   }
 
-  listClusters(): Promise<Cluster[]> {
-    return this.store.listClusters();
+  listAgents(filter?: ListFilter): Promise<Agent[]> {
+    return this.store.listAgents(filter);
+  }
+
+  listClusters(filter?: ListFilter): Promise<Cluster[]> {
+    return this.store.listClusters(filter);
   }
 
   async revokeAgent(name: string): Promise<void> {
-    if (!(await this.store.revokeAgent(name, this.now()))) throw new InvalidInputError(`no agent named "${name}"; see kube-relay agent list`);
+    if (!(await this.store.revokeAgent(name, this.now()))) throw new NotFoundError(`no agent named "${name}"; see kube-relay agent list`);
   }
 
   async revokeCluster(name: string): Promise<void> {
-    if (!(await this.store.revokeCluster(name, this.now()))) throw new InvalidInputError(`no cluster named "${name}"; see kube-relay cluster list`);
+    if (!(await this.store.revokeCluster(name, this.now()))) throw new NotFoundError(`no cluster named "${name}"; see kube-relay cluster list`);
   }
 
   revocationsSince(since: Date) {

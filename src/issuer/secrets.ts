@@ -1,7 +1,7 @@
 /**
- * API keys (agents) and connector keys (clusters), DESIGN §2.
+ * API keys (agents), connector keys (clusters) and admin keys (DESIGN §2, §10).
  *
- * A key is `krl_agent_…` / `krl_cluster_…` followed by 32 random bytes in
+ * A key is `krl_agent_…` / `krl_cluster_…` / `krl_admin_…` followed by 32 random bytes in
  * base64url. Only HMAC-SHA-256(pepper, key) is stored, so a stolen database
  * cannot be replayed without the pepper, which lives outside it
  * (`<data>/pepper`, 0600, or `KUBE_RELAY_PEPPER`).
@@ -10,7 +10,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-export type KeyKind = 'agent' | 'cluster';
+export type KeyKind = 'agent' | 'cluster' | 'admin';
 
 const KEY_RANDOM_BYTES = 32;
 const PEPPER_BYTES = 32;
@@ -22,6 +22,7 @@ export function generateKey(kind: KeyKind): string {
 export function keyKindOf(key: string): KeyKind | undefined {
   if (key.startsWith('krl_agent_')) return 'agent';
   if (key.startsWith('krl_cluster_')) return 'cluster';
+  if (key.startsWith('krl_admin_')) return 'admin';
   return undefined;
 }
 

@@ -17,6 +17,7 @@ import { writeStatusToSocket } from '../relay/errors.js';
 import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { listenerTls } from '../tls/serving.js';
 import { TunnelHub } from '../tunnel/hub.js';
+import { bearerToken } from './bearer.js';
 import { AuthFailureBrakes } from './failure-limiter.js';
 import { mintAgentToken } from './mint.js';
 import { Registry } from './registry.js';
@@ -177,11 +178,6 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
   });
 
   return app;
-}
-
-function bearerToken(header: string | undefined): string | undefined {
-  const match = header && /^Bearer ([^\s]+)$/i.exec(header);
-  return match ? match[1] : undefined;
 }
 
 function isBodyParseError(err: unknown): boolean {
