@@ -1,4 +1,6 @@
 /** `kube-relay agent …`: agents on the local store (DESIGN §2, §6). */
+import { OPERATOR } from '../../control/caller.js';
+import * as ops from '../../control/operations.js';
 import { type CommandSpec, list, required, UsageError } from '../command.js';
 import { status, STORE_FLAGS, table, withRegistry } from '../local-store.js';
 import { deliverNewKey, openSecretOutput, OUT_FLAG } from '../secret-output.js';
@@ -27,7 +29,7 @@ export const agentCommands: CommandSpec[] = [
       if (teams.length === 0) throw new UsageError('--team is required: at least one team of the agent');
       const out = openSecretOutput(values.out as string | undefined, io);
       return withRegistry(values, io, async (registry) => {
-        const where = await deliverNewKey(out, () => registry.createAgent(name, org, teams));
+        const where = await deliverNewKey(out, async () => (await ops.createAgent(registry, OPERATOR, { name, org, teams })).apiKey);
         io.stderr(`agent "${name}" created (user agent:${name}, groups ${teams.map((t) => `${org}/${t}`).join(', ')}). The API key ${where} is shown only once.\n`);
         return 0;
       });
@@ -41,7 +43,7 @@ export const agentCommands: CommandSpec[] = [
     examples: ['kube-relay agent list'],
     run({ values }, io) {
       return withRegistry(values, io, async (registry) => {
-        const rows = (await registry.listAgents()).map((a) => [a.name, a.org, a.teams.join(','), status(a.revokedAt)]);
+        const rows = (await ops.listAgents(registry, OPERATOR)).items.map((a) => [a.name, a.org, a.teams.join(','), status(a.revokedAt)]);
         io.stdout(table(['NAME', 'ORG', 'TEAMS', 'STATUS'], rows));
         return 0;
       });
@@ -58,7 +60,7 @@ export const agentCommands: CommandSpec[] = [
     run({ values, positionals }, io) {
       const name = positionals[0]!;
       return withRegistry(values, io, async (registry) => {
-        await registry.revokeAgent(name);
+        await ops.revokeAgent(registry, OPERATOR, name);
         io.stderr(`agent "${name}" revoked: no new tokens; relays refuse its current ones within 10 s.\n`);
         return 0;
       });
@@ -76,7 +78,7 @@ export const agentCommands: CommandSpec[] = [
       const name = positionals[0]!;
       const out = openSecretOutput(values.out as string | undefined, io);
       return withRegistry(values, io, async (registry) => {
-        const where = await deliverNewKey(out, () => registry.rotateAgentKey(name));
+        const where = await deliverNewKey(out, async () => (await ops.rotateAgentKey(registry, OPERATOR, name)).apiKey);
         io.stderr(`agent "${name}" has a new API key; the old one is refused from now on. The key ${where} is shown only once.\n`);
         return 0;
       });

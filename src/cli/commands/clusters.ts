@@ -1,4 +1,6 @@
 /** `kube-relay cluster …`: clusters on the local store (DESIGN §2, §4, §6). */
+import { OPERATOR } from '../../control/caller.js';
+import * as ops from '../../control/operations.js';
 import { type CommandSpec, required } from '../command.js';
 import { status, STORE_FLAGS, table, withRegistry } from '../local-store.js';
 import { deliverNewKey, openSecretOutput, OUT_FLAG } from '../secret-output.js';
@@ -20,7 +22,7 @@ export const clusterCommands: CommandSpec[] = [
       const org = required(values, 'org', 'the org the cluster belongs to');
       const out = openSecretOutput(values.out as string | undefined, io);
       return withRegistry(values, io, async (registry) => {
-        const where = await deliverNewKey(out, () => registry.createCluster(name, org));
+        const where = await deliverNewKey(out, async () => (await ops.createCluster(registry, OPERATOR, { name, org })).connectorKey);
         io.stderr(`cluster "${name}" created for org "${org}". The connector key ${where} is shown only once.\n`);
         return 0;
       });
@@ -34,7 +36,7 @@ export const clusterCommands: CommandSpec[] = [
     examples: ['kube-relay cluster list'],
     run({ values }, io) {
       return withRegistry(values, io, async (registry) => {
-        const rows = (await registry.listClusters()).map((c) => [c.name, c.org, status(c.revokedAt)]);
+        const rows = (await ops.listClusters(registry, OPERATOR)).items.map((c) => [c.name, c.org, status(c.revokedAt)]);
         io.stdout(table(['NAME', 'ORG', 'STATUS'], rows));
         return 0;
       });
@@ -50,7 +52,7 @@ export const clusterCommands: CommandSpec[] = [
     run({ values, positionals }, io) {
       const name = positionals[0]!;
       return withRegistry(values, io, async (registry) => {
-        await registry.revokeCluster(name);
+        await ops.revokeCluster(registry, OPERATOR, name);
         io.stderr(`cluster "${name}" revoked: the hub closes its tunnels within a second and mints no tokens for it.\n`);
         return 0;
       });
@@ -69,7 +71,7 @@ export const clusterCommands: CommandSpec[] = [
       const name = positionals[0]!;
       const out = openSecretOutput(values.out as string | undefined, io);
       return withRegistry(values, io, async (registry) => {
-        const where = await deliverNewKey(out, () => registry.rotateClusterKey(name));
+        const where = await deliverNewKey(out, async () => (await ops.rotateClusterKey(registry, OPERATOR, name)).connectorKey);
         io.stderr(`cluster "${name}" has a new connector key; relays using the old one are disconnected. The key ${where} is shown only once.\n`);
         return 0;
       });

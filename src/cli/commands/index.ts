@@ -1,5 +1,6 @@
 /** Every command, in the order help and docs/cli.md list them. */
 import type { CommandSpec } from '../command.js';
+import { adminCommands } from './admins.js';
 import { agentCommands } from './agents.js';
 import { clientCommands } from './client.js';
 import { clusterCommands } from './clusters.js';
@@ -8,4 +9,4 @@ import { rbacCommands } from './rbac.js';
 import { relayCommands } from './relay.js';
 import { storeCommands } from './store.js';
 
-export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...clientCommands, ...relayCommands, ...rbacCommands, ...storeCommands];
+export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...adminCommands, ...clientCommands, ...relayCommands, ...rbacCommands, ...storeCommands];
