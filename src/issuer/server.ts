@@ -7,6 +7,7 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
+import { adminApiRouter } from '../admin-api/router.js';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { type AuditConfig, openAuditSink } from '../audit/sink.js';
 import { isDnsLabel } from '../identity.js';
@@ -41,6 +42,8 @@ export interface IssuerDeps {
   now?: () => Date;
   /** Budgets for failed authentications (tests lower them). */
   brakes?: AuthFailureBrakes;
+  /** Budgets for failed admin API authentications (tests lower them). */
+  adminBrakes?: AuthFailureBrakes;
 }
 
 class ApiError extends Error {
@@ -153,6 +156,8 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     const items = (await deps.registry.revocationsSince(since)).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() }));
     res.set('cache-control', 'no-store').json({ generatedAt: generatedAt.toISOString(), items });
   });
+
+  app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log }));
 
   app.use((_req, _res, next) => next(new ApiError(404, 'not-found', 'no such endpoint')));
 
