@@ -4,16 +4,25 @@
  * route is a thin adapter: it authenticates the caller, reads the request
  * and calls the control operation, which does the org check (STYLE 12).
  *
- * Mounted so far: `GET /v1/agents` (cursor paging: `?limit=&continue=`, and
- * `org` for an all-orgs admin). The other endpoints of §10 follow.
+ * Lists page with `?limit=&continue=` (and `org` for an all-orgs admin).
+ * Request bodies are JSON objects whose every field is known and whose
+ * names are DNS labels (422 naming the field otherwise). Every change is
+ * written to the audit trail as a `kind: "admin"` record (docs/audit.md).
+ * The endpoints later issues fill (cluster status, grants, policy,
+ * sessions, audit) authenticate and answer 501 until then.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminCaller } from '../control/caller.js';
 import * as ops from '../control/operations.js';
 import type { AuthFailureBrakes } from '../issuer/failure-limiter.js';
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
-import { type Agent, AlreadyExistsError, StoreUnavailableError } from '../issuer/store.js';
+import { type Agent, AlreadyExistsError, type Cluster, StoreUnavailableError } from '../issuer/store.js';
+import type { AdminAction, AdminAuditRecord } from '../audit/record.js';
+import type { AuditSink } from '../audit/sink.js';
+import { isDnsLabel } from '../identity.js';
+import type { MintedToken } from '../issuer/mint.js';
 import type { Logger } from '../log.js';
+import { discardRefusedBody } from '../request-body.js';
 import { authenticateAdmin } from './authenticate.js';
 
 /** Items per page when the caller does not say. */
@@ -24,7 +33,15 @@ export interface AdminApiDeps {
   /** Failed admin authentications, counted per address and key prefix (own budget, as /v1/token's). */
   brakes: AuthFailureBrakes;
   log: Logger;
+  /** Mints an agent's 60-second token (the issuer's one minting path, shared with POST /v1/token). */
+  mint?: ((agent: Agent, cluster: string) => Promise<MintedToken>) | undefined;
+  /** Where changes are recorded (kind "admin"); none: not recorded (unit tests of the router alone). */
+  audit?: AuditSink | undefined;
+  now?: (() => Date) | undefined;
 }
+
+/** The largest request body: a name, an org and a few teams need well under 1 KiB. */
+const BODY_LIMIT = 16 * 1024;
 
 export class AdminApiError extends Error {
   constructor(
@@ -48,19 +65,93 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   };
   const caller = (res: Response) => res.locals.caller as AdminCaller;
 
+  const now = deps.now ?? (() => new Date());
+  const json = express.json({ limit: BODY_LIMIT, type: () => true });
+  const audit = (req: Request, res: Response, action: AdminAction, object: AdminAuditRecord['object'], extra: { cluster?: string; tokenId?: string } = {}) => {
+    const admin = caller(res);
+    deps.audit?.admin({ time: now().toISOString(), kind: 'admin', admin: admin.name, adminOrg: admin.org ?? null, action, object, ...extra, sourceIp: req.socket.remoteAddress ?? null });
+  };
+  const send = (res: Response, status: number, body: unknown) => res.status(status).set('cache-control', 'no-store').json(body);
+
+  // ---- agents ----
   router.get('/v1/agents', authenticate, async (req, res) => {
-    const page = pageRequest(req);
-    const listed = await ops.listAgents(deps.registry, caller(res), page);
-    res.set('cache-control', 'no-store').json({ items: listed.items.map(agentJson), ...(listed.continue ? { continue: listed.continue } : {}) });
+    const listed = await ops.listAgents(deps.registry, caller(res), pageRequest(req));
+    send(res, 200, { items: listed.items.map(agentJson), ...(listed.continue ? { continue: listed.continue } : {}) });
+  });
+  router.post('/v1/agents', authenticate, json, async (req, res) => {
+    const input = readBody(req, 'POST /v1/agents', { name: 'label', org: 'label?', teams: 'labels' });
+    const created = await ops.createAgent(deps.registry, caller(res), { name: input.name as string, org: input.org as string | undefined, teams: input.teams as string[] });
+    audit(req, res, 'create', objectOf('agent', created.agent));
+    send(res, 201, { ...agentJson(created.agent), apiKey: created.apiKey });
+  });
+  router.get('/v1/agents/:name', authenticate, async (req, res) => {
+    send(res, 200, agentJson(await ops.getAgent(deps.registry, caller(res), param(req))));
+  });
+  router.delete('/v1/agents/:name', authenticate, async (req, res) => {
+    const agent = await ops.revokeAgent(deps.registry, caller(res), param(req));
+    audit(req, res, 'revoke', objectOf('agent', agent));
+    send(res, 200, agentJson(agent));
+  });
+  router.post('/v1/agents/:name/keys', authenticate, json, async (req, res) => {
+    readBody(req, `POST /v1/agents/{name}/keys`, {}, true);
+    const rotated = await ops.rotateAgentKey(deps.registry, caller(res), param(req));
+    audit(req, res, 'rotate-key', objectOf('agent', rotated.agent));
+    send(res, 200, { ...agentJson(rotated.agent), apiKey: rotated.apiKey });
+  });
+  router.post('/v1/agents/:name/tokens', authenticate, json, async (req, res) => {
+    const input = readBody(req, 'POST /v1/agents/{name}/tokens', { cluster: 'label' });
+    if (!deps.mint) throw new AdminApiError(501, 'not-implemented', 'this issuer mints no tokens through the admin API');
+    const done = await ops.mintTokenForAgent(deps.registry, caller(res), { agent: param(req), cluster: input.cluster as string }, deps.mint);
+    audit(req, res, 'mint-token', objectOf('agent', done.agent), { cluster: done.cluster.name, tokenId: done.minted.tokenId });
+    deps.log.info('token issued', { agent: done.agent.name, cluster: done.cluster.name, tokenId: done.minted.tokenId, admin: caller(res).name });
+    send(res, 200, { token: done.minted.token, expiresAt: done.minted.expiresAt.toISOString() });
   });
 
-  router.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
+  // ---- clusters ----
+  router.get('/v1/clusters', authenticate, async (req, res) => {
+    const listed = await ops.listClusters(deps.registry, caller(res), pageRequest(req));
+    send(res, 200, { items: listed.items.map(clusterJson), ...(listed.continue ? { continue: listed.continue } : {}) });
+  });
+  router.post('/v1/clusters', authenticate, json, async (req, res) => {
+    const input = readBody(req, 'POST /v1/clusters', { name: 'label', org: 'label?' });
+    const created = await ops.createCluster(deps.registry, caller(res), { name: input.name as string, org: input.org as string | undefined });
+    audit(req, res, 'create', objectOf('cluster', created.cluster));
+    send(res, 201, { ...clusterJson(created.cluster), connectorKey: created.connectorKey });
+  });
+  router.get('/v1/clusters/:name/status', authenticate, notImplemented('cluster status', 'issue 16 item 5'));
+  router.get('/v1/clusters/:name', authenticate, async (req, res) => {
+    send(res, 200, clusterJson(await ops.getCluster(deps.registry, caller(res), param(req))));
+  });
+  router.delete('/v1/clusters/:name', authenticate, async (req, res) => {
+    const cluster = await ops.revokeCluster(deps.registry, caller(res), param(req));
+    audit(req, res, 'revoke', objectOf('cluster', cluster));
+    send(res, 200, clusterJson(cluster));
+  });
+  router.post('/v1/clusters/:name/keys', authenticate, json, async (req, res) => {
+    readBody(req, `POST /v1/clusters/{name}/keys`, {}, true);
+    const rotated = await ops.rotateClusterKey(deps.registry, caller(res), param(req));
+    audit(req, res, 'rotate-key', objectOf('cluster', rotated.cluster));
+    send(res, 200, { ...clusterJson(rotated.cluster), connectorKey: rotated.connectorKey });
+  });
+
+  // ---- later issues: the routes and their authentication exist now ----
+  router.get('/v1/grants', authenticate, notImplemented('grants', 'the grants issue, DESIGN §11'));
+  router.post('/v1/grants', authenticate, notImplemented('grants', 'the grants issue, DESIGN §11'));
+  router.delete('/v1/grants/:id', authenticate, notImplemented('grants', 'the grants issue, DESIGN §11'));
+  router.get('/v1/agents/:name/policy', authenticate, notImplemented('agent policy', 'the agent policy issue, DESIGN §13'));
+  router.put('/v1/agents/:name/policy', authenticate, notImplemented('agent policy', 'the agent policy issue, DESIGN §13'));
+  router.get('/v1/sessions', authenticate, notImplemented('sessions', 'the central audit issue, DESIGN §12'));
+  router.get('/v1/sessions/:id', authenticate, notImplemented('sessions', 'the central audit issue, DESIGN §12'));
+  router.get('/v1/audit', authenticate, notImplemented('the central audit trail', 'the central audit issue, DESIGN §12'));
+
+  router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
     const apiError = toApiError(err);
     if (!apiError) {
       deps.log.error('admin API request failed', { error: (err as Error).message });
       next(err);
       return;
     }
+    discardRefusedBody(req, res);
     res.status(apiError.status).set({ 'cache-control': 'no-store', ...apiError.headers }).json({ error: apiError.code, message: apiError.message });
   });
   return router;
@@ -84,6 +175,62 @@ function pageRequest(req: Request): ops.PageRequest {
   };
 }
 
+function notImplemented(what: string, when: string) {
+  return () => {
+    throw new AdminApiError(501, 'not-implemented', `${what} through the admin API come${what.endsWith('s') ? '' : 's'} with ${when}; this issuer does not serve it yet`);
+  };
+}
+
+function param(req: Request): string {
+  return String(req.params.name);
+}
+
+function objectOf(kind: 'agent' | 'cluster', object: { name: string; org: string }): AdminAuditRecord['object'] {
+  return { kind, name: object.name, org: object.org };
+}
+
+type FieldRule = 'label' | 'label?' | 'labels';
+
+/**
+ * The JSON object body of `endpoint`: every field known, of its type, names as DNS labels;
+ * `optionalBody`: an empty body is `{}`. Refusals name the field.
+ */
+function readBody(req: Request, endpoint: string, rules: Record<string, FieldRule>, optionalBody = false): Record<string, unknown> {
+  const body: unknown = req.body;
+  const empty = body === undefined || (typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length === 0 && Number(req.get('content-length') ?? 0) === 0);
+  if (empty && optionalBody) return {};
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminApiError(422, 'invalid', `the body of ${endpoint} must be a JSON object`);
+  const fields = body as Record<string, unknown>;
+  const known = Object.keys(rules);
+  for (const name of Object.keys(fields)) {
+    if (!known.includes(name)) throw new AdminApiError(422, 'invalid', `unknown field "${name.slice(0, 40)}": ${endpoint} takes ${known.length ? known.join(', ') : 'no fields'}`);
+  }
+  for (const [name, rule] of Object.entries(rules)) {
+    const value = fields[name];
+    if (value === undefined) {
+      if (rule === 'label?') continue;
+      throw new AdminApiError(422, 'invalid', `field "${name}" is required by ${endpoint}`);
+    }
+    const values = rule === 'labels' ? value : [value];
+    if (!Array.isArray(values) || (rule === 'labels' && values.length === 0)) throw new AdminApiError(422, 'invalid', `field "${name}" must be a non-empty list of DNS labels`);
+    for (const item of values) {
+      if (typeof item !== 'string' || !isDnsLabel(item)) {
+        throw new AdminApiError(422, 'invalid', `field "${name}" must be ${rule === 'labels' ? 'a list of DNS labels' : 'a DNS label'} (lowercase letters, digits and "-", at most 63 characters, starting and ending with a letter or digit), not ${JSON.stringify(item).slice(0, 70)}`);
+      }
+    }
+  }
+  return fields;
+}
+
+function clusterJson(cluster: Cluster) {
+  return {
+    name: cluster.name,
+    org: cluster.org,
+    createdAt: cluster.createdAt.toISOString(),
+    ...(cluster.revokedAt ? { revokedAt: cluster.revokedAt.toISOString() } : {}),
+  };
+}
+
 function agentJson(agent: Agent) {
   return {
     name: agent.name,
@@ -96,6 +243,9 @@ function agentJson(agent: Agent) {
 
 function toApiError(err: unknown): AdminApiError | undefined {
   if (err instanceof AdminApiError) return err;
+  const bodyError = (err as { type?: string } | undefined)?.type;
+  if (bodyError === 'entity.too.large') return new AdminApiError(422, 'invalid', `the body must be a JSON object of at most ${BODY_LIMIT / 1024} KiB`);
+  if (bodyError === 'entity.parse.failed' || bodyError === 'encoding.unsupported') return new AdminApiError(422, 'invalid', 'the body is not valid JSON: send a JSON object');
   if (err instanceof NotFoundError) return new AdminApiError(404, 'not-found', err.message);
   if (err instanceof ForbiddenError) return new AdminApiError(403, 'forbidden', err.message);
   if (err instanceof ConflictError) return new AdminApiError(409, 'conflict', err.message);

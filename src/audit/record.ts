@@ -49,6 +49,28 @@ interface RequestFields {
   ports?: string[];
 }
 
+/**
+ * A change made through the admin API (DESIGN §10, docs/audit.md "Admin
+ * records"): which admin, which action, on which object, when. Never a key,
+ * never a request body.
+ */
+export interface AdminAuditRecord {
+  time: string;
+  kind: 'admin';
+  /** The admin's name, and its org (null for an all-orgs admin). */
+  admin: string;
+  adminOrg: string | null;
+  action: AdminAction;
+  object: { kind: 'agent' | 'cluster'; name: string; org: string };
+  /** `mint-token` only: the cluster the token is for. */
+  cluster?: string;
+  /** `mint-token` only: the token's jti, as the relays' records carry it. */
+  tokenId?: string;
+  sourceIp: string | null;
+}
+
+export type AdminAction = 'create' | 'revoke' | 'rotate-key' | 'mint-token';
+
 /** Written before the request is forwarded: who asks what, without an outcome. */
 export interface ReceivedRecord extends RequestFields {
   stage: 'RequestReceived';

@@ -13,7 +13,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log.js';
 import { openStreamDestination } from './stream-destination.js';
-import type { AuditRecord, ReceivedRecord } from './record.js';
+import type { AdminAuditRecord, AuditRecord, ReceivedRecord } from './record.js';
 import { DEFAULT_UNAUTHENTICATED_RECORD_LIMITS, type UnauthenticatedRecordLimits, UnauthenticatedRecordLimiter } from './unauthenticated-records.js';
 import { WebhookDestination, type WebhookOptions } from './webhook-destination.js';
 
@@ -70,6 +70,8 @@ export interface AuditSink {
   received(record: ReceivedRecord): Promise<void>;
   /** Takes a completed request's record; never refuses one (one without a verified identity may go into a summary). */
   write(record: AuditRecord): void;
+  /** Takes an admin API change record (never summarised: admins are authenticated and few). */
+  admin(record: AdminAuditRecord): void;
   /** Takes a record only if every destination has room (records of refusals that never reached a relay). */
   writeIfRoom(record: AuditRecord): void;
   /** Resolves at once while every destination has room; otherwise waits (`block`) or throws AuditUnavailableError (`fail`). */
@@ -163,6 +165,9 @@ export async function openAuditSink(config: AuditConfig, metrics: Registry, log:
     },
     write(record) {
       if (admitted(record)) send(record);
+    },
+    admin(record) {
+      send(record);
     },
     writeIfRoom(record) {
       if (!admitted(record)) return;

@@ -14,6 +14,7 @@
  */
 import { isDnsLabel } from '../identity.js';
 import { ForbiddenError, InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
+import { tokenRefusal } from '../issuer/mint.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type ListFilter } from '../issuer/store.js';
 import { type Caller, confinedOrg, mayManage } from './caller.js';
 
@@ -185,4 +186,24 @@ function decodeContinue(token: string): string {
   const name = decoded.startsWith('after:') ? decoded.slice('after:'.length) : '';
   if (!isDnsLabel(name)) throw new InvalidInputError('continue is not one this issuer gave: pass the continue of the previous page unchanged, or leave it out for the first page');
   return name;
+}
+
+// ---- tokens minted by the platform ----
+
+/**
+ * A 60-second token for `agentName` on `clusterName`, minted for the platform that runs the agent
+ * (DESIGN §10): the caller must manage the agent and the cluster (another org's are "not found"),
+ * and the token rule of `POST /v1/token` applies (a live agent, a live cluster of its org).
+ */
+export async function mintTokenForAgent<T>(
+  registry: Registry,
+  caller: Caller,
+  input: { agent: string; cluster: string },
+  mint: (agent: Agent, cluster: string) => Promise<T>,
+): Promise<{ agent: Agent; cluster: Cluster; minted: T }> {
+  const agent = await getAgent(registry, caller, input.agent);
+  const cluster = await getCluster(registry, caller, input.cluster);
+  const refusal = tokenRefusal(agent, cluster.name, cluster);
+  if (refusal) throw new ForbiddenError(refusal.message);
+  return { agent, cluster, minted: await mint(agent, cluster.name) };
 }

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { agentUser, teamGroup, TOKEN_LIFETIME_SECONDS } from '../identity.js';
 import { SIGNING_ALGORITHM, type SigningKeys } from './signing-keys.js';
-import type { Agent } from './store.js';
+import type { Agent, Cluster } from './store.js';
 
 export interface MintedToken {
   token: string;
@@ -36,4 +36,22 @@ export async function mintAgentToken(
     .setJti(tokenId)
     .sign(key);
   return { token, expiresAt: new Date(expiresAt * 1000), tokenId };
+}
+
+export interface TokenRefusal {
+  status: 403 | 404;
+  code: 'agent-revoked' | 'unknown-cluster' | 'cluster-of-another-org' | 'cluster-revoked';
+  message: string;
+}
+
+/**
+ * Whether `agent` may have a token for `cluster` (`POST /v1/token` and the admin API's
+ * `POST /v1/agents/{name}/tokens` apply this one rule): a live agent, a live cluster, one org.
+ */
+export function tokenRefusal(agent: Agent, clusterName: string, cluster: Cluster | undefined): TokenRefusal | undefined {
+  if (agent.revokedAt) return { status: 403, code: 'agent-revoked', message: `agent "${agent.name}" has been revoked` };
+  if (!cluster) return { status: 404, code: 'unknown-cluster', message: `no cluster named "${clusterName}"` };
+  if (cluster.org !== agent.org) return { status: 403, code: 'cluster-of-another-org', message: `cluster "${clusterName}" does not belong to org "${agent.org}"` };
+  if (cluster.revokedAt) return { status: 403, code: 'cluster-revoked', message: `cluster "${clusterName}" has been revoked` };
+  return undefined;
 }

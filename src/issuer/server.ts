@@ -9,7 +9,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { adminApiRouter } from '../admin-api/router.js';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
-import { type AuditConfig, openAuditSink } from '../audit/sink.js';
+import { type AuditConfig, type AuditSink, openAuditSink } from '../audit/sink.js';
 import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
 import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
@@ -20,7 +20,7 @@ import { listenerTls } from '../tls/serving.js';
 import { TunnelHub } from '../tunnel/hub.js';
 import { bearerToken } from './bearer.js';
 import { AuthFailureBrakes } from './failure-limiter.js';
-import { mintAgentToken } from './mint.js';
+import { type MintedToken, mintAgentToken, tokenRefusal } from './mint.js';
 import { Registry } from './registry.js';
 import { checkPepper, loadOrCreatePepper } from './secrets.js';
 import { KeyNotReadyError, PROPAGATION_MS, REFRESH_INTERVAL_MS, SigningKeys } from './signing-keys.js';
@@ -44,6 +44,8 @@ export interface IssuerDeps {
   brakes?: AuthFailureBrakes;
   /** Budgets for failed admin API authentications (tests lower them). */
   adminBrakes?: AuthFailureBrakes;
+  /** Where admin API changes are recorded (kind "admin"); the hub's sink in startIssuer. */
+  audit?: AuditSink | undefined;
 }
 
 class ApiError extends Error {
@@ -71,6 +73,13 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     labelNames: ['reason'],
     registers: [deps.metrics],
   });
+
+  /** The one minting path: the agent's own POST /v1/token and the admin API's POST /v1/agents/{name}/tokens. */
+  const mint = async (agent: Agent, cluster: string): Promise<MintedToken> => {
+    const minted = await mintAgentToken(deps.keys, deps.publicUrl, agent, cluster, now());
+    tokensIssued.inc({ cluster });
+    return minted;
+  };
 
   const app = express();
   app.disable('x-powered-by');
@@ -132,13 +141,9 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
       throw new ApiError(400, 'invalid-request', 'the body must be JSON {"cluster": "<cluster name>"}');
     }
     const cluster = await deps.registry.findCluster(clusterName);
-    if (!cluster) throw new ApiError(404, 'unknown-cluster', `no cluster named "${clusterName}"`);
-    if (cluster.org !== agent.org) {
-      throw new ApiError(403, 'cluster-of-another-org', `cluster "${clusterName}" does not belong to org "${agent.org}"`);
-    }
-    if (cluster.revokedAt) throw new ApiError(403, 'cluster-revoked', `cluster "${clusterName}" has been revoked`);
-    const minted = await mintAgentToken(deps.keys, deps.publicUrl, agent, cluster.name, now());
-    tokensIssued.inc({ cluster: cluster.name });
+    const refusal = tokenRefusal(agent, clusterName, cluster);
+    if (refusal || !cluster) throw new ApiError(refusal!.status, refusal!.code, refusal!.message);
+    const minted = await mint(agent, cluster.name);
     deps.log.info('token issued', { agent: agent.name, cluster: cluster.name, tokenId: minted.tokenId });
     res.set('cache-control', 'no-store').json({ token: minted.token, expiresAt: minted.expiresAt.toISOString() });
   });
@@ -157,7 +162,7 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     res.set('cache-control', 'no-store').json({ generatedAt: generatedAt.toISOString(), items });
   });
 
-  app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log }));
+  app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log, mint, audit: deps.audit, now }));
 
   app.use((_req, _res, next) => next(new ApiError(404, 'not-found', 'no such endpoint')));
 
@@ -262,7 +267,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const server = https.createServer({ cert: tls.cert, key: tls.key, ...listenerOptions(config.limits) });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
-  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log });
+  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit });
   const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {
