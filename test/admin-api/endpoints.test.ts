@@ -281,10 +281,10 @@ describe('authentication', () => {
     ['GET', '/v1/clusters/g-prod/status'],
     ['GET', '/v1/grants'],
     ['GET', '/v1/audit'],
-  ].map((route, i) => [...route, i % 2 === 0 ? 'missing-admin-key' : 'invalid-admin-key']))('%s %s: 401 (%s) before anything else', async (method, pathname, error) => {
+  ].map(([method, pathname], i) => [method!, pathname!, i % 2 === 0 ? 'missing-admin-key' : 'invalid-admin-key'] as [string, string, string]))('%s %s: 401 (%s) before anything else', async (method, pathname, error) => {
     // One failure per route, without a key or with a wrong one by turns: 13 stay under the brakes' burst of 20.
     const key = error === 'missing-admin-key' ? undefined : `krl_admin_${'C'.repeat(43)}`;
-    const res = await call(method!, pathname!, key, method === 'POST' ? { name: 'x' } : undefined);
+    const res = await call(method, pathname, key, method === 'POST' ? { name: 'x' } : undefined);
     expect(res.status).toBe(401);
     expect(res.body.error).toBe(error);
   });
