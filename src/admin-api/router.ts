@@ -14,7 +14,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminCaller } from '../control/caller.js';
 import * as ops from '../control/operations.js';
-import type { AuthFailureBrakes } from '../issuer/failure-limiter.js';
+import { type AuthFailureBrakes, type FailureBudget, FailureLimiter } from '../issuer/failure-limiter.js';
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
 import { type Agent, AlreadyExistsError, type Cluster, StoreUnavailableError } from '../issuer/store.js';
 import type { AdminAction, AdminAuditRecord } from '../audit/record.js';
@@ -38,7 +38,15 @@ export interface AdminApiDeps {
   /** Where changes are recorded (kind "admin"); none: not recorded (unit tests of the router alone). */
   audit?: AuditSink | undefined;
   now?: (() => Date) | undefined;
+  /** Tokens one admin may mint for one agent: a burst, then one per refill (default 10, then 1 per 5 s). */
+  mintBudget?: FailureBudget | undefined;
 }
+
+/**
+ * A platform mints an agent's 60-second token about once a minute; 10 at once and then one every
+ * 5 s (12 a minute) is far above that and keeps a leaked admin key from minting without end.
+ */
+export const MINT_BUDGET: FailureBudget = { burst: 10, refillMs: 5_000 };
 
 /** The largest request body: a name, an org and a few teams need well under 1 KiB. */
 const BODY_LIMIT = 16 * 1024;
@@ -66,6 +74,9 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   const caller = (res: Response) => res.locals.caller as AdminCaller;
 
   const now = deps.now ?? (() => new Date());
+  /** Tokens minted, per admin and agent (counted as the failure brakes count failures). */
+  const mintBudget = deps.mintBudget ?? MINT_BUDGET;
+  const mintCounts = new FailureLimiter(mintBudget);
   const json = express.json({ limit: BODY_LIMIT, type: () => true });
   const audit = (req: Request, res: Response, action: AdminAction, object: AdminAuditRecord['object'], extra: { cluster?: string; tokenId?: string } = {}) => {
     const admin = caller(res);
@@ -101,7 +112,14 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   router.post('/v1/agents/:name/tokens', authenticate, json, async (req, res) => {
     const input = readBody(req, 'POST /v1/agents/{name}/tokens', { cluster: 'label' });
     if (!deps.mint) throw new AdminApiError(501, 'not-implemented', 'this issuer mints no tokens through the admin API');
+    const budgetKey = `${caller(res).name}\u0000${param(req)}`;
+    const waitMs = mintCounts.retryAfterMs(budgetKey);
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      throw new AdminApiError(429, 'too-many-tokens', `admin "${caller(res).name}" minted too many tokens for agent "${param(req)}" (${mintBudget.burst} at once, then one every ${mintBudget.refillMs / 1000} s; each lasts 60 s): retry in ${seconds} s`, { 'retry-after': String(seconds) });
+    }
     const done = await ops.mintTokenForAgent(deps.registry, caller(res), { agent: param(req), cluster: input.cluster as string }, deps.mint);
+    mintCounts.fail(budgetKey);
     audit(req, res, 'mint-token', objectOf('agent', done.agent), { cluster: done.cluster.name, tokenId: done.minted.tokenId });
     deps.log.info('token issued', { agent: done.agent.name, cluster: done.cluster.name, tokenId: done.minted.tokenId, admin: caller(res).name });
     send(res, 200, { token: done.minted.token, expiresAt: done.minted.expiresAt.toISOString() });

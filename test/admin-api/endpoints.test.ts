@@ -4,17 +4,22 @@
  * tokens minted for an agent by its platform, two orgs with an admin each kept apart (another
  * org's object is 404, creating in another org 403), bodies validated (422 naming the field),
  * 409 for a taken name, 501 for the endpoints later issues fill, and every change an audit
- * record of kind "admin" without a key.
+ * record of kind "admin" without a key; tokens minted past the per-admin, per-agent budget are 429.
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import express from 'express';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminApiRouter } from '../../src/admin-api/router.js';
+import type { AuditSink } from '../../src/audit/sink.js';
 import { OPERATOR } from '../../src/control/caller.js';
 import * as ops from '../../src/control/operations.js';
 import { fetchWithCa } from '../../src/https-fetch.js';
+import { AuthFailureBrakes } from '../../src/issuer/failure-limiter.js';
 import { Registry } from '../../src/issuer/registry.js';
 import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
@@ -289,4 +294,44 @@ describe('authentication', () => {
     expect(res.body.error).toBe(error);
   });
 
+});
+
+describe('minting brakes', () => {
+  it('an admin minting past its budget for one agent gets 429 too-many-tokens with Retry-After; other agents are not held back; a refused mint writes no record', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-admin-mint-'));
+    const store = await openStore({ dataDir });
+    const registry = new Registry(store, Buffer.alloc(32, 5));
+    await ops.createAgent(registry, OPERATOR, { name: 'w1', org: 'acme', teams: ['sre'] });
+    await ops.createAgent(registry, OPERATOR, { name: 'w2', org: 'acme', teams: ['sre'] });
+    await ops.createCluster(registry, OPERATOR, { name: 'prod', org: 'acme' });
+    const key = (await ops.createAdmin(registry, OPERATOR, { name: 'platform', org: 'acme' })).adminKey;
+    const records: unknown[] = [];
+    const app = express();
+    app.use(
+      adminApiRouter({
+        registry,
+        brakes: new AuthFailureBrakes(),
+        log: createLogger('error'),
+        mint: async () => ({ token: 't', expiresAt: new Date(), tokenId: 'j' }),
+        audit: { admin: (record: unknown) => records.push(record) } as unknown as AuditSink,
+        mintBudget: { burst: 3, refillMs: 60_000 },
+      }),
+    );
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const mint = (agent: string) => globalThis.fetch(`${base}/v1/agents/${agent}/tokens`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: '{"cluster":"prod"}' });
+    try {
+      for (let i = 0; i < 3; i++) expect((await mint('w1')).status).toBe(200);
+      const braked = await mint('w1');
+      expect(braked.status).toBe(429);
+      expect(Number(braked.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(await braked.json()).toEqual({ error: 'too-many-tokens', message: expect.stringMatching(/^admin "platform" minted too many tokens for agent "w1" \(3 at once, then one every 60 s; each lasts 60 s\): retry in \d+ s$/) });
+      expect((await mint('w2')).status).toBe(200);
+      expect(records).toHaveLength(4);
+    } finally {
+      await new Promise((resolve) => server.close(() => resolve(undefined)));
+      await store.close();
+    }
+  });
 });
