@@ -215,8 +215,7 @@ type FieldRule = 'label' | 'label?' | 'labels';
  */
 function readBody(req: Request, endpoint: string, rules: Record<string, FieldRule>, optionalBody = false): Record<string, unknown> {
   const body: unknown = req.body;
-  const empty = body === undefined || (typeof body === 'object' && body !== null && !Array.isArray(body) && Object.keys(body).length === 0 && Number(req.get('content-length') ?? 0) === 0);
-  if (empty && optionalBody) return {};
+  if (body === undefined && optionalBody) return {};
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminApiError(422, 'invalid', `the body of ${endpoint} must be a JSON object`);
   const fields = body as Record<string, unknown>;
   const known = Object.keys(rules);
