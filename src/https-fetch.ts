@@ -16,6 +16,17 @@ export interface FetchWithCaOptions {
 export type FetchLike = (url: string | URL, init?: { method?: string; headers?: Record<string, string> | Headers; body?: string; signal?: AbortSignal | null }) => Promise<Response>;
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** Node's codes for a certificate chain it would not trust (OpenSSL's X509_V_ERR_* names): the CA given is the usual fix. */
+export const UNTRUSTED_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+]);
 /** Answers from the issuer are small; a larger one is a misconfiguration, not data. */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 

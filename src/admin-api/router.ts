@@ -14,6 +14,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminCaller } from '../control/caller.js';
 import * as ops from '../control/operations.js';
+import { ApiError } from '../issuer/api-error.js';
 import { type AuthFailureBrakes, type FailureBudget, FailureLimiter } from '../issuer/failure-limiter.js';
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
 import { type Agent, AlreadyExistsError, type Cluster, StoreUnavailableError } from '../issuer/store.js';
@@ -51,23 +52,13 @@ export const MINT_BUDGET: FailureBudget = { burst: 10, refillMs: 5_000 };
 /** The largest request body: a name, an org and a few teams need well under 1 KiB. */
 const BODY_LIMIT = 16 * 1024;
 
-export class AdminApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
 
 export function adminApiRouter(deps: AdminApiDeps): express.Router {
   const router = express.Router();
 
   const authenticate = async (req: Request, res: Response, next: NextFunction) => {
     const result = await authenticateAdmin(deps, { address: req.socket.remoteAddress ?? '', authorization: req.get('authorization') });
-    if (!result.ok) throw new AdminApiError(result.status, result.error, result.message, result.headers);
+    if (!result.ok) throw new ApiError(result.status, result.error, result.message, result.headers);
     res.locals.caller = result.caller;
     next();
   };
@@ -111,12 +102,12 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   });
   router.post('/v1/agents/:name/tokens', authenticate, json, async (req, res) => {
     const input = readBody(req, 'POST /v1/agents/{name}/tokens', { cluster: 'label' });
-    if (!deps.mint) throw new AdminApiError(501, 'not-implemented', 'this issuer mints no tokens through the admin API');
+    if (!deps.mint) throw new ApiError(501, 'not-implemented', 'this issuer mints no tokens through the admin API');
     const budgetKey = `${caller(res).name}\u0000${param(req)}`;
     const waitMs = mintCounts.retryAfterMs(budgetKey);
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000);
-      throw new AdminApiError(429, 'too-many-tokens', `admin "${caller(res).name}" minted too many tokens for agent "${param(req)}" (${mintBudget.burst} at once, then one every ${mintBudget.refillMs / 1000} s; each lasts 60 s): retry in ${seconds} s`, { 'retry-after': String(seconds) });
+      throw new ApiError(429, 'too-many-tokens', `admin "${caller(res).name}" minted too many tokens for agent "${param(req)}" (${mintBudget.burst} at once, then one every ${mintBudget.refillMs / 1000} s; each lasts 60 s): retry in ${seconds} s`, { 'retry-after': String(seconds) });
     }
     const done = await ops.mintTokenForAgent(deps.registry, caller(res), { agent: param(req), cluster: input.cluster as string }, deps.mint);
     mintCounts.fail(budgetKey);
@@ -181,11 +172,11 @@ const PAGE_PARAMETERS = ['limit', 'continue', 'org'];
 function pageRequest(req: Request): ops.PageRequest {
   const query = req.query as Record<string, unknown>;
   for (const name of Object.keys(query)) {
-    if (!PAGE_PARAMETERS.includes(name)) throw new AdminApiError(422, 'invalid', `unknown query parameter "${name}": a list takes ${PAGE_PARAMETERS.join(', ')}`);
-    if (typeof query[name] !== 'string') throw new AdminApiError(422, 'invalid', `query parameter "${name}" must be given once`);
+    if (!PAGE_PARAMETERS.includes(name)) throw new ApiError(422, 'invalid', `unknown query parameter "${name}": a list takes ${PAGE_PARAMETERS.join(', ')}`);
+    if (typeof query[name] !== 'string') throw new ApiError(422, 'invalid', `query parameter "${name}" must be given once`);
   }
   const limitText = query.limit as string | undefined;
-  if (limitText !== undefined && !/^\d{1,6}$/.test(limitText)) throw new AdminApiError(422, 'invalid', `limit must be a whole number from 1 to ${ops.MAX_PAGE_SIZE}, not "${limitText.slice(0, 20)}"`);
+  if (limitText !== undefined && !/^\d{1,6}$/.test(limitText)) throw new ApiError(422, 'invalid', `limit must be a whole number from 1 to ${ops.MAX_PAGE_SIZE}, not "${limitText.slice(0, 20)}"`);
   return {
     limit: limitText === undefined ? DEFAULT_PAGE_SIZE : Number(limitText),
     continue: query.continue as string | undefined,
@@ -195,7 +186,7 @@ function pageRequest(req: Request): ops.PageRequest {
 
 function notImplemented(what: string, when: string) {
   return () => {
-    throw new AdminApiError(501, 'not-implemented', `${what} through the admin API come${what.endsWith('s') ? '' : 's'} with ${when}; this issuer does not serve it yet`);
+    throw new ApiError(501, 'not-implemented', `${what} through the admin API come${what.endsWith('s') ? '' : 's'} with ${when}; this issuer does not serve it yet`);
   };
 }
 
@@ -216,23 +207,23 @@ type FieldRule = 'label' | 'label?' | 'labels';
 function readBody(req: Request, endpoint: string, rules: Record<string, FieldRule>, optionalBody = false): Record<string, unknown> {
   const body: unknown = req.body;
   if (body === undefined && optionalBody) return {};
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminApiError(422, 'invalid', `the body of ${endpoint} must be a JSON object`);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(422, 'invalid', `the body of ${endpoint} must be a JSON object`);
   const fields = body as Record<string, unknown>;
   const known = Object.keys(rules);
   for (const name of Object.keys(fields)) {
-    if (!known.includes(name)) throw new AdminApiError(422, 'invalid', `unknown field "${name.slice(0, 40)}": ${endpoint} takes ${known.length ? known.join(', ') : 'no fields'}`);
+    if (!known.includes(name)) throw new ApiError(422, 'invalid', `unknown field "${name.slice(0, 40)}": ${endpoint} takes ${known.length ? known.join(', ') : 'no fields'}`);
   }
   for (const [name, rule] of Object.entries(rules)) {
     const value = fields[name];
     if (value === undefined) {
       if (rule === 'label?') continue;
-      throw new AdminApiError(422, 'invalid', `field "${name}" is required by ${endpoint}`);
+      throw new ApiError(422, 'invalid', `field "${name}" is required by ${endpoint}`);
     }
     const values = rule === 'labels' ? value : [value];
-    if (!Array.isArray(values) || (rule === 'labels' && values.length === 0)) throw new AdminApiError(422, 'invalid', `field "${name}" must be a non-empty list of DNS labels`);
+    if (!Array.isArray(values) || (rule === 'labels' && values.length === 0)) throw new ApiError(422, 'invalid', `field "${name}" must be a non-empty list of DNS labels`);
     for (const item of values) {
       if (typeof item !== 'string' || !isDnsLabel(item)) {
-        throw new AdminApiError(422, 'invalid', `field "${name}" must be ${rule === 'labels' ? 'a list of DNS labels' : 'a DNS label'} (lowercase letters, digits and "-", at most 63 characters, starting and ending with a letter or digit), not ${JSON.stringify(item).slice(0, 70)}`);
+        throw new ApiError(422, 'invalid', `field "${name}" must be ${rule === 'labels' ? 'a list of DNS labels' : 'a DNS label'} (lowercase letters, digits and "-", at most 63 characters, starting and ending with a letter or digit), not ${JSON.stringify(item).slice(0, 70)}`);
       }
     }
   }
@@ -258,16 +249,16 @@ function agentJson(agent: Agent) {
   };
 }
 
-function toApiError(err: unknown): AdminApiError | undefined {
-  if (err instanceof AdminApiError) return err;
+function toApiError(err: unknown): ApiError | undefined {
+  if (err instanceof ApiError) return err;
   const bodyError = (err as { type?: string } | undefined)?.type;
-  if (bodyError === 'entity.too.large') return new AdminApiError(422, 'invalid', `the body must be a JSON object of at most ${BODY_LIMIT / 1024} KiB`);
-  if (bodyError === 'entity.parse.failed' || bodyError === 'encoding.unsupported') return new AdminApiError(422, 'invalid', 'the body is not valid JSON: send a JSON object');
-  if (err instanceof NotFoundError) return new AdminApiError(404, 'not-found', err.message);
-  if (err instanceof ForbiddenError) return new AdminApiError(403, 'forbidden', err.message);
-  if (err instanceof ConflictError) return new AdminApiError(409, 'conflict', err.message);
-  if (err instanceof AlreadyExistsError) return new AdminApiError(409, 'already-exists', err.message);
-  if (err instanceof InvalidInputError) return new AdminApiError(422, 'invalid', err.message);
-  if (err instanceof StoreUnavailableError) return new AdminApiError(503, 'store-unavailable', 'the issuer cannot reach its store right now; retry in a few seconds');
+  if (bodyError === 'entity.too.large') return new ApiError(422, 'invalid', `the body must be a JSON object of at most ${BODY_LIMIT / 1024} KiB`);
+  if (bodyError === 'entity.parse.failed' || bodyError === 'encoding.unsupported') return new ApiError(422, 'invalid', 'the body is not valid JSON: send a JSON object');
+  if (err instanceof NotFoundError) return new ApiError(404, 'not-found', err.message);
+  if (err instanceof ForbiddenError) return new ApiError(403, 'forbidden', err.message);
+  if (err instanceof ConflictError) return new ApiError(409, 'conflict', err.message);
+  if (err instanceof AlreadyExistsError) return new ApiError(409, 'already-exists', err.message);
+  if (err instanceof InvalidInputError) return new ApiError(422, 'invalid', err.message);
+  if (err instanceof StoreUnavailableError) return new ApiError(503, 'store-unavailable', 'the issuer cannot reach its store right now; retry in a few seconds');
   return undefined;
 }

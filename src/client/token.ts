@@ -4,7 +4,7 @@
  * ExecCredential, so kubectl runs it as an exec credential plugin and runs
  * it again by itself once `expirationTimestamp` has passed.
  */
-import { fetchWithCa } from '../https-fetch.js';
+import { fetchWithCa, UNTRUSTED_CERTIFICATE_CODES } from '../https-fetch.js';
 
 export interface TokenRequest {
   issuer: string;
@@ -45,21 +45,11 @@ export async function requestToken(request: TokenRequest): Promise<IssuedToken> 
   return { token: body.token, expiresAt: body.expiresAt };
 }
 
-/** Node's codes for a certificate chain it would not trust (the X509_V_ERR_* names of OpenSSL). */
-const UNTRUSTED_CERTIFICATE = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-]);
 
 function trustHint(err: unknown, request: TokenRequest): string {
   const code = (err as { code?: string }).code ?? '';
   const flag = request.trustFlag ?? '--ca-file';
-  if (UNTRUSTED_CERTIFICATE.has(code)) {
+  if (UNTRUSTED_CERTIFICATE_CODES.has(code)) {
     return request.issuerCa
       ? ` (the CA given with ${flag} did not sign the issuer's certificate: give the issuer's CA, e.g. DATA/tls/ca.crt of the issuer)`
       : ` (the issuer's certificate is not signed by a system CA: pass its CA with ${flag}, e.g. DATA/tls/ca.crt of the issuer)`;

@@ -19,6 +19,7 @@ import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { listenerTls } from '../tls/serving.js';
 import { TunnelHub } from '../tunnel/hub.js';
 import { bearerToken } from './bearer.js';
+import { ApiError } from './api-error.js';
 import { AuthFailureBrakes } from './failure-limiter.js';
 import { type MintedToken, mintAgentToken, tokenRefusal } from './mint.js';
 import { Registry } from './registry.js';
@@ -48,16 +49,6 @@ export interface IssuerDeps {
   audit?: AuditSink | undefined;
 }
 
-class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
 
 export function createIssuerApp(deps: IssuerDeps): express.Express {
   const now = deps.now ?? (() => new Date());

@@ -7,6 +7,7 @@
  * once per summary interval with a count, and the tunnel coming back says
  * how long it was down.
  */
+import { UNTRUSTED_CERTIFICATE_CODES } from '../https-fetch.js';
 import type { Logger } from '../log.js';
 
 export type DialFailureKind = 'tls' | 'connection-refused' | 'dns' | 'handshake-timeout' | 'http-status' | 'tunnel-dropped' | 'network';
@@ -32,16 +33,6 @@ export interface DialTarget {
 /** Node's error fields for a failed connect, lookup or TLS handshake. */
 type SystemError = Error & { code?: unknown; address?: unknown; port?: unknown; hostname?: unknown };
 
-/** A certificate the relay's trust does not accept; the CA given to the relay is the usual fix. */
-const UNTRUSTED_CERTIFICATE_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-]);
 const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NODATA', 'EAI_NONAME']);
 /** The only sign ws gives of its handshake timer firing (the error has no code). */
 const WS_HANDSHAKE_TIMEOUT_MESSAGE = 'Opening handshake has timed out';
