@@ -12,7 +12,7 @@ import { createLogger } from '../../src/log.js';
 import { startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
 import { CLUSTER_HEADER, KEY_REVOKED_CLOSE_CODE } from '../../src/tunnel/hub.js';
-import { FrameType, INITIAL_WINDOW, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES } from '../../src/tunnel/mux.js';
+import { FrameType, MAX_MESSAGE_BYTES } from '../../src/tunnel/mux.js';
 import { request, until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 
