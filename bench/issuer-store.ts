@@ -24,7 +24,6 @@
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +32,7 @@ import { Registry } from '../src/issuer/registry.js';
 import { hashKey } from '../src/issuer/secrets.js';
 import { openStore } from '../src/issuer/store.js';
 import { createDatabase, startPostgres } from '../test/postgres/server.js';
+import { freePort } from '../test/helpers/free-port.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -76,13 +76,6 @@ function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** An agent and a cluster in the store, written through the store API; the agent's API key. */
 async function seed(dataDir: string, storeUrl: string | undefined): Promise<string> {

@@ -29,17 +29,11 @@ import { BIN } from '../helpers/cli.js';
 import { request, until } from '../helpers/http.js';
 import { kubectlBinary, runKubectl } from '../helpers/kubectl.js';
 import { createDatabase } from './server.js';
+import { freePort } from '../helpers/free-port.js';
 
 const postgres = inject('postgres');
 const PEPPER = 'the-pepper-every-replica-shares-0123456789';
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /**
  * A round-robin TCP balancer with what real ones have: a backend whose connect fails is marked down for a

@@ -18,10 +18,10 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, chownSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { freePort } from '../helpers/free-port.js';
 
 const INSTALL = "install Debian's postgresql package (apt-get install -y postgresql) and run again";
 
@@ -305,16 +305,6 @@ async function startOnFreePort(server: LiveServer, logFile: string, prefix: stri
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** How to run the server's programs: directly, or, as root, as the given system user. */
 function asUser(name: string): { name: string; prefix: string[]; ids?: { uid: number; gid: number } } {
