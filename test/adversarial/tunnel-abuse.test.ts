@@ -11,8 +11,9 @@ import WebSocket from 'ws';
 import { createLogger } from '../../src/log.js';
 import { startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
-import { CLUSTER_HEADER, KEY_REVOKED_CLOSE_CODE } from '../../src/tunnel/hub.js';
+import { KEY_REVOKED_CLOSE_CODE } from '../../src/tunnel/hub.js';
 import { FrameType, MAX_MESSAGE_BYTES } from '../../src/tunnel/mux.js';
+import { dialHub as dialFakeRelay, type FakeRelay, frame } from '../helpers/fake-relay.js';
 import { request, until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 
@@ -39,41 +40,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-function frame(type: number, id: number, payload: Buffer | string = Buffer.alloc(0)): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt8(type, 0);
-  header.writeUInt32BE(id, 1);
-  return Buffer.concat([header, Buffer.from(payload)]);
-}
-
-interface FakeRelay {
-  ws: WebSocket;
-  /** Frames the hub sent, in order. */
-  frames: { type: number; id: number; payload: Buffer }[];
-  closed: Promise<number>;
-}
-
-/** A relay written by hand: the tunnel handshake with `key`, claiming `cluster`, then whatever the test sends. */
-function dialHub(key: string, cluster: string): Promise<FakeRelay> {
-  const ws = new WebSocket(`${stack.issuer.url.replace('https', 'wss')}/v1/tunnel`, {
-    ca: stack.caPem,
-    perMessageDeflate: false,
-    maxPayload: MAX_MESSAGE_BYTES, // as the real relay
-    headers: { authorization: `Bearer ${key}`, [CLUSTER_HEADER]: cluster },
-  });
-  const frames: FakeRelay['frames'] = [];
-  ws.on('message', (data: Buffer) => frames.push({ type: data.readUInt8(0), id: data.readUInt32BE(1), payload: data.subarray(5) }));
-  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    ws.on('open', () => resolve({ ws, frames, closed }));
-    ws.on('unexpected-response', (_req, res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => reject(Object.assign(new Error((JSON.parse(body) as { message: string }).message), { status: res.statusCode })));
-    });
-    ws.on('error', () => undefined);
-  });
-}
+const dialHub = (key: string, cluster: string) => dialFakeRelay(stack, key, cluster);
 
 const agentGet = (path: string, token = alphaToken) => request(`${stack.issuer.url}${path}`, { ca: stack.caPem, headers: { authorization: `Bearer ${token}` } });
 

@@ -38,7 +38,20 @@ export function dialHub(stack: Stack, key: string, cluster: string): Promise<Fak
   const stopReading = () => (ws as unknown as { _socket: { pause(): void } })._socket.pause();
   return new Promise((resolve, reject) => {
     ws.on('open', () => resolve({ ws, frames, closed, stopReading }));
-    ws.on('unexpected-response', (_req, res) => reject(Object.assign(new Error(`the hub refused the tunnel: ${res.statusCode}`), { status: res.statusCode })));
+    // Rejects with the hub's own sentence (its Status body) and the HTTP status.
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => {
+        let message = `the hub refused the tunnel: ${res.statusCode}`;
+        try {
+          message = (JSON.parse(body) as { message?: string }).message ?? message;
+        } catch {
+          // not a Status body: keep the status line
+        }
+        reject(Object.assign(new Error(message), { status: res.statusCode }));
+      });
+    });
     ws.on('error', () => undefined);
   });
 }
