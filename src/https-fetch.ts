@@ -77,3 +77,17 @@ export function fetchWithCa(options: FetchWithCaOptions = {}): FetchLike {
       req.end(init.body);
     });
 }
+
+/** What to do about a failed call to the issuer, when its cause suggests it; `trustFlag` sets `ca`. */
+export function issuerTrustHint(err: unknown, ca: unknown, trustFlag: string): string {
+  const code = (err as { code?: string }).code ?? '';
+  if (UNTRUSTED_CERTIFICATE_CODES.has(code)) {
+    return ca
+      ? ` (the CA given with ${trustFlag} did not sign the issuer's certificate: give the issuer's CA, e.g. DATA/tls/ca.crt of the issuer)`
+      : ` (the issuer's certificate is not signed by a system CA: pass its CA with ${trustFlag}, e.g. DATA/tls/ca.crt of the issuer)`;
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return " (the issuer's certificate does not name this host: use the URL the issuer prints, or add the name with the issuer's --tls-san)";
+  if (code === 'CERT_HAS_EXPIRED') return " (the issuer's certificate has expired)";
+  if (code === 'ECONNREFUSED') return ' (is the issuer running, and is this its address?)';
+  return '';
+}

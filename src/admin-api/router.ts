@@ -17,7 +17,8 @@ import * as ops from '../control/operations.js';
 import { ApiError } from '../issuer/api-error.js';
 import { type AuthFailureBrakes, type FailureBudget, FailureLimiter } from '../issuer/failure-limiter.js';
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
-import { type Agent, AlreadyExistsError, type Cluster, StoreUnavailableError } from '../issuer/store.js';
+import { type Admin, type Agent, AlreadyExistsError, StoreUnavailableError } from '../issuer/store.js';
+import { adminView, agentView, clusterView } from '../control/views.js';
 import type { AdminAction, AdminAuditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
 import { isDnsLabel } from '../identity.js';
@@ -78,27 +79,27 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   // ---- agents ----
   router.get('/v1/agents', authenticate, async (req, res) => {
     const listed = await ops.listAgents(deps.registry, caller(res), pageRequest(req));
-    send(res, 200, { items: listed.items.map(agentJson), ...(listed.continue ? { continue: listed.continue } : {}) });
+    send(res, 200, { items: listed.items.map(agentView), ...(listed.continue ? { continue: listed.continue } : {}) });
   });
   router.post('/v1/agents', authenticate, json, async (req, res) => {
     const input = readBody(req, 'POST /v1/agents', { name: 'label', org: 'label?', teams: 'labels' });
     const created = await ops.createAgent(deps.registry, caller(res), { name: input.name as string, org: input.org as string | undefined, teams: input.teams as string[] });
     audit(req, res, 'create', objectOf('agent', created.agent));
-    send(res, 201, { ...agentJson(created.agent), apiKey: created.apiKey });
+    send(res, 201, { ...agentView(created.agent), apiKey: created.apiKey });
   });
   router.get('/v1/agents/:name', authenticate, async (req, res) => {
-    send(res, 200, agentJson(await ops.getAgent(deps.registry, caller(res), param(req))));
+    send(res, 200, agentView(await ops.getAgent(deps.registry, caller(res), param(req))));
   });
   router.delete('/v1/agents/:name', authenticate, async (req, res) => {
     const agent = await ops.revokeAgent(deps.registry, caller(res), param(req));
     audit(req, res, 'revoke', objectOf('agent', agent));
-    send(res, 200, agentJson(agent));
+    send(res, 200, agentView(agent));
   });
   router.post('/v1/agents/:name/keys', authenticate, json, async (req, res) => {
     readBody(req, `POST /v1/agents/{name}/keys`, {}, true);
     const rotated = await ops.rotateAgentKey(deps.registry, caller(res), param(req));
     audit(req, res, 'rotate-key', objectOf('agent', rotated.agent));
-    send(res, 200, { ...agentJson(rotated.agent), apiKey: rotated.apiKey });
+    send(res, 200, { ...agentView(rotated.agent), apiKey: rotated.apiKey });
   });
   router.post('/v1/agents/:name/tokens', authenticate, json, async (req, res) => {
     const input = readBody(req, 'POST /v1/agents/{name}/tokens', { cluster: 'label' });
@@ -119,28 +120,54 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   // ---- clusters ----
   router.get('/v1/clusters', authenticate, async (req, res) => {
     const listed = await ops.listClusters(deps.registry, caller(res), pageRequest(req));
-    send(res, 200, { items: listed.items.map(clusterJson), ...(listed.continue ? { continue: listed.continue } : {}) });
+    send(res, 200, { items: listed.items.map(clusterView), ...(listed.continue ? { continue: listed.continue } : {}) });
   });
   router.post('/v1/clusters', authenticate, json, async (req, res) => {
     const input = readBody(req, 'POST /v1/clusters', { name: 'label', org: 'label?' });
     const created = await ops.createCluster(deps.registry, caller(res), { name: input.name as string, org: input.org as string | undefined });
     audit(req, res, 'create', objectOf('cluster', created.cluster));
-    send(res, 201, { ...clusterJson(created.cluster), connectorKey: created.connectorKey });
+    send(res, 201, { ...clusterView(created.cluster), connectorKey: created.connectorKey });
   });
   router.get('/v1/clusters/:name/status', authenticate, notImplemented('cluster status', 'issue 16 item 5'));
   router.get('/v1/clusters/:name', authenticate, async (req, res) => {
-    send(res, 200, clusterJson(await ops.getCluster(deps.registry, caller(res), param(req))));
+    send(res, 200, clusterView(await ops.getCluster(deps.registry, caller(res), param(req))));
   });
   router.delete('/v1/clusters/:name', authenticate, async (req, res) => {
     const cluster = await ops.revokeCluster(deps.registry, caller(res), param(req));
     audit(req, res, 'revoke', objectOf('cluster', cluster));
-    send(res, 200, clusterJson(cluster));
+    send(res, 200, clusterView(cluster));
   });
   router.post('/v1/clusters/:name/keys', authenticate, json, async (req, res) => {
     readBody(req, `POST /v1/clusters/{name}/keys`, {}, true);
     const rotated = await ops.rotateClusterKey(deps.registry, caller(res), param(req));
     audit(req, res, 'rotate-key', objectOf('cluster', rotated.cluster));
-    send(res, 200, { ...clusterJson(rotated.cluster), connectorKey: rotated.connectorKey });
+    send(res, 200, { ...clusterView(rotated.cluster), connectorKey: rotated.connectorKey });
+  });
+
+  // ---- admins ----
+  router.get('/v1/admins', authenticate, async (req, res) => {
+    const listed = await ops.listAdmins(deps.registry, caller(res), pageRequest(req));
+    send(res, 200, { items: listed.items.map(adminView), ...(listed.continue ? { continue: listed.continue } : {}) });
+  });
+  router.post('/v1/admins', authenticate, json, async (req, res) => {
+    const input = readBody(req, 'POST /v1/admins', { name: 'label', org: 'label?', allOrgs: 'boolean?' });
+    const created = await ops.createAdmin(deps.registry, caller(res), { name: input.name as string, org: input.org as string | undefined, allOrgs: input.allOrgs as boolean | undefined });
+    audit(req, res, 'create', adminObject(created.admin));
+    send(res, 201, { ...adminView(created.admin), adminKey: created.adminKey });
+  });
+  router.get('/v1/admins/:name', authenticate, async (req, res) => {
+    send(res, 200, adminView(await ops.getAdmin(deps.registry, caller(res), param(req))));
+  });
+  router.delete('/v1/admins/:name', authenticate, async (req, res) => {
+    const admin = await ops.revokeAdmin(deps.registry, caller(res), param(req));
+    audit(req, res, 'revoke', adminObject(admin));
+    send(res, 200, adminView(admin));
+  });
+  router.post('/v1/admins/:name/keys', authenticate, json, async (req, res) => {
+    readBody(req, `POST /v1/admins/{name}/keys`, {}, true);
+    const rotated = await ops.rotateAdminKey(deps.registry, caller(res), param(req));
+    audit(req, res, 'rotate-key', adminObject(rotated.admin));
+    send(res, 200, { ...adminView(rotated.admin), adminKey: rotated.adminKey });
   });
 
   // ---- later issues: the routes and their authentication exist now ----
@@ -198,7 +225,11 @@ function objectOf(kind: 'agent' | 'cluster', object: { name: string; org: string
   return { kind, name: object.name, org: object.org };
 }
 
-type FieldRule = 'label' | 'label?' | 'labels';
+function adminObject(admin: Admin): AdminAuditRecord['object'] {
+  return { kind: 'admin', name: admin.name, org: admin.org ?? null };
+}
+
+type FieldRule = 'label' | 'label?' | 'labels' | 'boolean?';
 
 /**
  * The JSON object body of `endpoint`: every field known, of its type, names as DNS labels;
@@ -216,8 +247,12 @@ function readBody(req: Request, endpoint: string, rules: Record<string, FieldRul
   for (const [name, rule] of Object.entries(rules)) {
     const value = fields[name];
     if (value === undefined) {
-      if (rule === 'label?') continue;
+      if (rule === 'label?' || rule === 'boolean?') continue;
       throw new ApiError(422, 'invalid', `field "${name}" is required by ${endpoint}`);
+    }
+    if (rule === 'boolean?') {
+      if (typeof value !== 'boolean') throw new ApiError(422, 'invalid', `field "${name}" must be true or false, not ${JSON.stringify(value).slice(0, 70)}`);
+      continue;
     }
     const values = rule === 'labels' ? value : [value];
     if (!Array.isArray(values) || (rule === 'labels' && values.length === 0)) throw new ApiError(422, 'invalid', `field "${name}" must be a non-empty list of DNS labels`);
@@ -228,25 +263,6 @@ function readBody(req: Request, endpoint: string, rules: Record<string, FieldRul
     }
   }
   return fields;
-}
-
-function clusterJson(cluster: Cluster) {
-  return {
-    name: cluster.name,
-    org: cluster.org,
-    createdAt: cluster.createdAt.toISOString(),
-    ...(cluster.revokedAt ? { revokedAt: cluster.revokedAt.toISOString() } : {}),
-  };
-}
-
-function agentJson(agent: Agent) {
-  return {
-    name: agent.name,
-    org: agent.org,
-    teams: agent.teams,
-    createdAt: agent.createdAt.toISOString(),
-    ...(agent.revokedAt ? { revokedAt: agent.revokedAt.toISOString() } : {}),
-  };
 }
 
 function toApiError(err: unknown): ApiError | undefined {

@@ -61,7 +61,8 @@ export interface AdminAuditRecord {
   admin: string;
   adminOrg: string | null;
   action: AdminAction;
-  object: { kind: 'agent' | 'cluster'; name: string; org: string };
+  /** An all-orgs admin's org is null. */
+  object: { kind: 'agent' | 'cluster' | 'admin'; name: string; org: string | null };
   /** `mint-token` only: the cluster the token is for. */
   cluster?: string;
   /** `mint-token` only: the token's jti, as the relays' records carry it. */

@@ -39,13 +39,3 @@ export function withRegistry<T>(values: Values, io: Io, use: (registry: Registry
     return use(new Registry(store, pepper));
   });
 }
-
-export function table(header: string[], rows: string[][]): string {
-  const all = [header, ...rows];
-  const widths = header.map((_, i) => Math.max(...all.map((row) => row[i]!.length)));
-  return all.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
-}
-
-export function status(revokedAt: Date | undefined): string {
-  return revokedAt ? `revoked ${revokedAt.toISOString()}` : 'active';
-}

@@ -55,15 +55,3 @@ export function openSecretOutput(file: string | undefined, io: Io): SecretOutput
     },
   };
 }
-
-/** Makes a key and puts it where --out says; the file is removed if making the key fails. */
-export async function deliverNewKey(out: SecretOutput, make: () => string | Promise<string>): Promise<string> {
-  let key: string;
-  try {
-    key = await make();
-  } catch (err) {
-    out.abandon();
-    throw err;
-  }
-  return out.write(key);
-}

@@ -4,7 +4,7 @@
  * ExecCredential, so kubectl runs it as an exec credential plugin and runs
  * it again by itself once `expirationTimestamp` has passed.
  */
-import { fetchWithCa, UNTRUSTED_CERTIFICATE_CODES } from '../https-fetch.js';
+import { fetchWithCa, issuerTrustHint } from '../https-fetch.js';
 
 export interface TokenRequest {
   issuer: string;
@@ -32,7 +32,7 @@ export async function requestToken(request: TokenRequest): Promise<IssuedToken> 
       body: JSON.stringify({ cluster: request.cluster }),
     });
   } catch (err) {
-    throw new TokenRequestError(`cannot reach the issuer at ${url.origin}: ${(err as Error).message}${trustHint(err, request)}`);
+    throw new TokenRequestError(`cannot reach the issuer at ${url.origin}: ${(err as Error).message}${issuerTrustHint(err, request.issuerCa, request.trustFlag ?? '--ca-file')}`);
   }
   const body = (await res.json().catch(() => ({}))) as { token?: unknown; expiresAt?: unknown; message?: unknown };
   if (!res.ok) {
@@ -45,20 +45,6 @@ export async function requestToken(request: TokenRequest): Promise<IssuedToken> 
   return { token: body.token, expiresAt: body.expiresAt };
 }
 
-
-function trustHint(err: unknown, request: TokenRequest): string {
-  const code = (err as { code?: string }).code ?? '';
-  const flag = request.trustFlag ?? '--ca-file';
-  if (UNTRUSTED_CERTIFICATE_CODES.has(code)) {
-    return request.issuerCa
-      ? ` (the CA given with ${flag} did not sign the issuer's certificate: give the issuer's CA, e.g. DATA/tls/ca.crt of the issuer)`
-      : ` (the issuer's certificate is not signed by a system CA: pass its CA with ${flag}, e.g. DATA/tls/ca.crt of the issuer)`;
-  }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return " (the issuer's certificate does not name this host: use the URL the issuer prints, or add the name with the issuer's --tls-san)";
-  if (code === 'CERT_HAS_EXPIRED') return " (the issuer's certificate has expired)";
-  if (code === 'ECONNREFUSED') return ' (is the issuer running, and is this its address?)';
-  return '';
-}
 
 export function execCredential(issued: IssuedToken): object {
   return {

@@ -1,11 +1,17 @@
-/** `kube-relay admin …`: admins on the local store (DESIGN §10); the operator acts, so every org is in reach. */
-import { OPERATOR } from '../../control/caller.js';
-import * as ops from '../../control/operations.js';
+/**
+ * `kube-relay admin …` (DESIGN §10): admins, on the local store (as the
+ * operator, every org in reach) or through a remote issuer's admin API (as
+ * the admin whose key is given: an org admin manages its org's admins).
+ */
+import type { AdminView } from '../../control/views.js';
 import { type CommandSpec, str, UsageError } from '../command.js';
-import { status, STORE_FLAGS, table, withRegistry } from '../local-store.js';
-import { deliverNewKey, openSecretOutput, OUT_FLAG } from '../secret-output.js';
+import { MANAGEMENT_FLAGS, withManagement } from '../management.js';
+import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printList, printObject } from '../output.js';
+import { OUT_FLAG } from '../secret-output.js';
 
 const NAME = { name: 'NAME', description: 'The admin name, a DNS label, unique across the issuer; audit records of its changes name it.' };
+const HEADER = ['NAME', 'ORG', 'STATUS'];
+const row = (a: AdminView) => [a.name, a.org ?? '(all orgs)', lifecycle(a)];
 
 export const adminCommands: CommandSpec[] = [
   {
@@ -13,13 +19,14 @@ export const adminCommands: CommandSpec[] = [
     summary: 'Create an admin of one org or of all orgs and print its admin key once.',
     synopsis: 'NAME (--org ORG | --all-orgs) [--out FILE]',
     description:
-      'The admin key (krl_admin_…) authenticates to the admin API of the issuer; it is printed on stdout alone on its line, or written to --out FILE, and never shown again; only its HMAC is stored. An org admin sees and changes only its org\'s agents, clusters and admins; an all-orgs admin reaches every org. Names of revoked admins stay reserved.',
+      'The admin key (krl_admin_…) authenticates to the admin API of the issuer; it is printed on stdout alone on its line (with --output json, as the adminKey of the admin object), or written to --out FILE, and never shown again; only its HMAC is stored. An org admin sees and changes only its org\'s agents, clusters and admins; an all-orgs admin reaches every org. Names of revoked admins stay reserved.',
     positionals: [NAME],
     flags: [
       { name: 'org', value: 'ORG', description: 'The one org the admin manages (a DNS label).' },
       { name: 'all-orgs', description: 'An admin of every org, as the operator.' },
       OUT_FLAG,
-      ...STORE_FLAGS,
+      OUTPUT_FLAG,
+      ...MANAGEMENT_FLAGS,
     ],
     examples: ['kube-relay admin create acme-platform --org acme --out acme-platform.admin-key', 'kube-relay admin create ops --all-orgs --out ops.admin-key'],
     async run({ values, positionals }, io) {
@@ -28,9 +35,11 @@ export const adminCommands: CommandSpec[] = [
       const allOrgs = values['all-orgs'] === true;
       if (org !== undefined && allOrgs) throw new UsageError('--org and --all-orgs exclude each other: an admin is of one org or of all orgs');
       if (org === undefined && !allOrgs) throw new UsageError('--org ORG or --all-orgs is required: the org the admin manages, or every org');
-      const out = openSecretOutput(str(values, 'out'), io);
-      return withRegistry(values, io, async (registry) => {
-        const where = await deliverNewKey(out, async () => (await ops.createAdmin(registry, OPERATOR, { name, org, allOrgs })).adminKey);
+      return withManagement(values, io, async (management) => {
+        const { where } = await deliverCreated(io, values, 'adminKey', async () => {
+          const created = await management.createAdmin({ name, org, allOrgs });
+          return { view: created.admin, key: created.adminKey };
+        });
         io.stderr(`admin "${name}" created for ${org === undefined ? 'all orgs' : `org "${org}"`}. The admin key ${where} is shown only once.\n`);
         return 0;
       });
@@ -40,12 +49,12 @@ export const adminCommands: CommandSpec[] = [
     words: ['admin', 'list'],
     summary: 'List admins with their org (or all orgs) and state.',
     synopsis: '',
-    flags: [...STORE_FLAGS],
+    flags: [OUTPUT_FLAG, ...MANAGEMENT_FLAGS],
     examples: ['kube-relay admin list'],
     run({ values }, io) {
-      return withRegistry(values, io, async (registry) => {
-        const rows = (await ops.listAdmins(registry, OPERATOR)).items.map((a) => [a.name, a.org ?? '(all orgs)', status(a.revokedAt)]);
-        io.stdout(table(['NAME', 'ORG', 'STATUS'], rows));
+      const format = outputFormat(values);
+      return withManagement(values, io, async (management) => {
+        printList(io, format, await management.listAdmins(), HEADER, row);
         return 0;
       });
     },
@@ -56,12 +65,14 @@ export const adminCommands: CommandSpec[] = [
     synopsis: 'NAME',
     description: 'The admin API refuses the key on its next request. The name stays reserved.',
     positionals: [NAME],
-    flags: [...STORE_FLAGS],
+    flags: [OUTPUT_FLAG, ...MANAGEMENT_FLAGS],
     examples: ['kube-relay admin revoke acme-platform'],
     run({ values, positionals }, io) {
       const name = positionals[0]!;
-      return withRegistry(values, io, async (registry) => {
-        await ops.revokeAdmin(registry, OPERATOR, name);
+      const format = outputFormat(values);
+      return withManagement(values, io, async (management) => {
+        const admin = await management.revokeAdmin(name);
+        if (format === 'json') printObject(io, format, admin, HEADER, row(admin));
         io.stderr(`admin "${name}" revoked: its admin key is refused from now on.\n`);
         return 0;
       });
@@ -72,13 +83,15 @@ export const adminCommands: CommandSpec[] = [
     summary: 'Give an admin a new admin key; the old one is refused at once.',
     synopsis: 'NAME [--out FILE]',
     positionals: [NAME],
-    flags: [OUT_FLAG, ...STORE_FLAGS],
+    flags: [OUT_FLAG, OUTPUT_FLAG, ...MANAGEMENT_FLAGS],
     examples: ['kube-relay admin rotate-key acme-platform --out acme-platform.admin-key.new'],
     async run({ values, positionals }, io) {
       const name = positionals[0]!;
-      const out = openSecretOutput(str(values, 'out'), io);
-      return withRegistry(values, io, async (registry) => {
-        const where = await deliverNewKey(out, async () => (await ops.rotateAdminKey(registry, OPERATOR, name)).adminKey);
+      return withManagement(values, io, async (management) => {
+        const { where } = await deliverCreated(io, values, 'adminKey', async () => {
+          const rotated = await management.rotateAdminKey(name);
+          return { view: rotated.admin, key: rotated.adminKey };
+        });
         io.stderr(`admin "${name}" has a new admin key; the old one is refused from now on. The key ${where} is shown only once.\n`);
         return 0;
       });

@@ -1,0 +1,46 @@
+/**
+ * The control plane's objects as the admin API answers them and as
+ * `kube-relay … --output json` prints them (DESIGN §10): plain JSON, times
+ * as RFC 3339 strings, `revokedAt` only once revoked. The local CLI and the
+ * remote CLI print these same shapes, so their output is identical.
+ */
+import type { Admin, Agent, Cluster } from '../issuer/store.js';
+
+export interface AgentView {
+  name: string;
+  org: string;
+  teams: string[];
+  createdAt: string;
+  revokedAt?: string;
+}
+
+export interface ClusterView {
+  name: string;
+  org: string;
+  createdAt: string;
+  revokedAt?: string;
+}
+
+export interface AdminView {
+  name: string;
+  /** null: an admin of all orgs. */
+  org: string | null;
+  createdAt: string;
+  revokedAt?: string;
+}
+
+export function agentView(agent: Agent): AgentView {
+  return { name: agent.name, org: agent.org, teams: agent.teams, createdAt: agent.createdAt.toISOString(), ...revoked(agent.revokedAt) };
+}
+
+export function clusterView(cluster: Cluster): ClusterView {
+  return { name: cluster.name, org: cluster.org, createdAt: cluster.createdAt.toISOString(), ...revoked(cluster.revokedAt) };
+}
+
+export function adminView(admin: Admin): AdminView {
+  return { name: admin.name, org: admin.org ?? null, createdAt: admin.createdAt.toISOString(), ...revoked(admin.revokedAt) };
+}
+
+function revoked(at: Date | undefined): { revokedAt?: string } {
+  return at ? { revokedAt: at.toISOString() } : {};
+}
