@@ -5,8 +5,9 @@
  * and calls the control operation, which does the org check (STYLE 12).
  *
  * Lists page with `?limit=&continue=` (and `org` for an all-orgs admin).
- * Request bodies are JSON objects whose every field is known and whose
- * names are DNS labels (422 naming the field otherwise). Every change is
+ * Request bodies are JSON objects whose every field is known and of its
+ * type (422 naming the field otherwise); whether a name is a DNS label is
+ * the Registry's rule, the same on the local CLI's path. Every change is
  * written to the audit trail as a `kind: "admin"` record (docs/audit.md).
  * The endpoints later issues fill (cluster status, grants, policy,
  * sessions, audit) authenticate and answer 501 until then.
@@ -21,7 +22,6 @@ import { type Admin, type Agent, AlreadyExistsError, StoreUnavailableError } fro
 import { adminView, agentView, clusterView } from '../control/views.js';
 import type { AdminAction, AdminAuditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
-import { isDnsLabel } from '../identity.js';
 import type { MintedToken } from '../issuer/mint.js';
 import type { Logger } from '../log.js';
 import { discardRefusedBody } from '../request-body.js';
@@ -82,7 +82,7 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
     send(res, 200, { items: listed.items.map(agentView), ...(listed.continue ? { continue: listed.continue } : {}) });
   });
   router.post('/v1/agents', authenticate, json, async (req, res) => {
-    const input = readBody(req, 'POST /v1/agents', { name: 'label', org: 'label?', teams: 'labels' });
+    const input = readBody(req, 'POST /v1/agents', { name: 'string', org: 'string?', teams: 'strings' });
     const created = await ops.createAgent(deps.registry, caller(res), { name: input.name as string, org: input.org as string | undefined, teams: input.teams as string[] });
     audit(req, res, 'create', objectOf('agent', created.agent));
     send(res, 201, { ...agentView(created.agent), apiKey: created.apiKey });
@@ -102,7 +102,7 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
     send(res, 200, { ...agentView(rotated.agent), apiKey: rotated.apiKey });
   });
   router.post('/v1/agents/:name/tokens', authenticate, json, async (req, res) => {
-    const input = readBody(req, 'POST /v1/agents/{name}/tokens', { cluster: 'label' });
+    const input = readBody(req, 'POST /v1/agents/{name}/tokens', { cluster: 'string' });
     if (!deps.mint) throw new ApiError(501, 'not-implemented', 'this issuer mints no tokens through the admin API');
     const budgetKey = `${caller(res).name}\u0000${param(req)}`;
     const waitMs = mintCounts.retryAfterMs(budgetKey);
@@ -123,7 +123,7 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
     send(res, 200, { items: listed.items.map(clusterView), ...(listed.continue ? { continue: listed.continue } : {}) });
   });
   router.post('/v1/clusters', authenticate, json, async (req, res) => {
-    const input = readBody(req, 'POST /v1/clusters', { name: 'label', org: 'label?' });
+    const input = readBody(req, 'POST /v1/clusters', { name: 'string', org: 'string?' });
     const created = await ops.createCluster(deps.registry, caller(res), { name: input.name as string, org: input.org as string | undefined });
     audit(req, res, 'create', objectOf('cluster', created.cluster));
     send(res, 201, { ...clusterView(created.cluster), connectorKey: created.connectorKey });
@@ -150,7 +150,7 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
     send(res, 200, { items: listed.items.map(adminView), ...(listed.continue ? { continue: listed.continue } : {}) });
   });
   router.post('/v1/admins', authenticate, json, async (req, res) => {
-    const input = readBody(req, 'POST /v1/admins', { name: 'label', org: 'label?', allOrgs: 'boolean?' });
+    const input = readBody(req, 'POST /v1/admins', { name: 'string', org: 'string?', allOrgs: 'boolean?' });
     const created = await ops.createAdmin(deps.registry, caller(res), { name: input.name as string, org: input.org as string | undefined, allOrgs: input.allOrgs as boolean | undefined });
     audit(req, res, 'create', adminObject(created.admin));
     send(res, 201, { ...adminView(created.admin), adminKey: created.adminKey });
@@ -229,11 +229,11 @@ function adminObject(admin: Admin): AdminAuditRecord['object'] {
   return { kind: 'admin', name: admin.name, org: admin.org ?? null };
 }
 
-type FieldRule = 'label' | 'label?' | 'labels' | 'boolean?';
+type FieldRule = 'string' | 'string?' | 'strings' | 'boolean?';
 
 /**
- * The JSON object body of `endpoint`: every field known, of its type, names as DNS labels;
- * `optionalBody`: an empty body is `{}`. Refusals name the field.
+ * The JSON object body of `endpoint`: every field known and of its type; `optionalBody`: an
+ * empty body is `{}`. Refusals name the field.
  */
 function readBody(req: Request, endpoint: string, rules: Record<string, FieldRule>, optionalBody = false): Record<string, unknown> {
   const body: unknown = req.body;
@@ -247,20 +247,16 @@ function readBody(req: Request, endpoint: string, rules: Record<string, FieldRul
   for (const [name, rule] of Object.entries(rules)) {
     const value = fields[name];
     if (value === undefined) {
-      if (rule === 'label?' || rule === 'boolean?') continue;
+      if (rule === 'string?' || rule === 'boolean?') continue;
       throw new ApiError(422, 'invalid', `field "${name}" is required by ${endpoint}`);
     }
     if (rule === 'boolean?') {
       if (typeof value !== 'boolean') throw new ApiError(422, 'invalid', `field "${name}" must be true or false, not ${JSON.stringify(value).slice(0, 70)}`);
       continue;
     }
-    const values = rule === 'labels' ? value : [value];
-    if (!Array.isArray(values) || (rule === 'labels' && values.length === 0)) throw new ApiError(422, 'invalid', `field "${name}" must be a non-empty list of DNS labels`);
-    for (const item of values) {
-      if (typeof item !== 'string' || !isDnsLabel(item)) {
-        throw new ApiError(422, 'invalid', `field "${name}" must be ${rule === 'labels' ? 'a list of DNS labels' : 'a DNS label'} (lowercase letters, digits and "-", at most 63 characters, starting and ending with a letter or digit), not ${JSON.stringify(item).slice(0, 70)}`);
-      }
-    }
+    const values = rule === 'strings' ? value : [value];
+    if (!Array.isArray(values) || (rule === 'strings' && values.length === 0)) throw new ApiError(422, 'invalid', `field "${name}" must be a non-empty list of strings`);
+    if (values.some((item) => typeof item !== 'string')) throw new ApiError(422, 'invalid', `field "${name}" must be ${rule === 'strings' ? 'a list of strings' : 'a string'}, not ${JSON.stringify(value).slice(0, 70)}`);
   }
   return fields;
 }

@@ -168,7 +168,7 @@ export class Registry {
 function requireLabel(what: string, value: string): void {
   if (!isDnsLabel(value)) {
     throw new InvalidInputError(
-      `${what} "${value}" is not a DNS label: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit`,
+      `${what} "${value.length > 63 ? `${value.slice(0, 63)}…` : value}" is not a DNS label: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit`,
     );
   }
 }

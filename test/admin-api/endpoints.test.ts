@@ -209,13 +209,15 @@ describe('clusters', () => {
 describe('request validation and authentication', () => {
   it.each([
     ['POST', '/v1/agents', { name: 'a', teams: ['x'], role: 'admin' }, /^unknown field "role": POST \/v1\/agents takes name, org, teams$/],
-    ['POST', '/v1/agents', { name: 'Not_A_Label', teams: ['x'] }, /^field "name" must be a DNS label/],
+    ['POST', '/v1/agents', { name: 'Not_A_Label', teams: ['x'] }, /^agent name "Not_A_Label" is not a DNS label/],
     ['POST', '/v1/agents', { name: 'a', teams: [] }, /^field "teams" must be a non-empty list/],
-    ['POST', '/v1/agents', { name: 'a', teams: ['UPPER'] }, /^field "teams" must be a list of DNS labels/],
+    ['POST', '/v1/agents', { name: 'a', teams: ['UPPER'] }, /^team "UPPER" is not a DNS label/],
+    ['POST', '/v1/agents', { name: 'a', teams: [3] }, /^field "teams" must be a list of strings, not \[3\]/],
     ['POST', '/v1/agents', { teams: ['x'] }, /^field "name" is required/],
     ['POST', '/v1/agents', '{"name":', /^the body is not valid JSON/],
     ['POST', '/v1/agents', '["a"]', /must be a JSON object/],
-    ['POST', '/v1/clusters', { name: 'c', org: 7 }, /^field "org" must be a DNS label/],
+    ['POST', '/v1/clusters', { name: 'c', org: 7 }, /^field "org" must be a string, not 7/],
+    ['POST', '/v1/clusters', { name: 'c'.repeat(300) }, /^cluster name "c{63}…" is not a DNS label/],
     ['POST', '/v1/clusters', { name: 'c', teams: ['x'] }, /^unknown field "teams": POST \/v1\/clusters takes name, org$/],
     ['POST', '/v1/clusters/acme-prod/keys', { force: true }, /^unknown field "force"/],
     ['POST', '/v1/agents/worker/tokens', {}, /^field "cluster" is required/],
