@@ -105,7 +105,7 @@ describe('/v1/admins', () => {
     [{ name: 'a', org: 'acme', allOrgs: true }, /^an admin is either of one org \(org\) or of all orgs \(allOrgs\), not both$/],
     [{ name: 'a', allOrgs: 'yes' }, /^field "allOrgs" must be true or false, not "yes"$/],
     [{ name: 'a', teams: ['x'] }, /^unknown field "teams": POST \/v1\/admins takes name, org, allOrgs$/],
-    [{ name: 'A' }, /^admin name "A" is not a DNS label/],
+    [{ name: 'A', org: 'acme' }, /^admin name "A" is not a DNS label/],
   ])('POST /v1/admins %j: 422', async (body, message) => {
     const res = await call('POST', '/v1/admins', keys.root, body);
     expect(res.status, res.text).toBe(422);
