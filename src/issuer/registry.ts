@@ -7,6 +7,7 @@
  */
 import { isDnsLabel } from '../identity.js';
 import { generateKey, hashKey, hashesEqual, keyKindOf } from './secrets.js';
+import type { GrantStore } from './store/grant-sql.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter } from './store.js';
 
 /** Input a person can correct (the admin API answers 422). */
@@ -19,11 +20,16 @@ export class ConflictError extends InvalidInputError {}
 export class ForbiddenError extends InvalidInputError {}
 
 export class Registry {
+  /** Grants hold no secret: the store's own methods are their registry (src/control/grants.ts checks input and caller). */
+  readonly grants: GrantStore;
+
   constructor(
     private readonly store: IssuerStore,
     private readonly pepper: Buffer,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.grants = store;
+  }
 
   /** Returns the agent's API key; only its HMAC is stored. */
   async createAgent(name: string, org: string, teams: string[]): Promise<string> {

@@ -38,6 +38,27 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         await expect(store.createAgent({ name: 'other', org: 'acme', teams: ['x'] }, 'hash-1')).rejects.toThrow(AlreadyExistsError);
       }));
 
+    it('stores grants: one per cluster, grantee, role and namespace (cluster-wide counts as one namespace); lists by org, cluster and grantee, in id order', () =>
+      withStore(async (store) => {
+        const base = { cluster: 'prod', org: 'acme', role: 'view', createdAt: new Date(5_000), createdBy: 'operator' };
+        await store.createGrant({ ...base, id: 'bbbbbbbbbbbb', grantee: { kind: 'group', name: 'acme/sre' } });
+        await store.createGrant({ ...base, id: 'aaaaaaaaaaaa', grantee: { kind: 'agent', name: 'bot' }, namespace: 'web', expiresAt: new Date(9_000) });
+        await store.createGrant({ ...base, id: 'cccccccccccc', cluster: 'other', org: 'globex', grantee: { kind: 'agent', name: 'g' } });
+        expect(await store.findGrant('aaaaaaaaaaaa')).toEqual({ ...base, id: 'aaaaaaaaaaaa', grantee: { kind: 'agent', name: 'bot' }, namespace: 'web', expiresAt: new Date(9_000), applied: { state: 'pending' } });
+        expect(await store.findGrant('bbbbbbbbbbbb')).not.toHaveProperty('namespace');
+        await expect(store.createGrant({ ...base, id: 'dddddddddddd', grantee: { kind: 'group', name: 'acme/sre' } })).rejects.toThrow(AlreadyExistsError);
+        await store.createGrant({ ...base, id: 'eeeeeeeeeeee', grantee: { kind: 'group', name: 'acme/sre' }, namespace: 'web' });
+        expect((await store.findSameGrant({ cluster: 'prod', grantee: { kind: 'group', name: 'acme/sre' }, role: 'view', namespace: undefined }))?.id).toBe('bbbbbbbbbbbb');
+        expect(await store.findSameGrant({ cluster: 'prod', grantee: { kind: 'group', name: 'acme/sre' }, role: 'edit', namespace: undefined })).toBeUndefined();
+        expect((await store.listGrants()).map((g) => g.id)).toEqual(['aaaaaaaaaaaa', 'bbbbbbbbbbbb', 'cccccccccccc', 'eeeeeeeeeeee']);
+        expect((await store.listGrants({ org: 'acme', after: 'aaaaaaaaaaaa', limit: 1 })).map((g) => g.id)).toEqual(['bbbbbbbbbbbb']);
+        expect((await store.listGrants({ cluster: 'other' })).map((g) => g.id)).toEqual(['cccccccccccc']);
+        expect((await store.listGrants({ grantee: { kind: 'group', name: 'acme/sre' } })).map((g) => g.id)).toEqual(['bbbbbbbbbbbb', 'eeeeeeeeeeee']);
+        expect(await store.deleteGrant('bbbbbbbbbbbb')).toBe(true);
+        expect(await store.deleteGrant('bbbbbbbbbbbb')).toBe(false);
+        expect(await store.findGrant('bbbbbbbbbbbb')).toBeUndefined();
+      }));
+
     it('replaces an active key only, and revoking twice keeps the first time', () =>
       withStore(async (store) => {
         await store.createAgent({ name: 'bot', org: 'acme', teams: ['sre'] }, 'old');
@@ -191,16 +212,18 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
       await sourceStore.touchSigner('replica-a', new Date(2_000));
       await sourceStore.initSetting('pepper-check', 'check');
       await sourceStore.createAdmin({ name: 'root' }, 'admin-hash');
+      await sourceStore.createGrant({ id: 'aaaaaaaaaaaa', cluster: 'prod-eu', org: 'acme', grantee: { kind: 'agent', name: 'deployer' }, role: 'view', createdAt: new Date(1), createdBy: 'operator' });
       const targetEngine = await openEngine(await newLocation());
       try {
         await migrate(targetEngine);
-        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, public_signing_keys: 1, signers: 1, store_settings: 1 });
+        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, grants: 1, public_signing_keys: 1, signers: 1, store_settings: 1 });
         const target = sqlStore(targetEngine);
         expect(await target.findAgentByKeyHash('agent-hash')).toMatchObject({ name: 'deployer', revokedAt: new Date(9_000) });
         expect(await target.findClusterByKeyHash('cluster-hash')).toMatchObject({ name: 'prod-eu' });
         expect((await target.publicSigningKeys(new Date(0))).map((k) => k.kid)).toEqual(['k1']);
         expect(await target.setting('pepper-check')).toBe('check');
         expect(await target.findAdminByKeyHash('admin-hash')).toMatchObject({ name: 'root' });
+        expect(await target.findGrant('aaaaaaaaaaaa')).toMatchObject({ role: 'view', grantee: { kind: 'agent', name: 'deployer' } });
         await expect(copyStore(source, targetEngine)).rejects.toThrow(/is not empty/);
       } finally {
         await source.close();

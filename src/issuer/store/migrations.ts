@@ -96,6 +96,31 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX IF NOT EXISTS clusters_org ON clusters (org, name)`,
     ],
   },
+  {
+    version: 5,
+    name: 'grants (DESIGN §11)',
+    statements: [
+      // namespace '' for a cluster-wide grant, so the unique key covers it (NULLs are distinct in SQL).
+      `CREATE TABLE IF NOT EXISTS grants (
+        id TEXT PRIMARY KEY,
+        cluster TEXT NOT NULL,
+        org TEXT NOT NULL,
+        grantee_kind TEXT NOT NULL,
+        grantee TEXT NOT NULL,
+        role TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        expires_at BIGINT,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL,
+        state TEXT NOT NULL,
+        state_reason TEXT,
+        state_at BIGINT,
+        UNIQUE (cluster, grantee_kind, grantee, role, namespace)
+      )`,
+      `CREATE INDEX IF NOT EXISTS grants_org ON grants (org, id)`,
+      `CREATE INDEX IF NOT EXISTS grants_cluster ON grants (cluster, id)`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -4,6 +4,7 @@
  * array in TEXT. Nothing outside src/issuer/store writes SQL.
  */
 import type { SqlEngine } from './engine.js';
+import { grantStore } from './grant-sql.js';
 import { UniqueViolationError } from './engine.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type PublicSigningKey } from './types.js';
 
@@ -75,6 +76,7 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
   const one = async <T>(sql: string, params: unknown[]) => (await engine.query<T>(sql, params))[0];
   return {
     location: engine.location,
+    ...grantStore(engine),
     async createAgent(agent, apiKeyHash) {
       await insertUnique(
         () => engine.execute('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)', [agent.name, agent.org, JSON.stringify(agent.teams), apiKeyHash, now()]),

@@ -1,4 +1,5 @@
 /** What the issuer keeps (DESIGN §9), whichever engine holds it. */
+import type { GrantStore } from './grant-sql.js';
 
 export interface Agent {
   name: string;
@@ -47,7 +48,7 @@ export interface Revocation {
 
 export class AlreadyExistsError extends Error {}
 
-export interface IssuerStore {
+export interface IssuerStore extends GrantStore {
   /** Where the store is, for messages (a file, or a URL without its password). */
   readonly location: string;
   createAgent(agent: { name: string; org: string; teams: string[] }, apiKeyHash: string): Promise<void>;
