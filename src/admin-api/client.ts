@@ -60,7 +60,7 @@ export class AdminApiClient {
     let next: string | undefined;
     do {
       const query = new URLSearchParams({ limit: String(PAGE_SIZE), ...(next ? { continue: next } : {}) });
-      const page = await this.get<{ items: T[]; continue?: string }>(`${path}?${query}`);
+      const page = await this.get<{ items: T[]; continue?: string }>(`${path}${path.includes('?') ? '&' : '?'}${query}`);
       items.push(...page.items);
       next = page.continue;
     } while (next);

@@ -9,26 +9,26 @@
  * type (422 naming the field otherwise); whether a name is a DNS label is
  * the Registry's rule, the same on the local CLI's path. Every change is
  * written to the audit trail as a `kind: "admin"` record (docs/audit.md).
- * The endpoints later issues fill (cluster status, grants, policy,
- * sessions, audit) authenticate and answer 501 until then.
+ * Grants have their routes in grant-routes.ts. The endpoints later issues
+ * fill (policy, sessions, audit) authenticate and answer 501 until then.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminCaller } from '../control/caller.js';
 import * as ops from '../control/operations.js';
 import { ApiError } from '../issuer/api-error.js';
 import { type AuthFailureBrakes, type FailureBudget, FailureLimiter } from '../issuer/failure-limiter.js';
-import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
-import { type Admin, type Agent, AlreadyExistsError, StoreUnavailableError } from '../issuer/store.js';
+import type { Registry } from '../issuer/registry.js';
+import type { Admin, Agent } from '../issuer/store.js';
 import { adminView, agentView, clusterView } from '../control/views.js';
 import type { AdminAction, AdminAuditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { MintedToken } from '../issuer/mint.js';
 import type { Logger } from '../log.js';
 import { discardRefusedBody } from '../request-body.js';
+import { BODY_LIMIT, pageRequest, readBody, toApiError } from './request.js';
 import { authenticateAdmin } from './authenticate.js';
-
-/** Items per page when the caller does not say. */
-export const DEFAULT_PAGE_SIZE = 100;
+import { addGrantRoutes } from './grant-routes.js';
+import { DEFAULT_MAX_GRANT_DURATION_MS } from '../control/grants.js';
 
 export interface AdminApiDeps {
   registry: Registry;
@@ -40,6 +40,8 @@ export interface AdminApiDeps {
   /** Where changes are recorded (kind "admin"); none: not recorded (unit tests of the router alone). */
   audit?: AuditSink | undefined;
   now?: (() => Date) | undefined;
+  /** The longest expiry of a grant (default 30 days; 0: no limit). */
+  maxGrantDurationMs?: number | undefined;
   /** Tokens one admin may mint for one agent: a burst, then one per refill (default 10, then 1 per 5 s). */
   mintBudget?: FailureBudget | undefined;
 }
@@ -49,10 +51,6 @@ export interface AdminApiDeps {
  * 5 s (12 a minute) is far above that and keeps a leaked admin key from minting without end.
  */
 export const MINT_BUDGET: FailureBudget = { burst: 10, refillMs: 5_000 };
-
-/** The largest request body: a name, an org and a few teams need well under 1 KiB. */
-const BODY_LIMIT = 16 * 1024;
-
 
 export function adminApiRouter(deps: AdminApiDeps): express.Router {
   const router = express.Router();
@@ -171,9 +169,7 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   });
 
   // ---- later issues: the routes and their authentication exist now ----
-  router.get('/v1/grants', authenticate, notImplemented('grants', 'the grants issue, DESIGN §11'));
-  router.post('/v1/grants', authenticate, notImplemented('grants', 'the grants issue, DESIGN §11'));
-  router.delete('/v1/grants/:id', authenticate, notImplemented('grants', 'the grants issue, DESIGN §11'));
+  addGrantRoutes(router, { registry: deps.registry, authenticate, json, caller, audit, send, now, maxGrantDurationMs: deps.maxGrantDurationMs === undefined ? DEFAULT_MAX_GRANT_DURATION_MS : deps.maxGrantDurationMs || undefined });
   router.get('/v1/agents/:name/policy', authenticate, notImplemented('agent policy', 'the agent policy issue, DESIGN §13'));
   router.put('/v1/agents/:name/policy', authenticate, notImplemented('agent policy', 'the agent policy issue, DESIGN §13'));
   router.get('/v1/sessions', authenticate, notImplemented('sessions', 'the central audit issue, DESIGN §12'));
@@ -193,24 +189,6 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   return router;
 }
 
-const PAGE_PARAMETERS = ['limit', 'continue', 'org'];
-
-/** `?limit=&continue=&org=`, each at most once; anything else is refused, naming it. */
-function pageRequest(req: Request): ops.PageRequest {
-  const query = req.query as Record<string, unknown>;
-  for (const name of Object.keys(query)) {
-    if (!PAGE_PARAMETERS.includes(name)) throw new ApiError(422, 'invalid', `unknown query parameter "${name}": a list takes ${PAGE_PARAMETERS.join(', ')}`);
-    if (typeof query[name] !== 'string') throw new ApiError(422, 'invalid', `query parameter "${name}" must be given once`);
-  }
-  const limitText = query.limit as string | undefined;
-  if (limitText !== undefined && !/^\d{1,6}$/.test(limitText)) throw new ApiError(422, 'invalid', `limit must be a whole number from 1 to ${ops.MAX_PAGE_SIZE}, not "${limitText.slice(0, 20)}"`);
-  return {
-    limit: limitText === undefined ? DEFAULT_PAGE_SIZE : Number(limitText),
-    continue: query.continue as string | undefined,
-    org: query.org as string | undefined,
-  };
-}
-
 function notImplemented(what: string, when: string) {
   return () => {
     throw new ApiError(501, 'not-implemented', `${what} through the admin API come${what.endsWith('s') ? '' : 's'} with ${when}; this issuer does not serve it yet`);
@@ -227,50 +205,4 @@ function objectOf(kind: 'agent' | 'cluster', object: { name: string; org: string
 
 function adminObject(admin: Admin): AdminAuditRecord['object'] {
   return { kind: 'admin', name: admin.name, org: admin.org ?? null };
-}
-
-type FieldRule = 'string' | 'string?' | 'strings' | 'boolean?';
-
-/**
- * The JSON object body of `endpoint`: every field known and of its type; `optionalBody`: an
- * empty body is `{}`. Refusals name the field.
- */
-function readBody(req: Request, endpoint: string, rules: Record<string, FieldRule>, optionalBody = false): Record<string, unknown> {
-  const body: unknown = req.body;
-  if (body === undefined && optionalBody) return {};
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApiError(422, 'invalid', `the body of ${endpoint} must be a JSON object`);
-  const fields = body as Record<string, unknown>;
-  const known = Object.keys(rules);
-  for (const name of Object.keys(fields)) {
-    if (!known.includes(name)) throw new ApiError(422, 'invalid', `unknown field "${name.slice(0, 40)}": ${endpoint} takes ${known.length ? known.join(', ') : 'no fields'}`);
-  }
-  for (const [name, rule] of Object.entries(rules)) {
-    const value = fields[name];
-    if (value === undefined) {
-      if (rule === 'string?' || rule === 'boolean?') continue;
-      throw new ApiError(422, 'invalid', `field "${name}" is required by ${endpoint}`);
-    }
-    if (rule === 'boolean?') {
-      if (typeof value !== 'boolean') throw new ApiError(422, 'invalid', `field "${name}" must be true or false, not ${JSON.stringify(value).slice(0, 70)}`);
-      continue;
-    }
-    const values = rule === 'strings' ? value : [value];
-    if (!Array.isArray(values) || (rule === 'strings' && values.length === 0)) throw new ApiError(422, 'invalid', `field "${name}" must be a non-empty list of strings`);
-    if (values.some((item) => typeof item !== 'string')) throw new ApiError(422, 'invalid', `field "${name}" must be ${rule === 'strings' ? 'a list of strings' : 'a string'}, not ${JSON.stringify(value).slice(0, 70)}`);
-  }
-  return fields;
-}
-
-function toApiError(err: unknown): ApiError | undefined {
-  if (err instanceof ApiError) return err;
-  const bodyError = (err as { type?: string } | undefined)?.type;
-  if (bodyError === 'entity.too.large') return new ApiError(422, 'invalid', `the body must be a JSON object of at most ${BODY_LIMIT / 1024} KiB`);
-  if (bodyError === 'entity.parse.failed' || bodyError === 'encoding.unsupported') return new ApiError(422, 'invalid', 'the body is not valid JSON: send a JSON object');
-  if (err instanceof NotFoundError) return new ApiError(404, 'not-found', err.message);
-  if (err instanceof ForbiddenError) return new ApiError(403, 'forbidden', err.message);
-  if (err instanceof ConflictError) return new ApiError(409, 'conflict', err.message);
-  if (err instanceof AlreadyExistsError) return new ApiError(409, 'already-exists', err.message);
-  if (err instanceof InvalidInputError) return new ApiError(422, 'invalid', err.message);
-  if (err instanceof StoreUnavailableError) return new ApiError(503, 'store-unavailable', 'the issuer cannot reach its store right now; retry in a few seconds');
-  return undefined;
 }

@@ -62,7 +62,7 @@ export interface AdminAuditRecord {
   adminOrg: string | null;
   action: AdminAction;
   /** An all-orgs admin's org is null. */
-  object: { kind: 'agent' | 'cluster' | 'admin'; name: string; org: string | null };
+  object: { kind: 'agent' | 'cluster' | 'admin' | 'grant'; name: string; org: string | null };
   /** `mint-token` only: the cluster the token is for. */
   cluster?: string;
   /** `mint-token` only: the token's jti, as the relays' records carry it. */
@@ -70,7 +70,7 @@ export interface AdminAuditRecord {
   sourceIp: string | null;
 }
 
-export type AdminAction = 'create' | 'revoke' | 'rotate-key' | 'mint-token';
+export type AdminAction = 'create' | 'revoke' | 'rotate-key' | 'mint-token' | 'remove';
 
 /** Written before the request is forwarded: who asks what, without an outcome. */
 export interface ReceivedRecord extends RequestFields {

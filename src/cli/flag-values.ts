@@ -5,7 +5,7 @@ import type { ListenerLimits } from '../http-listener.js';
 import type { LogLevel } from '../log.js';
 import { parseHostPort } from '../net.js';
 import { type FlagSpec, str, UsageError, type Values } from './command.js';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../duration.js';
 
 /** Checked already by parseCommandArgs. */
 export function logLevel(values: Values): LogLevel {

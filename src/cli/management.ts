@@ -9,7 +9,9 @@
 import { AdminApiClient } from '../admin-api/client.js';
 import { OPERATOR } from '../control/caller.js';
 import * as ops from '../control/operations.js';
-import { type AdminView, adminView, type AgentView, agentView, type ClusterView, clusterView } from '../control/views.js';
+import * as grants from '../control/grants.js';
+import type { GrantRequest } from '../control/grants.js';
+import { type AdminView, adminView, type AgentView, agentView, type ClusterView, clusterView, type GrantView, grantView } from '../control/views.js';
 import type { Registry } from '../issuer/registry.js';
 import { type FlagSpec, type Io, str, UsageError, type Values } from './command.js';
 import { httpsUrl, readFileFlag } from './flag-values.js';
@@ -28,6 +30,10 @@ export interface Management {
   listAdmins(): Promise<AdminView[]>;
   revokeAdmin(name: string): Promise<AdminView>;
   rotateAdminKey(name: string): Promise<{ admin: AdminView; adminKey: string }>;
+  /** `maxDurationMs` (0: no limit) applies on the local store; a remote issuer applies its own. */
+  createGrant(request: GrantRequest, maxDurationMs: number): Promise<GrantView>;
+  listGrants(filter: { cluster?: string | undefined; agent?: string | undefined; group?: string | undefined }): Promise<GrantView[]>;
+  removeGrant(id: string): Promise<GrantView>;
 }
 
 export const REMOTE_FLAGS: FlagSpec[] = [
@@ -111,6 +117,16 @@ function localManagement(registry: Registry): Management {
       const rotated = await ops.rotateAdminKey(registry, OPERATOR, name);
       return { admin: adminView(rotated.admin), adminKey: rotated.adminKey };
     },
+    async createGrant(request, maxDurationMs) {
+      return grantView(await grants.createGrant(registry, OPERATOR, request, { maxDurationMs: maxDurationMs || undefined }), new Date());
+    },
+    async listGrants(filter) {
+      const now = new Date();
+      return (await grants.listGrants(registry, OPERATOR, filter)).items.map((g) => grantView(g, now));
+    },
+    async removeGrant(id) {
+      return grantView(await grants.removeGrant(registry, OPERATOR, id), new Date());
+    },
   };
 }
 
@@ -152,5 +168,12 @@ function remoteManagement(api: AdminApiClient): Management {
       const { view, secret } = split<AdminView, 'adminKey'>(await api.post(path('admins', name, '/keys')), 'adminKey');
       return { admin: view, adminKey: secret };
     },
+    createGrant: ({ expiresInMs, ...request }) =>
+      api.post<GrantView>('/v1/grants', { ...request, ...(expiresInMs === undefined ? {} : { expires: `${Math.round(expiresInMs / 1000)}s` }) }),
+    listGrants(filter) {
+      const query = new URLSearchParams(Object.entries(filter).filter((entry): entry is [string, string] => entry[1] !== undefined));
+      return api.list<GrantView>(`/v1/grants${query.size > 0 ? `?${query}` : ''}`);
+    },
+    removeGrant: (id) => api.delete<GrantView>(`/v1/grants/${encodeURIComponent(id)}`),
   };
 }

@@ -4,6 +4,7 @@
  * as RFC 3339 strings, `revokedAt` only once revoked. The local CLI and the
  * remote CLI print these same shapes, so their output is identical.
  */
+import { type Grant, grantState } from '../grants/grant.js';
 import type { Admin, Agent, Cluster } from '../issuer/store.js';
 
 export interface AgentView {
@@ -43,4 +44,42 @@ export function adminView(admin: Admin): AdminView {
 
 function revoked(at: Date | undefined): { revokedAt?: string } {
   return at ? { revokedAt: at.toISOString() } : {};
+}
+
+/** A grant with its state in its cluster (`expired` once past `expiresAt`, whatever the relay last said). */
+export interface GrantView {
+  id: string;
+  cluster: string;
+  org: string;
+  /** Exactly one of agent and group. */
+  agent?: string;
+  group?: string;
+  role: string;
+  /** Absent: cluster-wide. */
+  namespace?: string;
+  expiresAt?: string;
+  createdAt: string;
+  createdBy: string;
+  state: 'pending' | 'applied' | 'failed' | 'expired';
+  /** Why the relay could not apply it. */
+  reason?: string;
+  /** When the relay last reported on it. */
+  reportedAt?: string;
+}
+
+export function grantView(grant: Grant, now: Date): GrantView {
+  return {
+    id: grant.id,
+    cluster: grant.cluster,
+    org: grant.org,
+    ...(grant.grantee.kind === 'agent' ? { agent: grant.grantee.name } : { group: grant.grantee.name }),
+    role: grant.role,
+    ...(grant.namespace ? { namespace: grant.namespace } : {}),
+    ...(grant.expiresAt ? { expiresAt: grant.expiresAt.toISOString() } : {}),
+    createdAt: grant.createdAt.toISOString(),
+    createdBy: grant.createdBy,
+    state: grantState(grant, now),
+    ...(grant.applied.reason ? { reason: grant.applied.reason } : {}),
+    ...(grant.applied.at ? { reportedAt: grant.applied.at.toISOString() } : {}),
+  };
 }

@@ -47,8 +47,9 @@ export interface IssuerDeps {
   adminBrakes?: AuthFailureBrakes;
   /** Where admin API changes are recorded (kind "admin"); the hub's sink in startIssuer. */
   audit?: AuditSink | undefined;
+  /** The longest expiry of a grant (default 30 days; 0: no limit). */
+  maxGrantDurationMs?: number | undefined;
 }
-
 
 export function createIssuerApp(deps: IssuerDeps): express.Express {
   const now = deps.now ?? (() => new Date());
@@ -153,7 +154,7 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     res.set('cache-control', 'no-store').json({ generatedAt: generatedAt.toISOString(), items });
   });
 
-  app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log, mint, audit: deps.audit, now }));
+  app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log, mint, audit: deps.audit, now, maxGrantDurationMs: deps.maxGrantDurationMs }));
 
   app.use((_req, _res, next) => next(new ApiError(404, 'not-found', 'no such endpoint')));
 
@@ -210,6 +211,8 @@ export interface IssuerConfig {
   tunnelMaxStreams?: number;
   /** Requests one agent may have in flight through the hub at once (default 2 000, as each relay). */
   maxRequestsPerAgent?: number | undefined;
+  /** The longest expiry of a grant made through the admin API (default 30 days; 0: no limit). */
+  maxGrantDurationMs?: number | undefined;
   /** Where the hub records the requests it refuses (default: stdout). */
   audit?: AuditConfig | undefined;
   /** This hub's replica id and the number of replicas behind the public URL (DESIGN §9; default: one). */
@@ -258,7 +261,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const server = https.createServer({ cert: tls.cert, key: tls.key, ...listenerOptions(config.limits) });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
-  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit });
+  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit, maxGrantDurationMs: config.maxGrantDurationMs });
   const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {

@@ -4,9 +4,10 @@ import { adminCommands } from './admins.js';
 import { agentCommands } from './agents.js';
 import { clientCommands } from './client.js';
 import { clusterCommands } from './clusters.js';
+import { grantCommands } from './grants.js';
 import { issuerCommands } from './issuer.js';
 import { rbacCommands } from './rbac.js';
 import { relayCommands } from './relay.js';
 import { storeCommands } from './store.js';
 
-export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...adminCommands, ...clientCommands, ...relayCommands, ...rbacCommands, ...storeCommands];
+export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...adminCommands, ...grantCommands, ...clientCommands, ...relayCommands, ...rbacCommands, ...storeCommands];

@@ -6,6 +6,7 @@ import { createLogger } from '../../log.js';
 import { DEFAULT_MAX_REQUESTS_PER_AGENT } from '../../relay/agent-quotas.js';
 import { type CommandSpec, list, str, UsageError } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, logLevel, optionalHostPort, positiveInteger, untilSignal } from '../flag-values.js';
+import { MAX_GRANT_DURATION_FLAG, maxGrantDuration } from './grants.js';
 import { dataDir, STORE_FLAGS, storeLocation, withStore } from '../local-store.js';
 
 /** Sent in a response header: a host name's characters (the default is the host name, a pod's name in Kubernetes). */
@@ -46,6 +47,7 @@ export const issuerCommands: CommandSpec[] = [
       { name: 'hub-replicas', value: 'N', description: 'Hub replicas behind the public URL; relays keep a tunnel to each.', default: '1' },
       { name: 'hub-replica-id', value: 'ID', description: "This replica's id, told to relays in the tunnel handshake.", default: 'the host name' },
       { name: 'max-requests-per-agent', value: 'N', description: 'Requests one agent may have in flight through the hub at once (tunnelled clusters, long-running ones included); more get 429.', default: String(DEFAULT_MAX_REQUESTS_PER_AGENT) },
+      MAX_GRANT_DURATION_FLAG,
       ...STORE_FLAGS,
       ...CONNECTION_FLAGS,
       ...AUDIT_FLAGS,
@@ -64,6 +66,7 @@ export const issuerCommands: CommandSpec[] = [
         keyRotationIntervalMs: rotationInterval(str(values, 'key-rotation-interval') ?? '24h'),
         audit: auditConfig(values),
         limits: connectionLimits(values),
+        maxGrantDurationMs: maxGrantDuration(values),
         maxRequestsPerAgent: positiveInteger(str(values, 'max-requests-per-agent') ?? String(DEFAULT_MAX_REQUESTS_PER_AGENT), '--max-requests-per-agent'),
         hubReplica: {
           id: replicaId(str(values, 'hub-replica-id') ?? hostname()),
