@@ -27,8 +27,8 @@ export function printList<T>(io: Io, format: OutputFormat, items: T[], header: s
   io.stdout(format === 'json' ? json({ items }) : table(header, items.map(row)));
 }
 
-export function printObject(io: Io, format: OutputFormat, object: object, header: string[], row: string[]): void {
-  io.stdout(format === 'json' ? json(object) : table(header, [row]));
+export function printJson(io: Io, object: object): void {
+  io.stdout(json(object));
 }
 
 /**

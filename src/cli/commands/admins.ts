@@ -6,7 +6,7 @@
 import type { AdminView } from '../../control/views.js';
 import { type CommandSpec, str, UsageError } from '../command.js';
 import { MANAGEMENT_FLAGS, withManagement } from '../management.js';
-import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printList, printObject } from '../output.js';
+import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printJson, printList } from '../output.js';
 import { OUT_FLAG } from '../secret-output.js';
 
 const NAME = { name: 'NAME', description: 'The admin name, a DNS label, unique across the issuer; audit records of its changes name it.' };
@@ -72,7 +72,7 @@ export const adminCommands: CommandSpec[] = [
       const format = outputFormat(values);
       return withManagement(values, io, async (management) => {
         const admin = await management.revokeAdmin(name);
-        if (format === 'json') printObject(io, format, admin, HEADER, row(admin));
+        if (format === 'json') printJson(io, admin);
         io.stderr(`admin "${name}" revoked: its admin key is refused from now on.\n`);
         return 0;
       });

@@ -2,7 +2,7 @@
 import type { AgentView } from '../../control/views.js';
 import { type CommandSpec, list, str, UsageError } from '../command.js';
 import { isRemote, MANAGEMENT_FLAGS, withManagement } from '../management.js';
-import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printList, printObject } from '../output.js';
+import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printJson, printList } from '../output.js';
 import { OUT_FLAG } from '../secret-output.js';
 
 const NAME = { name: 'NAME', description: 'The agent name, a DNS label; its Kubernetes user is agent:NAME.' };
@@ -71,7 +71,7 @@ export const agentCommands: CommandSpec[] = [
       const format = outputFormat(values);
       return withManagement(values, io, async (management) => {
         const agent = await management.revokeAgent(name);
-        if (format === 'json') printObject(io, format, agent, HEADER, row(agent));
+        if (format === 'json') printJson(io, agent);
         io.stderr(`agent "${name}" revoked: no new tokens; relays refuse its current ones within 10 s.\n`);
         return 0;
       });

@@ -2,7 +2,7 @@
 import type { ClusterView } from '../../control/views.js';
 import { type CommandSpec, str, UsageError } from '../command.js';
 import { isRemote, MANAGEMENT_FLAGS, withManagement } from '../management.js';
-import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printList, printObject } from '../output.js';
+import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printJson, printList } from '../output.js';
 import { OUT_FLAG } from '../secret-output.js';
 
 const NAME = { name: 'NAME', description: 'The cluster name, a DNS label, unique across the issuer; tokens for it carry it as their audience.' };
@@ -64,7 +64,7 @@ export const clusterCommands: CommandSpec[] = [
       const format = outputFormat(values);
       return withManagement(values, io, async (management) => {
         const cluster = await management.revokeCluster(name);
-        if (format === 'json') printObject(io, format, cluster, HEADER, row(cluster));
+        if (format === 'json') printJson(io, cluster);
         io.stderr(`cluster "${name}" revoked: the hub closes its tunnels within a second and mints no tokens for it.\n`);
         return 0;
       });
