@@ -41,7 +41,7 @@ export async function createGrant(registry: Registry, caller: Caller, request: G
   if (cluster.revokedAt) throw new InvalidInputError(`cluster "${cluster.name}" was revoked at ${cluster.revokedAt.toISOString()}: a grant on it would never apply`);
   const grantee = await granteeOf(registry, caller, request, cluster.org);
   const role = request.role;
-  if (!Object.hasOwn(BUILT_IN_ROLES, role)) {
+  if (!Object.hasOwn(BUILT_IN_ROLES, role) && !(await registry.grants.grantableRoles(cluster.name)).some((r) => r.name === role)) {
     throw new InvalidInputError(`role "${role.slice(0, 63)}" is not grantable on cluster "${cluster.name}": use one of ${Object.keys(BUILT_IN_ROLES).join(', ')}, or a ClusterRole of that cluster labelled kube-relay.dev/grantable: "true" (kube-relay role list --cluster ${cluster.name})`);
   }
   if (role === CLUSTER_ADMIN_ROLE && request.confirmClusterAdmin !== true) {
@@ -68,6 +68,24 @@ export async function createGrant(registry: Registry, caller: Caller, request: G
   };
   await registry.grants.createGrant(grant);
   return (await registry.grants.findGrant(grant.id))!;
+}
+
+export interface ClusterRoles {
+  cluster: string;
+  /** Every cluster's: grant role name → the ClusterRole its binding names. */
+  builtIn: { name: string; clusterRole: string }[];
+  /** The cluster's ClusterRoles labelled kube-relay.dev/grantable: "true", as its relay last reported them. */
+  custom: { name: string; reportedAt: string }[];
+}
+
+/** The roles a grant on `clusterName` may name (`kube-relay role list`). */
+export async function listRoles(registry: Registry, caller: Caller, clusterName: string): Promise<ClusterRoles> {
+  const cluster = await getCluster(registry, caller, clusterName);
+  return {
+    cluster: cluster.name,
+    builtIn: Object.entries(BUILT_IN_ROLES).map(([name, clusterRole]) => ({ name, clusterRole })),
+    custom: (await registry.grants.grantableRoles(cluster.name)).map((r) => ({ name: r.name, reportedAt: r.reportedAt.toISOString() })),
+  };
 }
 
 export interface GrantListRequest {

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { adminApiRouter } from '../admin-api/router.js';
+import { relayApiRouter } from '../relay-api/routes.js';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { type AuditConfig, type AuditSink, openAuditSink } from '../audit/sink.js';
 import { isDnsLabel } from '../identity.js';
@@ -154,6 +155,7 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     res.set('cache-control', 'no-store').json({ generatedAt: generatedAt.toISOString(), items });
   });
 
+  app.use(relayApiRouter({ registry: deps.registry, brakes, log: deps.log, now }));
   app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log, mint, audit: deps.audit, now, maxGrantDurationMs: deps.maxGrantDurationMs }));
 
   app.use((_req, _res, next) => next(new ApiError(404, 'not-found', 'no such endpoint')));

@@ -9,3 +9,4 @@ export { openStore, type StoreLocation, StoreUrlError } from './store/open.js';
 export { StoreUnavailableError } from './store/engine.js';
 export { SchemaTooNewError } from './store/migrations.js';
 export { type Admin, type Agent, AlreadyExistsError, type Cluster, type ListFilter, type IssuerStore, type PublicSigningKey, type Revocation } from './store/types.js';
+export type { GrantFilter, GrantStateReport, GrantStore } from './store/grant-sql.js';

@@ -54,6 +54,14 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect((await store.listGrants({ org: 'acme', after: 'aaaaaaaaaaaa', limit: 1 })).map((g) => g.id)).toEqual(['bbbbbbbbbbbb']);
         expect((await store.listGrants({ cluster: 'other' })).map((g) => g.id)).toEqual(['cccccccccccc']);
         expect((await store.listGrants({ grantee: { kind: 'group', name: 'acme/sre' } })).map((g) => g.id)).toEqual(['bbbbbbbbbbbb', 'eeeeeeeeeeee']);
+        await store.reportGrantStates('prod', [{ id: 'aaaaaaaaaaaa', state: 'failed', reason: 'namespace web does not exist' }, { id: 'cccccccccccc', state: 'applied' }], new Date(7_000));
+        expect((await store.findGrant('aaaaaaaaaaaa'))!.applied).toEqual({ state: 'failed', reason: 'namespace web does not exist', at: new Date(7_000) });
+        // A relay reports only on its own cluster's grants.
+        expect((await store.findGrant('cccccccccccc'))!.applied).toEqual({ state: 'pending' });
+        await store.setGrantableRoles('prod', ['team-debugger', 'db-reader'], new Date(8_000));
+        await store.setGrantableRoles('prod', ['db-reader'], new Date(9_000));
+        expect(await store.grantableRoles('prod')).toEqual([{ name: 'db-reader', reportedAt: new Date(9_000) }]);
+        expect(await store.grantableRoles('other')).toEqual([]);
         expect(await store.deleteGrant('bbbbbbbbbbbb')).toBe(true);
         expect(await store.deleteGrant('bbbbbbbbbbbb')).toBe(false);
         expect(await store.findGrant('bbbbbbbbbbbb')).toBeUndefined();
@@ -216,7 +224,7 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
       const targetEngine = await openEngine(await newLocation());
       try {
         await migrate(targetEngine);
-        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, grants: 1, public_signing_keys: 1, signers: 1, store_settings: 1 });
+        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, grants: 1, grantable_roles: 0, public_signing_keys: 1, signers: 1, store_settings: 1 });
         const target = sqlStore(targetEngine);
         expect(await target.findAgentByKeyHash('agent-hash')).toMatchObject({ name: 'deployer', revokedAt: new Date(9_000) });
         expect(await target.findClusterByKeyHash('cluster-hash')).toMatchObject({ name: 'prod-eu' });

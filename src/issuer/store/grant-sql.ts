@@ -26,6 +26,17 @@ export interface GrantStore {
   listGrants(filter?: GrantFilter): Promise<Grant[]>;
   /** False when there was no such grant. */
   deleteGrant(id: string): Promise<boolean>;
+  /** What the cluster's relay made of its grants; reports for grants of other clusters are ignored. */
+  reportGrantStates(cluster: string, states: GrantStateReport[], at: Date): Promise<void>;
+  /** The cluster's own grantable ClusterRoles, as its relay last found them (replacing the previous set). */
+  setGrantableRoles(cluster: string, roles: string[], at: Date): Promise<void>;
+  grantableRoles(cluster: string): Promise<{ name: string; reportedAt: Date }[]>;
+}
+
+export interface GrantStateReport {
+  id: string;
+  state: 'applied' | 'failed';
+  reason?: string | undefined;
 }
 
 interface GrantRow {
@@ -113,6 +124,24 @@ export function grantStore(engine: SqlEngine): GrantStore {
     },
     async deleteGrant(id) {
       return (await engine.execute('DELETE FROM grants WHERE id = ?', [id])) > 0;
+    },
+    async reportGrantStates(cluster, states, at) {
+      if (states.length === 0) return;
+      await engine.transaction(async (tx) => {
+        for (const report of states) {
+          await tx.execute('UPDATE grants SET state = ?, state_reason = ?, state_at = ? WHERE id = ? AND cluster = ?', [report.state, report.reason ?? null, at.getTime(), report.id, cluster]);
+        }
+      });
+    },
+    async setGrantableRoles(cluster, roles, at) {
+      await engine.transaction(async (tx) => {
+        await tx.execute('DELETE FROM grantable_roles WHERE cluster = ?', [cluster]);
+        for (const role of new Set(roles)) await tx.execute('INSERT INTO grantable_roles (cluster, role, reported_at) VALUES (?, ?, ?)', [cluster, role, at.getTime()]);
+      });
+    },
+    async grantableRoles(cluster) {
+      const rows = await engine.query<{ role: string; reported_at: number | string }>('SELECT role, reported_at FROM grantable_roles WHERE cluster = ? ORDER BY role', [cluster]);
+      return rows.map((row) => ({ name: row.role, reportedAt: millis(row.reported_at) }));
     },
   };
 }

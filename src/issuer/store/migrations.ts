@@ -98,7 +98,7 @@ export const MIGRATIONS: Migration[] = [
   },
   {
     version: 5,
-    name: 'grants (DESIGN §11)',
+    name: 'grants and the grantable roles relays report (DESIGN §11)',
     statements: [
       // namespace '' for a cluster-wide grant, so the unique key covers it (NULLs are distinct in SQL).
       `CREATE TABLE IF NOT EXISTS grants (
@@ -119,6 +119,13 @@ export const MIGRATIONS: Migration[] = [
       )`,
       `CREATE INDEX IF NOT EXISTS grants_org ON grants (org, id)`,
       `CREATE INDEX IF NOT EXISTS grants_cluster ON grants (cluster, id)`,
+      // The ClusterRoles labelled kube-relay.dev/grantable in each cluster, as its relay reports them.
+      `CREATE TABLE IF NOT EXISTS grantable_roles (
+        cluster TEXT NOT NULL,
+        role TEXT NOT NULL,
+        reported_at BIGINT NOT NULL,
+        PRIMARY KEY (cluster, role)
+      )`,
     ],
   },
 ];
