@@ -1,7 +1,8 @@
 /**
  * `/v1/grants` (DESIGN §11): create, list (filters `cluster`, `agent`,
  * `group`) and remove grants through the grant operations, which do the org
- * and grant checks; each change is an admin audit record.
+ * and grant checks; each change is an admin audit record. And
+ * `/v1/clusters/{name}/roles`: the roles a grant on that cluster may name.
  */
 import type express from 'express';
 import type { NextFunction, Request, Response } from 'express';
@@ -56,6 +57,9 @@ export function addGrantRoutes(router: express.Router, kit: GrantRouteKit): void
     );
     kit.audit(req, res, 'create', grantObject(grant));
     send(res, 201, grantView(grant, kit.now()));
+  });
+  router.get('/v1/clusters/:name/roles', authenticate, async (req, res) => {
+    send(res, 200, await grants.listRoles(kit.registry, caller(res), String(req.params.name)));
   });
   router.get('/v1/grants/:id', authenticate, async (req, res) => {
     send(res, 200, grantView(await grants.getGrant(kit.registry, caller(res), String(req.params.id)), kit.now()));

@@ -34,6 +34,7 @@ export interface Management {
   createGrant(request: GrantRequest, maxDurationMs: number): Promise<GrantView>;
   listGrants(filter: { cluster?: string | undefined; agent?: string | undefined; group?: string | undefined }): Promise<GrantView[]>;
   removeGrant(id: string): Promise<GrantView>;
+  listRoles(cluster: string): Promise<grants.ClusterRoles>;
 }
 
 export const REMOTE_FLAGS: FlagSpec[] = [
@@ -127,6 +128,7 @@ function localManagement(registry: Registry): Management {
     async removeGrant(id) {
       return grantView(await grants.removeGrant(registry, OPERATOR, id), new Date());
     },
+    listRoles: (cluster) => grants.listRoles(registry, OPERATOR, cluster),
   };
 }
 
@@ -175,5 +177,6 @@ function remoteManagement(api: AdminApiClient): Management {
       return api.list<GrantView>(`/v1/grants${query.size > 0 ? `?${query}` : ''}`);
     },
     removeGrant: (id) => api.delete<GrantView>(`/v1/grants/${encodeURIComponent(id)}`),
+    listRoles: (cluster) => api.get<grants.ClusterRoles>(path('clusters', cluster, '/roles')),
   };
 }

@@ -22,6 +22,7 @@ import { LiveStreams } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { checkImpersonationPermissions, MissingPermissionError } from './self-check.js';
+import { type CentralGrantsConfig, missingGrantPermission, type RunningCentralGrants, startCentralGrants } from '../grants/central-grants.js';
 import { RevocationList } from './revocations.js';
 import { TokenVerifier } from './token-verifier.js';
 import type { Upstream } from './upstream.js';
@@ -70,6 +71,8 @@ export interface RelayConfig {
   limits?: ListenerLimits;
   /** How often readiness re-checks the API server and, until loaded, the issuer keys (default 10 s; tests shorten it). */
   readinessIntervalMs?: number;
+  /** Central grants (DESIGN §11): reconcile the cluster's grants into RBAC; needs the connector key. */
+  centralGrants?: Pick<CentralGrantsConfig, 'connectorKey' | 'leaseNamespace' | 'syncIntervalMs' | 'lease'> | undefined;
   log: Logger;
 }
 
@@ -83,6 +86,8 @@ export interface RunningRelay {
   readiness(): Readiness;
   /** Settles only if the relay must stop: the hub refused its connector key, or a later self-check found a permission missing. */
   failed: Promise<Error>;
+  /** With central grants: the Lease election and the grant sync. */
+  centralGrants?: RunningCentralGrants;
   close(): Promise<void>;
 }
 
@@ -153,6 +158,10 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     if (upstreamReachable && !mayImpersonate) {
       try {
         await checkImpersonationPermissions(config.upstream);
+        if (config.centralGrants) {
+          const missing = await missingGrantPermission(config.upstream, config.centralGrants.leaseNamespace);
+          if (missing) throw new MissingPermissionError(missing);
+        }
         mayImpersonate = true;
         selfCheckLog.succeeded();
       } catch (err) {
@@ -221,6 +230,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     return { ready: waitingFor.length === 0, waitingFor };
   };
   const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics.registry, readiness) : undefined;
+  const centralGrants = config.centralGrants ? startCentralGrants({ ...config.centralGrants, cluster: config.cluster, issuer: config.issuer, issuerCa: config.issuerCa, upstream: config.upstream, log }) : undefined;
 
   log.info(config.mode === 'direct' ? 'relay listening' : 'relay dialling the hub', { url, cluster: config.cluster, mode: config.mode, upstream: config.upstream.description, admin: admin ? boundPort(admin) : undefined });
   return {
@@ -231,8 +241,10 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     revocations,
     readiness,
     failed,
+    ...(centralGrants ? { centralGrants } : {}),
     async close() {
       clearInterval(readinessTimer);
+      await centralGrants?.stop();
       await connector?.stop();
       stopPolling();
       await Promise.all([closeServer(server), admin && closeServer(admin)]);

@@ -128,3 +128,18 @@ describe('grant list and remove', () => {
     expect(records.map((r) => `${r.admin} ${r.action} ${r.object.name}`)).toEqual([`acme-platform create ${ids[1]}`, `acme-platform remove ${ids[1]}`]);
   });
 });
+
+describe('role list', () => {
+  it('shows the built-in roles, the same on both paths, and another org\'s cluster is not found', async () => {
+    const here = await runCli(['role', 'list', '--cluster', 'prod', ...local()]);
+    const there = await runCli(['role', 'list', '--cluster', 'prod', ...acmeRemote]);
+    expect(here.code, here.stderr).toBe(0);
+    expect(there).toEqual(here);
+    expect(here.stdout.split('\n')[0]).toMatch(/^ROLE\s+CLUSTERROLE\s+SOURCE$/);
+    expect(here.stdout).toMatch(/^exec\s+kube-relay-exec\s+built-in$/m);
+    const json = JSON.parse((await runCli(['role', 'list', '--cluster', 'prod', '-o', 'json', ...local()])).stdout) as { builtIn: { name: string }[]; custom: unknown[] };
+    expect(json.builtIn.map((r) => r.name)).toEqual(['cluster-admin', 'admin', 'edit', 'view', 'logs', 'exec', 'port-forward', 'read-only']);
+    expect(json.custom).toEqual([]);
+    expect((await runCli(['role', 'list', '--cluster', 'g-prod', ...acmeRemote])).stderr).toBe('kube-relay: no cluster named "g-prod"; see kube-relay cluster list\n');
+  });
+});

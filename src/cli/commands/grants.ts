@@ -9,7 +9,7 @@ import { BUILT_IN_ROLES } from '../../grants/grant.js';
 import { type CommandSpec, type FlagSpec, str, UsageError, type Values } from '../command.js';
 import { duration } from '../flag-values.js';
 import { isRemote, MANAGEMENT_FLAGS, withManagement } from '../management.js';
-import { OUTPUT_FLAG, outputFormat, printList } from '../output.js';
+import { OUTPUT_FLAG, outputFormat, printJson, printList, table } from '../output.js';
 
 export const MAX_GRANT_DURATION_FLAG: FlagSpec = {
   name: 'max-grant-duration',
@@ -76,7 +76,8 @@ export const grantCommands: CommandSpec[] = [
       };
       return withManagement(values, io, async (management) => {
         const grant = await management.createGrant(request, maxGrantDuration(values));
-        io.stdout(format === 'json' ? `${JSON.stringify(grant, null, 2)}\n` : `${grant.id}\n`);
+        if (format === 'json') printJson(io, grant);
+        else io.stdout(`${grant.id}\n`);
         io.stderr(`grant ${grant.id} added: role ${grant.role} to ${grant.agent !== undefined ? `agent:${grant.agent}` : `group ${grant.group}`} on cluster ${grant.cluster}${grant.namespace ? ` in namespace ${grant.namespace}` : ''}${grant.expiresAt ? ` until ${grant.expiresAt}` : ''}; pending until the cluster's relay applies it (grant list shows its state).\n`);
         return 0;
       });
@@ -116,8 +117,34 @@ export const grantCommands: CommandSpec[] = [
       const format = outputFormat(values);
       return withManagement(values, io, async (management) => {
         const removed = await management.removeGrant(id);
-        if (format === 'json') io.stdout(`${JSON.stringify(removed, null, 2)}\n`);
+        if (format === 'json') printJson(io, removed);
         io.stderr(`grant ${removed.id} removed: the relay of cluster ${removed.cluster} deletes its binding.\n`);
+        return 0;
+      });
+    },
+  },
+  {
+    words: ['role', 'list'],
+    summary: 'List the roles a grant on a cluster may name.',
+    synopsis: '--cluster C',
+    description: 'The built-in roles every cluster has, and the cluster\'s own ClusterRoles labelled kube-relay.dev/grantable: "true" as its relay last reported them (a relay with --central-grants looks every few seconds).',
+    flags: [{ name: 'cluster', value: 'C', description: 'The cluster.' }, OUTPUT_FLAG, ...MANAGEMENT_FLAGS],
+    examples: ['kube-relay role list --cluster prod-eu'],
+    run({ values }, io) {
+      const cluster = str(values, 'cluster');
+      if (cluster === undefined) throw new UsageError('--cluster is required: the cluster whose roles to list');
+      const format = outputFormat(values);
+      return withManagement(values, io, async (management) => {
+        const roles = await management.listRoles(cluster);
+        if (format === 'json') printJson(io, roles);
+        else {
+          io.stdout(
+            table(
+              ['ROLE', 'CLUSTERROLE', 'SOURCE'],
+              [...roles.builtIn.map((r) => [r.name, r.clusterRole, 'built-in']), ...roles.custom.map((r) => [r.name, r.name, `labelled grantable (reported ${r.reportedAt})`])],
+            ),
+          );
+        }
         return 0;
       });
     },

@@ -3,7 +3,9 @@ import { createLogger } from '../../log.js';
 import { DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../../relay/agent-quotas.js';
 import { startRelay } from '../../relay/server.js';
 import { inClusterUpstream, upstreamFromKubeconfig } from '../../relay/upstream.js';
-import { type CommandSpec, list, required, str, UsageError } from '../command.js';
+import { readFileSync } from 'node:fs';
+import { isDnsLabel } from '../../identity.js';
+import { type CommandSpec, list, required, str, UsageError, type Values } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, httpsUrl, logLevel, optionalHostPort, positiveInteger, readFileFlag, untilSignal } from '../flag-values.js';
 import { dataDir } from '../local-store.js';
 
@@ -35,6 +37,8 @@ export const relayCommands: CommandSpec[] = [
       { name: 'max-stream-duration', value: 'DURATION', description: 'Cut watches, logs -f, exec, attach and port-forward after this long (0: never).', default: '4h' },
       { name: 'max-streams-per-agent', value: 'N', description: 'Long-running requests one agent may hold through this relay at once; more get 429.', default: String(DEFAULT_MAX_STREAMS_PER_AGENT) },
       { name: 'max-requests-per-agent', value: 'N', description: 'Requests one agent may have in flight through this relay at once, long-running ones included; more get 429.', default: String(DEFAULT_MAX_REQUESTS_PER_AGENT) },
+      { name: 'central-grants', description: "Reconcile the cluster's grants (kube-relay grant add) into RoleBindings and ClusterRoleBindings; needs --connector-key-file and the rights of the chart's centralGrants.enabled." },
+      { name: 'lease-namespace', value: 'NS', description: 'With --central-grants: the namespace of the Lease that picks the one relay replica that reconciles.', default: "the pod's namespace, else default" },
     ],
     examples: [
       'kube-relay relay --mode direct --cluster prod-eu --issuer https://127.0.0.1:8443 --issuer-ca-file .kube-relay/tls/ca.crt --listen 127.0.0.1:9443 --kubeconfig ~/.kube/config',
@@ -76,6 +80,8 @@ export const relayCommands: CommandSpec[] = [
         maxStreamDurationMs: duration(str(values, 'max-stream-duration') ?? '4h', '--max-stream-duration'),
         log: createLogger(logLevel(values), { component: 'relay', cluster }),
       };
+      const centralGrants = values['central-grants'] === true ? centralGrantsOptions(values) : undefined;
+      if (centralGrants === undefined && str(values, 'lease-namespace') !== undefined) throw new UsageError('--lease-namespace needs --central-grants');
       const upstream = kubeconfig !== undefined ? upstreamFromKubeconfig(kubeconfig, str(values, 'context')) : inClusterUpstream(io.env);
       const relay = await startRelay({
         mode,
@@ -88,6 +94,7 @@ export const relayCommands: CommandSpec[] = [
         upstream,
         maxStreamsPerAgent,
         maxRequestsPerAgent,
+        centralGrants,
         // In tunnel mode the hub pushes revocations through the tunnel.
         pollRevocations: mode === 'direct' && options.jwksFile === undefined,
       });
@@ -102,6 +109,24 @@ export const relayCommands: CommandSpec[] = [
     },
   },
 ];
+
+/** The connector key (the relay reads its cluster's grants with it) and the Lease's namespace. */
+function centralGrantsOptions(values: Values): { connectorKey: string; leaseNamespace: string } {
+  const connectorKey = (readFileFlag(values, 'connector-key-file') ?? '').trim();
+  if (connectorKey === '') throw new UsageError("--central-grants needs --connector-key-file: the relay reads its cluster's grants from the issuer with the connector key");
+  const leaseNamespace = str(values, 'lease-namespace') ?? podNamespace() ?? 'default';
+  if (!isDnsLabel(leaseNamespace)) throw new UsageError(`--lease-namespace "${leaseNamespace}" is not a namespace name`);
+  return { connectorKey, leaseNamespace };
+}
+
+/** The namespace of the pod's ServiceAccount, as client-go's in-cluster config finds it. */
+function podNamespace(): string | undefined {
+  try {
+    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function failUsage(message: string): never {
   throw new UsageError(message);
