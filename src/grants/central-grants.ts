@@ -72,7 +72,7 @@ export interface RunningCentralGrants {
 export function startCentralGrants(config: CentralGrantsConfig): RunningCentralGrants {
   const api = new KubeApi(config.upstream);
   const election = new LeaderElection(api, { namespace: config.leaseNamespace, name: `kube-relay-grants-${config.cluster}`, log: config.log, ...config.lease });
-  const sync = new GrantSync({ issuer: config.issuer, issuerCa: config.issuerCa, connectorKey: config.connectorKey, api, election, log: config.log, intervalMs: config.syncIntervalMs });
+  const sync = new GrantSync({ cluster: config.cluster, issuer: config.issuer, issuerCa: config.issuerCa, connectorKey: config.connectorKey, api, election, log: config.log, intervalMs: config.syncIntervalMs });
   election.start();
   sync.start();
   return {

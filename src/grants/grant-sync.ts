@@ -20,6 +20,7 @@ export const GRANT_SYNC_INTERVAL_MS = 5_000;
 const REPORT_REFRESH_MS = 60_000;
 
 export interface GrantSyncOptions {
+  cluster: string;
   issuer: string;
   issuerCa?: string | Buffer | undefined;
   connectorKey: string;
@@ -74,7 +75,7 @@ export class GrantSync {
     if (!this.grants) return;
     let result: ReconcileResult;
     try {
-      result = await reconcileGrants(this.options.api, this.grants, this.now());
+      result = await reconcileGrants(this.options.api, this.options.cluster, this.grants, this.now());
     } catch (err) {
       const level = err instanceof KubeUnavailableError ? 'warn' : 'error';
       log[level]('grants not reconciled this time', { error: (err as Error).message });

@@ -2,7 +2,7 @@
  * Grants into RBAC (DESIGN §11), one pass: the cluster's managed bindings
  * are made to match its grants. Each live grant is one binding named
  * `kube-relay-<id>` (a RoleBinding in its namespace, or a ClusterRoleBinding)
- * labelled managed-by kube-relay and with its grant id; a managed binding
+ * labelled managed-by kube-relay, with its cluster and its grant id; a managed binding
  * with no live grant is deleted; a binding without those labels is never
  * changed, even when its name collides (the grant is then reported failed).
  * Drift (a managed binding edited or deleted by hand) is repaired by the
@@ -14,6 +14,8 @@ import { BUILT_IN_ROLES, bindingName, GRANTABLE_LABEL } from './grant.js';
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'kube-relay';
 export const GRANT_LABEL = 'kube-relay.dev/grant';
+/** The kube-relay cluster the binding is for: relays of two registered clusters on one Kubernetes cluster leave each other's bindings alone. */
+export const CLUSTER_LABEL = 'kube-relay.dev/cluster';
 
 const RBAC = '/apis/rbac.authorization.k8s.io/v1';
 
@@ -49,8 +51,8 @@ interface Binding {
   subjects?: { kind: string; apiGroup?: string; name: string; namespace?: string }[];
 }
 
-export async function reconcileGrants(api: KubeApi, grants: ClusterGrant[], now: Date): Promise<ReconcileResult> {
-  const selector = `labelSelector=${encodeURIComponent(`${MANAGED_BY_LABEL}=${MANAGED_BY}`)}`;
+export async function reconcileGrants(api: KubeApi, cluster: string, grants: ClusterGrant[], now: Date): Promise<ReconcileResult> {
+  const selector = `labelSelector=${encodeURIComponent(`${MANAGED_BY_LABEL}=${MANAGED_BY},${CLUSTER_LABEL}=${cluster}`)}`;
   const [grantable, clusterBindings, roleBindings] = await Promise.all([
     api.request<{ items: { metadata: { name: string } }[] }>('GET', `${RBAC}/clusterroles?labelSelector=${encodeURIComponent(`${GRANTABLE_LABEL}=true`)}`),
     api.request<{ items: Binding[] }>('GET', `${RBAC}/clusterrolebindings?${selector}`),
@@ -71,7 +73,7 @@ export async function reconcileGrants(api: KubeApi, grants: ClusterGrant[], now:
       result.outcomes.push({ id: grant.id, state: 'failed', reason: `the cluster has no ClusterRole "${grant.role}" labelled ${GRANTABLE_LABEL}: "true"` });
       continue;
     }
-    const desired = bindingFor(grant, clusterRole);
+    const desired = bindingFor(cluster, grant, clusterRole);
     const place = placeOf(desired);
     wanted.add(place);
     try {
@@ -106,11 +108,11 @@ export async function reconcileGrants(api: KubeApi, grants: ClusterGrant[], now:
   return result;
 }
 
-function bindingFor(grant: ClusterGrant, clusterRole: string): Binding {
+function bindingFor(cluster: string, grant: ClusterGrant, clusterRole: string): Binding {
   return {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: grant.namespace ? 'RoleBinding' : 'ClusterRoleBinding',
-    metadata: { name: bindingName(grant.id), ...(grant.namespace ? { namespace: grant.namespace } : {}), labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [GRANT_LABEL]: grant.id } },
+    metadata: { name: bindingName(grant.id), ...(grant.namespace ? { namespace: grant.namespace } : {}), labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [CLUSTER_LABEL]: cluster, [GRANT_LABEL]: grant.id } },
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: clusterRole },
     subjects: [{ kind: grant.subject.kind, apiGroup: 'rbac.authorization.k8s.io', name: grant.subject.name }],
   };
@@ -131,7 +133,8 @@ function placeOf(binding: Pick<Binding, 'kind' | 'metadata'>): string {
 
 function sameSubjectsAndLabels(existing: Binding, desired: Binding): boolean {
   const subjects = (b: Binding) => JSON.stringify((b.subjects ?? []).map((s) => [s.kind, s.apiGroup ?? '', s.name, s.namespace ?? '']));
-  return subjects(existing) === subjects(desired) && existing.metadata.labels?.[GRANT_LABEL] === desired.metadata.labels?.[GRANT_LABEL];
+  const labels = (b: Binding) => JSON.stringify([MANAGED_BY_LABEL, CLUSTER_LABEL, GRANT_LABEL].map((key) => b.metadata.labels?.[key] ?? ''));
+  return subjects(existing) === subjects(desired) && labels(existing) === labels(desired);
 }
 
 function failureReason(err: unknown, binding: Binding, clusterRole: string): string {

@@ -22,6 +22,10 @@ export interface RelayUnderTest {
   dataDir: string;
   issuer: RunningIssuer;
   relay: RunningRelay;
+  /** The issuer's store, as the operator's CLI sees it. */
+  withRegistry<T>(use: (registry: Registry) => Promise<T>): Promise<T>;
+  /** Another relay replica of the same cluster, configured as the first. */
+  startReplica(): Promise<RunningRelay>;
   /** Creates an agent and returns a kubeconfig whose exec plugin gets its tokens. */
   agent(name: string, teams: string[]): Promise<string>;
   auditRecords(): AuditRecord[];
@@ -32,6 +36,8 @@ export interface RelayUnderTest {
 export interface RelayOptions {
   /** Tunnel mode: where the connector key travels before the relay reads it (the chart's Secret, say); returns what the relay is given. */
   connectorKeyVia?: (key: string) => string;
+  /** Central grants with this relay identity (a kubeconfig with the chart's centralGrants rights) and Lease timings. */
+  centralGrants?: { kubeconfig: string; lease?: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number } };
 }
 
 export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunnel', options: RelayOptions = {}): Promise<RelayUnderTest> {
@@ -50,24 +56,28 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
   const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, audit: { file: path.join(dataDir, 'hub-audit.jsonl') }, log });
   const auditFile = path.join(dataDir, 'audit.jsonl');
   const issuerCa = readFileSync(issuer.caFile!);
-  const relay = await startRelay({
+  const relayConfig: Parameters<typeof startRelay>[0] = {
     mode,
     cluster: CLUSTER_NAME,
     issuer: issuer.url,
     dataDir,
     ...(mode === 'direct' ? { listen: { host: '127.0.0.1', port: 0 } } : { tunnel: { hubUrl: issuer.url, connectorKey, hubCa: issuerCa } }),
     issuerCa,
-    upstream: upstreamFromKubeconfig(cluster.relayKubeconfig),
+    upstream: upstreamFromKubeconfig(options.centralGrants?.kubeconfig ?? cluster.relayKubeconfig),
     audit: { file: auditFile },
     maxStreamDurationMs: 0,
     pollRevocations: true,
+    ...(options.centralGrants ? { centralGrants: { connectorKey, leaseNamespace: 'kube-relay', ...(options.centralGrants.lease ? { lease: options.centralGrants.lease } : {}) } } : {}),
     log,
-  });
+  };
+  const relay = await startRelay(relayConfig);
   await until(() => relay.readiness().ready, 15_000, `the ${mode}-mode relay to be ready (${relay.readiness().waitingFor.join(', ')})`);
   return {
     dataDir,
     issuer,
     relay,
+    withRegistry,
+    startReplica: () => startRelay({ ...relayConfig, ...(mode === 'direct' ? { listen: { host: '127.0.0.1', port: 0 } } : {}), audit: { file: path.join(dataDir, `audit-replica-${Date.now()}.jsonl`) } }),
     async agent(name, teams) {
       const key = await withRegistry((registry) => registry.createAgent(name, ORG, teams));
       const keyFile = path.join(dataDir, `${name}.api-key`);

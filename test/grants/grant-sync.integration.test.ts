@@ -44,7 +44,7 @@ beforeAll(async () => {
   const api = new KubeApi(fake.upstream);
   election = new LeaderElection(api, { namespace: 'kube-relay', name: 'kube-relay-grants-prod', retryPeriodMs: 200, log: createLogger('error') });
   election.start();
-  sync = new GrantSync({ issuer: issuer.url, issuerCa: readFileSync(issuer.caFile!), connectorKey, api, election, log: createLogger('error'), intervalMs: 200 });
+  sync = new GrantSync({ cluster: 'prod', issuer: issuer.url, issuerCa: readFileSync(issuer.caFile!), connectorKey, api, election, log: createLogger('error'), intervalMs: 200 });
   sync.start();
 });
 afterAll(async () => {

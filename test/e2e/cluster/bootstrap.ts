@@ -29,30 +29,35 @@ export async function bootstrapCluster(cluster: Cluster, helm: string): Promise<
   adminKubectl(cluster, ['apply', '-f', path.join(MANIFESTS, 'workload.yaml')]);
   await waitForPodRunning(cluster, 'e2e', 'web');
   await waitForAggregatedRoles(cluster);
-  const token = adminKubectl(cluster, ['create', 'token', 'kube-relay', '-n', 'kube-relay', '--duration', '2h']).trim();
-  const relayKubeconfig = path.join(cluster.dir, 'relay.kubeconfig');
+  return { relayKubeconfig: serviceAccountKubeconfig(cluster, 'kube-relay', path.join(cluster.dir, 'relay.kubeconfig')) };
+}
+
+/** The ServiceAccount and RBAC the chart gives release `release` (extra: more `helm template` arguments). */
+export function relayIdentityFromChart(helm: string, release = 'kube-relay', extra: string[] = []): string {
+  const chart = path.join(ROOT, 'deploy', 'helm', 'kube-relay');
+  return execFileSync(
+    helm,
+    ['template', release, chart, '--namespace', 'kube-relay', '-f', path.join(chart, 'ci', 'tunnel-values.yaml'), ...extra, '--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml'],
+    { encoding: 'utf8' },
+  );
+}
+
+/** A kubeconfig for a ServiceAccount of namespace kube-relay, with a token from the TokenRequest API. */
+export function serviceAccountKubeconfig(cluster: Cluster, serviceAccount: string, file: string): string {
+  const token = adminKubectl(cluster, ['create', 'token', serviceAccount, '-n', 'kube-relay', '--duration', '2h']).trim();
   writeFileSync(
-    relayKubeconfig,
+    file,
     stringify({
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{ name: 'e2e', cluster: { server: cluster.server, 'certificate-authority': cluster.caFile } }],
-      users: [{ name: 'kube-relay', user: { token } }],
-      contexts: [{ name: 'e2e', context: { cluster: 'e2e', user: 'kube-relay' } }],
+      users: [{ name: serviceAccount, user: { token } }],
+      contexts: [{ name: 'e2e', context: { cluster: 'e2e', user: serviceAccount } }],
       'current-context': 'e2e',
     }),
     { mode: 0o600 },
   );
-  return { relayKubeconfig };
-}
-
-function relayIdentityFromChart(helm: string): string {
-  const chart = path.join(ROOT, 'deploy', 'helm', 'kube-relay');
-  return execFileSync(
-    helm,
-    ['template', 'kube-relay', chart, '--namespace', 'kube-relay', '-f', path.join(chart, 'ci', 'tunnel-values.yaml'), '--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml'],
-    { encoding: 'utf8' },
-  );
+  return file;
 }
 
 /** view, edit and admin are filled in by the controller-manager's clusterrole-aggregation controller. */

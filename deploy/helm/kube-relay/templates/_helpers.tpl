@@ -30,3 +30,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "kube-relay.connectorSecretName" -}}
 {{- default (printf "%s-connector" (include "kube-relay.fullname" .)) .Values.existingSecret -}}
 {{- end -}}
+
+{{/* The relay holds the cluster's connector key in tunnel mode, and in direct mode for central grants. */}}
+{{- define "kube-relay.needsConnectorKey" -}}
+{{- if or (eq .Values.mode "tunnel") .Values.centralGrants.enabled }}true{{ end -}}
+{{- end -}}
