@@ -24,8 +24,8 @@ export interface RelayUnderTest {
   relay: RunningRelay;
   /** The issuer's store, as the operator's CLI sees it. */
   withRegistry<T>(use: (registry: Registry) => Promise<T>): Promise<T>;
-  /** Another relay replica of the same cluster, configured as the first. */
-  startReplica(): Promise<RunningRelay>;
+  /** Another relay replica of the same cluster, configured as the first; `sameAddress`: on the first one's listener address (direct mode; the first must be closed). */
+  startReplica(options?: { sameAddress?: boolean }): Promise<RunningRelay>;
   /** Creates an agent and returns a kubeconfig whose exec plugin gets its tokens. */
   agent(name: string, teams: string[]): Promise<string>;
   auditRecords(): AuditRecord[];
@@ -77,7 +77,12 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
     issuer,
     relay,
     withRegistry,
-    startReplica: () => startRelay({ ...relayConfig, ...(mode === 'direct' ? { listen: { host: '127.0.0.1', port: 0 } } : {}), audit: { file: path.join(dataDir, `audit-replica-${Date.now()}.jsonl`) } }),
+    startReplica: ({ sameAddress = false } = {}) =>
+      startRelay({
+        ...relayConfig,
+        ...(mode === 'direct' ? { listen: { host: '127.0.0.1', port: sameAddress ? Number(new URL(relay.url).port) : 0 } } : {}),
+        audit: { file: path.join(dataDir, `audit-replica-${Date.now()}.jsonl`) },
+      }),
     async agent(name, teams) {
       const key = await withRegistry((registry) => registry.createAgent(name, ORG, teams));
       const keyFile = path.join(dataDir, `${name}.api-key`);
@@ -97,8 +102,8 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
         .map((line) => JSON.parse(line) as AuditRecord)
         .filter((record) => record.stage === 'ResponseComplete'); // not the RequestReceived lines
     },
-    async close() {
-      await relay.close();
+    async close(this: RelayUnderTest) {
+      await this.relay.close();
       await issuer.close();
     },
   };

@@ -34,16 +34,17 @@ export async function bootstrapCluster(cluster: Cluster, helm: string): Promise<
 
 /** The ServiceAccount and RBAC the chart gives release `release` (extra: more `helm template` arguments). */
 export function relayIdentityFromChart(helm: string, release = 'kube-relay', extra: string[] = []): string {
+  return chartTemplate(helm, [...extra, '--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml'], release);
+}
+
+/** `helm template` of the relay chart with its CI tunnel values, in namespace kube-relay. */
+export function chartTemplate(helm: string, args: string[], release = 'kube-relay'): string {
   const chart = path.join(ROOT, 'deploy', 'helm', 'kube-relay');
-  return execFileSync(
-    helm,
-    ['template', release, chart, '--namespace', 'kube-relay', '-f', path.join(chart, 'ci', 'tunnel-values.yaml'), ...extra, '--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/rbac.yaml'],
-    { encoding: 'utf8' },
-  );
+  return execFileSync(helm, ['template', release, chart, '--namespace', 'kube-relay', '-f', path.join(chart, 'ci', 'tunnel-values.yaml'), ...args], { encoding: 'utf8' });
 }
 
 /** A kubeconfig for a ServiceAccount of namespace kube-relay, with a token from the TokenRequest API. */
-export function serviceAccountKubeconfig(cluster: Cluster, serviceAccount: string, file: string): string {
+export function serviceAccountKubeconfig(cluster: Pick<Cluster, 'adminKubeconfig' | 'server' | 'caFile'>, serviceAccount: string, file: string): string {
   const token = adminKubectl(cluster, ['create', 'token', serviceAccount, '-n', 'kube-relay', '--duration', '2h']).trim();
   writeFileSync(
     file,
