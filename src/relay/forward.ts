@@ -15,7 +15,7 @@ import type { Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { listHeaderValues } from './authenticate.js';
+import { listHeaderValues } from '../request-stages/authenticate.js';
 import type { Upstream } from './upstream.js';
 
 /** How long a client may keep an upgraded connection half-open after the upstream closed it. */

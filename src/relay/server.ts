@@ -17,13 +17,13 @@ import type { ReconnectBackoff } from '../backoff.js';
 import { TunnelConnector } from '../tunnel/connector.js';
 import { causeOf, DependencyLog } from './dependency-log.js';
 import { Forwarder } from './forward.js';
-import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from './agent-quotas.js';
+import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../request-stages/agent-quotas.js';
 import { LiveStreams } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { checkImpersonationPermissions, MissingPermissionError } from './self-check.js';
-import { RevocationList } from './revocations.js';
-import { TokenVerifier } from './token-verifier.js';
+import { RevocationList } from '../request-stages/revocations.js';
+import { TokenVerifier } from '../request-stages/token-verifier.js';
 import type { Upstream } from './upstream.js';
 
 /** How often readiness re-checks the API server and, until loaded, the issuer keys. */

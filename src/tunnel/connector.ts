@@ -21,9 +21,9 @@ import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import WebSocket from 'ws';
 import { ReconnectBackoff } from '../backoff.js';
 import type { Logger } from '../log.js';
-import type { RevocationEntry } from '../relay/revocations.js';
+import type { RevocationEntry } from '../request-stages/revocations.js';
 import { DialFailureLog, type DialFailure, type DialTarget, dialErrorFailure, httpStatusFailure, tunnelDroppedFailure } from './dial-failures.js';
-import { CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from './hub.js';
+import { CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from '../hub/hub.js';
 import { Keepalive } from './keepalive.js';
 import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream, sessionErrorSummary } from './mux.js';
 

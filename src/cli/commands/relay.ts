@@ -1,6 +1,6 @@
 /** `kube-relay relay`: the enforcement point, in direct or tunnel mode (DESIGN §3, §4, §6). */
 import { createLogger } from '../../log.js';
-import { DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../../relay/agent-quotas.js';
+import { DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../../request-stages/agent-quotas.js';
 import { startRelay } from '../../relay/server.js';
 import { inClusterUpstream, upstreamFromKubeconfig } from '../../relay/upstream.js';
 import { type CommandSpec, list, required, str, UsageError } from '../command.js';

@@ -18,17 +18,17 @@ import type { AuditSink } from '../audit/sink.js';
 import type { Registry } from '../issuer/registry.js';
 import type { Cluster } from '../issuer/store.js';
 import type { Logger } from '../log.js';
-import { writeStatus, writeStatusToSocket } from '../relay/errors.js';
+import { writeStatus, writeStatusToSocket } from '../request-stages/errors.js';
 import { allowHalfClose, createKubernetesProxy } from '../relay/forward.js';
-import { checkRequestTarget } from '../relay/request-target.js';
-import { validatedUpgrade } from '../relay/strip-headers.js';
+import { checkRequestTarget } from '../request-stages/request-target.js';
+import { validatedUpgrade } from '../request-stages/strip-headers.js';
 import { continueIfExpected, discardRefusedBody } from '../request-body.js';
-import { type RevocationEntry, RevocationList } from '../relay/revocations.js';
-import { READINESS_CHANGE_COST, RELAY_CONTROL_BUDGET } from './control-limits.js';
-import { AgentAdmission, ClosingTracker, HubRefusal, refusal } from './hub-admission.js';
-import { registerTunnelGauges, type TunnelGauges } from './hub-metrics.js';
-import { Keepalive } from './keepalive.js';
-import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession, sessionErrorSummary } from './mux.js';
+import { type RevocationEntry, RevocationList } from '../request-stages/revocations.js';
+import { READINESS_CHANGE_COST, RELAY_CONTROL_BUDGET } from '../tunnel/control-limits.js';
+import { AgentAdmission, ClosingTracker, HubRefusal, refusal } from './admission.js';
+import { registerTunnelGauges, type TunnelGauges } from './metrics.js';
+import { Keepalive } from '../tunnel/keepalive.js';
+import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession, sessionErrorSummary } from '../tunnel/mux.js';
 
 export const TUNNEL_PATH = '/v1/tunnel';
 /** The relay states its --cluster in this header; the key decides, a mismatch is refused. */

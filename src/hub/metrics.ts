@@ -1,6 +1,6 @@
 /** The hub's gauges of its tunnels, by cluster (docs/http-api.md lists them). */
 import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
-import type { MuxSession } from './mux.js';
+import type { MuxSession } from '../tunnel/mux.js';
 
 export interface TunnelGauges {
   /** Counted up and down as tunnels come and go. */
