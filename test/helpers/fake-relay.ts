@@ -4,7 +4,7 @@
  */
 import https from 'node:https';
 import WebSocket from 'ws';
-import { CLUSTER_HEADER } from '../../src/hub/hub.js';
+import { CLUSTER_HEADER } from '../../src/tunnel/handshake.js';
 import { MAX_MESSAGE_BYTES } from '../../src/tunnel/mux.js';
 import type { Stack } from './stack.js';
 
