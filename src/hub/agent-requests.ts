@@ -138,8 +138,8 @@ export class AgentRequests {
     checkRequestTarget(rest);
     const identity = await admission.identify(req, cluster);
     // Only now, so that a caller without a valid token learns nothing of which clusters exist. A
-    // connected tunnel proves the cluster exists: the store is asked only without one.
-    if (!tunnels.hasTunnel(cluster) && !(await registry.findCluster(cluster))) throw new HubRefusal(404, 'unknown-cluster', `no cluster named "${cluster}"`, identity);
+    // connected relay proves the cluster exists: the store is asked only without one.
+    if (!tunnels.hasRelay(cluster) && !(await registry.findCluster(cluster))) throw new HubRefusal(404, 'unknown-cluster', `no cluster named "${cluster}"`, identity);
     const session = tunnels.choose(cluster, identity);
     admission.holdSlot(identity, closes);
     return session;

@@ -1,10 +1,16 @@
 /**
- * The tunnels relays hold to this hub (DESIGN §4, §9): the handshake at
+ * The connections relays hold to this hub (DESIGN §4, §9): the handshake at
  * `GET /v1/tunnel`, where the connector key decides the cluster and a relay
- * claiming another is refused; each tunnel's session, keepalive and stated
- * readiness; revocations pushed down every tunnel; and the tunnels of a
- * revoked cluster, or opened with a replaced key, closed. Which tunnel an
- * agent's request takes is chosen here too (`choose`), since only this
+ * claiming another is refused; each connection's session, keepalive and
+ * stated readiness; revocations pushed down every connection; and the
+ * connections of a revoked cluster, or opened with a replaced key, closed.
+ *
+ * A connection is a tunnel (a tunnel-mode relay: agents' requests go down
+ * it) or a control channel (a direct-mode relay with a connector key, which
+ * says so in the handshake: it gets revocations and is known to be there,
+ * but agents reach it at its own listener, never through the hub). The two
+ * are kept apart, so that only tunnels can ever be chosen for a request.
+ * Which tunnel a request takes is chosen here (`choose`), since only this
  * module knows which are ready.
  */
 import type { IncomingMessage } from 'node:http';
@@ -18,7 +24,7 @@ import type { Logger } from '../log.js';
 import { writeStatusToSocket } from '../request-stages/errors.js';
 import type { RevocationEntry, RevocationList } from '../request-stages/revocations.js';
 import { READINESS_CHANGE_COST, RELAY_CONTROL_BUDGET } from '../tunnel/control-limits.js';
-import { CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE } from '../tunnel/handshake.js';
+import { CHANNEL_HEADER, CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, RELAY_CHANNELS, type RelayChannel } from '../tunnel/handshake.js';
 import { Keepalive } from '../tunnel/keepalive.js';
 import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession, sessionErrorSummary } from '../tunnel/mux.js';
 import { HubRefusal } from './admission.js';
@@ -48,7 +54,10 @@ export interface RelayTunnelsOptions {
 }
 
 export class RelayTunnels {
+  /** Cluster → its tunnels: what agents' requests may take. */
   private readonly tunnels = new Map<string, MuxSession[]>();
+  /** Cluster → its direct-mode relays' control channels: never chosen for a request. */
+  private readonly controlChannels = new Map<string, MuxSession[]>();
   /**
    * Tunnels whose relay has not said it is ready: new ones until it does (a
    * relay closes a tunnel that reached a hub replica it holds already, and
@@ -68,9 +77,9 @@ export class RelayTunnels {
   private closing = false;
 
   constructor(private readonly options: RelayTunnelsOptions) {
-    this.gauges = registerTunnelGauges(options.metrics, this.tunnels);
+    this.gauges = registerTunnelGauges(options.metrics, this.tunnels, this.controlChannels);
     options.revocations.onRevoked((entry) => {
-      for (const session of [...this.tunnels.values()].flat()) session.sendControl({ type: 'revocations', items: [entry] });
+      for (const session of this.everySession()) session.sendControl({ type: 'revocations', items: [entry] });
     });
     if (options.replica) {
       const { id, count } = options.replica;
@@ -81,9 +90,9 @@ export class RelayTunnels {
     void this.applyRevocations();
   }
 
-  /** A connected tunnel proves its cluster exists (its key was checked). */
-  hasTunnel(cluster: string): boolean {
-    return this.tunnels.has(cluster);
+  /** A connected relay proves its cluster exists (its key was checked). */
+  hasRelay(cluster: string): boolean {
+    return this.tunnels.has(cluster) || this.controlChannels.has(cluster);
   }
 
   /**
@@ -93,6 +102,7 @@ export class RelayTunnels {
    */
   choose(cluster: string, identity: AgentIdentity): MuxSession {
     // A tunnel whose WebSocket is closing stays listed until its close event; it takes no new streams.
+    // Control channels are not looked at: a cluster with only those has no relay to route to.
     const sessions = (this.tunnels.get(cluster) ?? []).filter((session) => !session.draining && session.connected);
     if (sessions.length === 0) throw new HubRefusal(503, 'no-tunnel', `cluster "${cluster}" has no relay connected to this hub right now`, identity);
     const open = sessions.filter((session) => !session.full);
@@ -114,8 +124,7 @@ export class RelayTunnels {
   async close(drainMs: number): Promise<void> {
     this.closing = true;
     clearInterval(this.watchRegistry);
-    const sessions = [...this.tunnels.values()].flat();
-    await Promise.all(sessions.map((session) => session.drain(drainMs)));
+    await Promise.all([...this.everySession()].map((session) => session.drain(drainMs)));
     this.wss.close();
     for (const client of this.wss.clients) client.terminate();
   }
@@ -133,23 +142,7 @@ export class RelayTunnels {
     try {
       const since = new Date(Date.now() - REVOCATION_HORIZON_MS);
       this.options.revocations.apply((await registry.revocationsSince(since)).map((r) => ({ user: r.subject, revokedAt: r.revokedAt.toISOString() })));
-      for (const [cluster, sessions] of [...this.tunnels]) {
-        if ((await registry.findCluster(cluster))?.revokedAt) {
-          log.warn('closing the tunnels of a revoked cluster', { cluster, tunnels: sessions.length });
-          // Routed nowhere from now on, even while a relay takes its time to answer the close.
-          this.tunnels.delete(cluster);
-          for (const session of sessions) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was revoked');
-          continue;
-        }
-        const stale: MuxSession[] = [];
-        for (const session of sessions) if ((await registry.clusterForKey(this.connectorKeys.get(session) ?? ''))?.name !== cluster) stale.push(session);
-        if (stale.length === 0) continue;
-        log.warn("closing tunnels opened with a cluster's replaced connector key", { cluster, tunnels: stale.length });
-        const current = sessions.filter((session) => !stale.includes(session));
-        if (current.length > 0) this.tunnels.set(cluster, current);
-        else this.tunnels.delete(cluster);
-        for (const session of stale) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was replaced (kube-relay cluster rotate-key): restart the relay with the new key');
-      }
+      for (const connections of [this.tunnels, this.controlChannels]) await this.closeRevoked(connections);
       if (this.registryFailing) log.info('the hub reads revocations from the store again');
       this.registryFailing = false;
     } catch (err) {
@@ -159,6 +152,32 @@ export class RelayTunnels {
     } finally {
       this.readingRegistry = false;
     }
+  }
+
+  /** Closes the connections in `connections` of revoked clusters, and those opened with a key since replaced. */
+  private async closeRevoked(connections: Map<string, MuxSession[]>): Promise<void> {
+    const { registry, log } = this.options;
+    for (const [cluster, sessions] of [...connections]) {
+      if ((await registry.findCluster(cluster))?.revokedAt) {
+        log.warn('closing the tunnels of a revoked cluster', { cluster, tunnels: sessions.length });
+        // Routed nowhere from now on, even while a relay takes its time to answer the close.
+        connections.delete(cluster);
+        for (const session of sessions) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was revoked');
+        continue;
+      }
+      const stale: MuxSession[] = [];
+      for (const session of sessions) if ((await registry.clusterForKey(this.connectorKeys.get(session) ?? ''))?.name !== cluster) stale.push(session);
+      if (stale.length === 0) continue;
+      log.warn("closing tunnels opened with a cluster's replaced connector key", { cluster, tunnels: stale.length });
+      const current = sessions.filter((session) => !stale.includes(session));
+      if (current.length > 0) connections.set(cluster, current);
+      else connections.delete(cluster);
+      for (const session of stale) session.close(KEY_REVOKED_CLOSE_CODE, 'the connector key was replaced (kube-relay cluster rotate-key): restart the relay with the new key');
+    }
+  }
+
+  private *everySession(): Iterable<MuxSession> {
+    for (const connections of [this.tunnels, this.controlChannels]) for (const sessions of connections.values()) yield* sessions;
   }
 
   private async acceptTunnel(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -182,17 +201,24 @@ export class RelayTunnels {
       writeStatusToSocket(socket, 401, 'the connector key is not valid (unknown or revoked)');
       return;
     }
+    const channel = (req.headers[CHANNEL_HEADER] ?? 'tunnel') as RelayChannel;
+    if (!RELAY_CHANNELS.includes(channel)) {
+      log.warn('tunnel refused: unknown channel', { cluster: cluster.name, channel: String(channel).slice(0, 64) });
+      writeStatusToSocket(socket, 400, `${CHANNEL_HEADER} must be one of ${RELAY_CHANNELS.join(', ')}`);
+      return;
+    }
     const claimed = req.headers[CLUSTER_HEADER];
     if (claimed !== cluster.name) {
       log.warn('tunnel refused: relay claims another cluster', { keyCluster: cluster.name, claimed });
       writeStatusToSocket(socket, 401, `the connector key is for cluster "${cluster.name}", not "${String(claimed)}"`);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register(cluster.name, key!, ws, socket));
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register(cluster.name, channel, key!, ws, socket));
   }
 
-  private register(cluster: string, connectorKey: string, ws: WebSocket, transport: Duplex): void {
+  private register(cluster: string, channel: RelayChannel, connectorKey: string, ws: WebSocket, transport: Duplex): void {
     const { log } = this.options;
+    const connections = channel === 'tunnel' ? this.tunnels : this.controlChannels;
     const session = new MuxSession(ws, {
       role: 'client',
       transport,
@@ -206,10 +232,10 @@ export class RelayTunnels {
     const recent: RevocationEntry[] = this.options.revocations.entries();
     for (let i = 0; i < recent.length; i += REVOCATIONS_PER_MESSAGE) session.sendControl({ type: 'revocations', items: recent.slice(i, i + REVOCATIONS_PER_MESSAGE) });
     this.unready.add(session);
-    const sessions = this.tunnels.get(cluster) ?? [];
+    const sessions = connections.get(cluster) ?? [];
     sessions.push(session);
-    this.tunnels.set(cluster, sessions);
-    this.gauges.connected.inc({ cluster });
+    connections.set(cluster, sessions);
+    if (channel === 'tunnel') this.gauges.connected.inc({ cluster });
     const keepalive = new Keepalive(() => session.ping(), () => ws.terminate(), this.options.keepaliveMs);
     ws.on('pong', () => keepalive.alive());
     ws.on('message', () => keepalive.alive());
@@ -223,20 +249,22 @@ export class RelayTunnels {
       statedReady = message.ready;
       if (message.ready) {
         this.unready.delete(session);
-        log.debug('relay ready', { cluster });
+        log.debug('relay ready', { cluster, channel });
       } else {
         this.unready.add(session);
-        log.info('relay not ready: it gets requests only while no other relay of its cluster is ready', { cluster });
+        if (channel === 'tunnel') log.info('relay not ready: it gets requests only while no other relay of its cluster is ready', { cluster });
+        else log.info('direct-mode relay not ready', { cluster, channel });
       }
     });
     session.on('close', () => {
       keepalive.stop();
-      const remaining = (this.tunnels.get(cluster) ?? []).filter((s) => s !== session);
-      if (remaining.length > 0) this.tunnels.set(cluster, remaining);
-      else this.tunnels.delete(cluster);
-      this.gauges.connected.dec({ cluster });
-      log.info('tunnel disconnected', { cluster });
+      const remaining = (connections.get(cluster) ?? []).filter((s) => s !== session);
+      if (remaining.length > 0) connections.set(cluster, remaining);
+      else connections.delete(cluster);
+      if (channel === 'tunnel') this.gauges.connected.dec({ cluster });
+      log.info(channel === 'tunnel' ? 'tunnel disconnected' : 'control channel disconnected', { cluster });
     });
-    log.info('tunnel connected', { cluster, tunnels: sessions.length });
+    if (channel === 'tunnel') log.info('tunnel connected', { cluster, tunnels: sessions.length });
+    else log.info('control channel connected: a direct-mode relay, never sent requests', { cluster, controlChannels: sessions.length });
   }
 }

@@ -15,6 +15,11 @@
  * one tunnel per distinct replica, as Konnectivity agents do, so whichever
  * replica an agent's request lands on holds a tunnel to this cluster. A
  * dial that lands on a replica already held is closed and tried again.
+ *
+ * A direct-mode relay given a connector key dials the same way for a
+ * control channel (`channel: 'control'`, said in the handshake): the hub
+ * pushes revocations down it and knows the relay is there, but opens no
+ * stream on it, and this end refuses one if it tried.
  */
 import type { Duplex } from 'node:stream';
 import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
@@ -23,7 +28,7 @@ import { ReconnectBackoff } from '../backoff.js';
 import type { Logger } from '../log.js';
 import type { RevocationEntry } from '../request-stages/revocations.js';
 import { DialFailureLog, type DialFailure, type DialTarget, dialErrorFailure, httpStatusFailure, tunnelDroppedFailure } from './dial-failures.js';
-import { CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from './handshake.js';
+import { CHANNEL_HEADER, CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, RELAY_VERSION_HEADER, type RelayChannel, TUNNEL_PATH } from './handshake.js';
 import { Keepalive } from './keepalive.js';
 import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream, sessionErrorSummary } from './mux.js';
 
@@ -35,7 +40,12 @@ export interface ConnectorOptions {
   hubCa?: string | Buffer | undefined;
   /** Where hubCa came from, for the log of a failed TLS handshake: "the CA file /etc/ca.crt (--issuer-ca-file)". */
   hubCaDescription?: string | undefined;
-  onStream(stream: MuxStream): void;
+  /** `tunnel` (default): agents' requests arrive as streams; `control`: a direct-mode relay's control channel, which takes none. */
+  channel?: RelayChannel;
+  /** This relay's version, told to the hub in the handshake. */
+  version?: string;
+  /** Each stream the hub opens (a tunnel only). */
+  onStream?(stream: MuxStream): void;
   /** Revocations the hub pushed (DESIGN §2). */
   onRevocations?(entries: RevocationEntry[]): void;
   /** The hub refused the connector key (401): the relay will not reconnect. */
@@ -69,6 +79,7 @@ export class TunnelConnector {
   private ready = true;
   private readinessPoll: NodeJS.Timeout | undefined;
   readonly url: string;
+  readonly channel: RelayChannel;
   /** The hub as dialled, for the log of a failed dial. */
   readonly dialTarget: DialTarget;
   /** Every tunnel still open, current or draining after a GOAWAY. */
@@ -77,6 +88,7 @@ export class TunnelConnector {
   readonly rtt: Gauge;
 
   constructor(readonly options: ConnectorOptions) {
+    this.channel = options.channel ?? 'tunnel';
     const hub = new URL(options.hubUrl);
     if (hub.protocol !== 'https:' && hub.protocol !== 'http:') throw new Error(`--hub ${options.hubUrl} is not an https URL`);
     hub.protocol = hub.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -92,7 +104,7 @@ export class TunnelConnector {
     const held = this.held;
     new Gauge({
       name: 'kube_relay_tunnel_connected',
-      help: 'Tunnels up, one per hub replica reached (1 with a single hub).',
+      help: 'Tunnels up (a direct-mode relay: control channels), one per hub replica reached (1 with a single hub).',
       registers,
       collect() {
         this.set(held.size);
@@ -246,7 +258,12 @@ class TunnelLink {
     const { options } = this.connector;
     const log = this.log;
     const socket = new WebSocket(this.connector.url, {
-      headers: { authorization: `Bearer ${options.connectorKey}`, [CLUSTER_HEADER]: options.cluster },
+      headers: {
+        authorization: `Bearer ${options.connectorKey}`,
+        [CLUSTER_HEADER]: options.cluster,
+        [CHANNEL_HEADER]: this.connector.channel,
+        ...(options.version ? { [RELAY_VERSION_HEADER]: options.version } : {}),
+      },
       ...(options.hubCa ? { ca: options.hubCa } : {}),
       perMessageDeflate: false,
       maxPayload: MAX_MESSAGE_BYTES,
@@ -297,7 +314,7 @@ class TunnelLink {
       }
       openedAt = Date.now();
       this.duplicateBackoff.reset();
-      const session = new MuxSession(socket, { role: 'server', ...(transport ? { transport } : {}) });
+      const session = new MuxSession(socket, { role: 'server', acceptStreams: this.connector.channel === 'tunnel', ...(transport ? { transport } : {}) });
       let pingSentAt = 0;
       const keepalive = new Keepalive(
         () => {
@@ -316,7 +333,7 @@ class TunnelLink {
       });
       socket.on('message', () => keepalive.alive());
       keepalive.start();
-      session.on('stream', (stream: MuxStream) => options.onStream(stream));
+      session.on('stream', (stream: MuxStream) => (options.onStream ? options.onStream(stream) : stream.destroy()));
       session.on('control', (message: { type?: unknown; items?: unknown }) => {
         if (message?.type === 'revocations' && Array.isArray(message.items)) options.onRevocations?.(message.items as RevocationEntry[]);
       });

@@ -13,3 +13,13 @@ export const HUB_REPLICA_HEADER = 'x-kube-relay-hub-replica';
 export const HUB_REPLICAS_HEADER = 'x-kube-relay-hub-replicas';
 /** WebSocket close code for a tunnel whose connector key was revoked while it was connected (4000-4999: private use). */
 export const KEY_REVOKED_CLOSE_CODE = 4401;
+/**
+ * What the relay's connection is for: `tunnel` (the default when absent)
+ * carries agents' requests; `control` (a direct-mode relay given a connector
+ * key) carries only control messages, and the hub never routes a request to it.
+ */
+export const CHANNEL_HEADER = 'x-kube-relay-channel';
+export type RelayChannel = 'tunnel' | 'control';
+export const RELAY_CHANNELS: readonly RelayChannel[] = ['tunnel', 'control'];
+/** The relay's kube-relay version (package.json), for the hub's cluster status. */
+export const RELAY_VERSION_HEADER = 'x-kube-relay-version';
