@@ -5,9 +5,12 @@
  * `/clusters/<name>/…` (agent-requests.ts), admitted here before anything
  * enters a tunnel (admission.ts) with the same stages the relay runs
  * (src/request-stages). The tunnel itself is only a transport
- * (src/tunnel). The hub keeps no state but live tunnels.
+ * (src/tunnel). The hub keeps no state but live tunnels, which it records
+ * in the store (connection-records.ts) so that any replica can tell a
+ * cluster's status.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { JSONWebKeySet } from 'jose';
 import type { Registry as MetricsRegistry } from 'prom-client';
@@ -18,6 +21,7 @@ import { RevocationList } from '../request-stages/revocations.js';
 import { TUNNEL_PATH } from '../tunnel/handshake.js';
 import { AgentAdmission } from './admission.js';
 import { AgentRequests } from './agent-requests.js';
+import { ConnectionRecords } from './connection-records.js';
 import { RelayTunnels } from './relay-tunnels.js';
 
 export interface HubOptions {
@@ -37,21 +41,26 @@ export interface HubOptions {
   maxStreamsPerTunnel?: number | undefined;
   /** Requests one agent may have in flight through the hub at once (default DEFAULT_MAX_REQUESTS_PER_AGENT). */
   maxRequestsPerAgent?: number | undefined;
-  /** This replica's id and the number of hub replicas behind the public URL (default: one). */
+  /** This replica's id and the number of hub replicas behind the public URL (default: one, named after the host). */
   replica?: { id: string; count: number } | undefined;
+  /** How often the store's record of the relay connections held here is refreshed (default RELAY_HEARTBEAT_MS; tests shorten it). */
+  relayHeartbeatMs?: number | undefined;
 }
 
 export class TunnelHub {
   private readonly tunnels: RelayTunnels;
   private readonly agents: AgentRequests;
+  private readonly records: ConnectionRecords;
 
   constructor(options: HubOptions) {
     const { registry, metrics, log } = options;
     const revocations = new RevocationList();
+    this.records = new ConnectionRecords({ store: registry, hubReplica: options.replica?.id ?? hostname(), heartbeatMs: options.relayHeartbeatMs, log });
     this.tunnels = new RelayTunnels({
       registry,
       revocations,
       metrics,
+      records: this.records,
       log,
       keepaliveMs: options.keepaliveMs,
       stallTimeoutMs: options.stallTimeoutMs,
@@ -84,5 +93,6 @@ export class TunnelHub {
    */
   async close(drainMs: number): Promise<void> {
     await this.tunnels.close(drainMs);
+    await this.records.stop();
   }
 }

@@ -24,11 +24,13 @@ import type { Logger } from '../log.js';
 import { writeStatusToSocket } from '../request-stages/errors.js';
 import type { RevocationEntry, RevocationList } from '../request-stages/revocations.js';
 import { READINESS_CHANGE_COST, RELAY_CONTROL_BUDGET } from '../tunnel/control-limits.js';
-import { CHANNEL_HEADER, CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, RELAY_CHANNELS, type RelayChannel } from '../tunnel/handshake.js';
+import { CHANNEL_HEADER, CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, RELAY_CHANNELS, RELAY_VERSION_HEADER, type RelayChannel } from '../tunnel/handshake.js';
 import { Keepalive } from '../tunnel/keepalive.js';
 import { MAX_MESSAGE_BYTES, MAX_STREAMS, MuxSession, sessionErrorSummary } from '../tunnel/mux.js';
 import { HubRefusal } from './admission.js';
+import type { ConnectionRecords } from './connection-records.js';
 import { registerTunnelGauges, type TunnelGauges } from './metrics.js';
+import { relayVersionOf, type StatedReadiness, statedReadiness } from './relay-statements.js';
 
 /** How often the hub reads revocations (agents and clusters) from the store, where another process may have written them. */
 const REGISTRY_WATCH_INTERVAL_MS = 1_000;
@@ -41,6 +43,8 @@ export interface RelayTunnelsOptions {
   /** The hub's list: filled from the store here, read by the hub's admission. */
   revocations: RevocationList;
   metrics: MetricsRegistry;
+  /** Where each connection's coming, readiness and going are recorded, for cluster status. */
+  records: ConnectionRecords;
   log: Logger;
   keepaliveMs?: number | undefined;
   /** How long a relay may read nothing while the hub holds bytes for it before its tunnel is closed (default 30 s; tests shorten it). */
@@ -213,10 +217,11 @@ export class RelayTunnels {
       writeStatusToSocket(socket, 401, `the connector key is for cluster "${cluster.name}", not "${String(claimed)}"`);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register(cluster.name, channel, key!, ws, socket));
+    const relayVersion = relayVersionOf(req.headers[RELAY_VERSION_HEADER]);
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.register({ cluster: cluster.name, channel, relayVersion }, key!, ws, socket));
   }
 
-  private register(cluster: string, channel: RelayChannel, connectorKey: string, ws: WebSocket, transport: Duplex): void {
+  private register({ cluster, channel, relayVersion }: { cluster: string; channel: RelayChannel; relayVersion: string | undefined }, connectorKey: string, ws: WebSocket, transport: Duplex): void {
     const { log } = this.options;
     const connections = channel === 'tunnel' ? this.tunnels : this.controlChannels;
     const session = new MuxSession(ws, {
@@ -241,19 +246,25 @@ export class RelayTunnels {
     ws.on('message', () => keepalive.alive());
     keepalive.start();
     session.on('error', (err: Error) => log.warn(sessionErrorSummary(err, 'relay'), { cluster, error: err.message }));
-    let statedReady: boolean | undefined;
-    session.on('control', (message: { type?: unknown; ready?: unknown }) => {
+    const record = this.options.records.opened({ cluster, mode: channel === 'tunnel' ? 'tunnel' : 'direct', relayVersion });
+    let stated: StatedReadiness | undefined;
+    session.on('control', (message: unknown) => {
+      const readiness = statedReadiness(message);
       // Readiness said again changes nothing and is not logged again (issue 14: 200 000 of them wrote 37 MB of log).
-      if (message?.type !== 'ready' || typeof message.ready !== 'boolean' || message.ready === statedReady) return;
-      if (!session.chargeControl(READINESS_CHANGE_COST)) return;
-      statedReady = message.ready;
-      if (message.ready) {
+      if (!readiness || (readiness.ready === stated?.ready && readiness.reason === stated.reason)) return;
+      // Only a flip is logged and reroutes, and costs that; a new reason is recorded (writes are batched) and costs its frame.
+      const flipped = readiness.ready !== stated?.ready;
+      if (flipped && !session.chargeControl(READINESS_CHANGE_COST)) return;
+      stated = readiness;
+      this.options.records.readiness(record, readiness.ready, readiness.reason);
+      if (!flipped) return;
+      if (readiness.ready) {
         this.unready.delete(session);
         log.debug('relay ready', { cluster, channel });
       } else {
         this.unready.add(session);
-        if (channel === 'tunnel') log.info('relay not ready: it gets requests only while no other relay of its cluster is ready', { cluster });
-        else log.info('direct-mode relay not ready', { cluster, channel });
+        if (channel === 'tunnel') log.info('relay not ready: it gets requests only while no other relay of its cluster is ready', { cluster, reason: readiness.reason });
+        else log.info('direct-mode relay not ready', { cluster, channel, reason: readiness.reason });
       }
     });
     session.on('close', () => {
@@ -262,6 +273,7 @@ export class RelayTunnels {
       if (remaining.length > 0) connections.set(cluster, remaining);
       else connections.delete(cluster);
       if (channel === 'tunnel') this.gauges.connected.dec({ cluster });
+      this.options.records.closed(record);
       log.info(channel === 'tunnel' ? 'tunnel disconnected' : 'control channel disconnected', { cluster });
     });
     if (channel === 'tunnel') log.info('tunnel connected', { cluster, tunnels: sessions.length });

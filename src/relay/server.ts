@@ -216,7 +216,10 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       ...(channel === 'tunnel' ? { onStream: (stream: MuxStream) => server.emit('connection', stream) } : {}),
       onRevocations: (entries) => revocations.apply(entries),
       onRefused: (reason) => reportFatal(new Error(`the hub refused this relay's connector key for cluster "${config.cluster}": ${reason}`)),
-      ready: () => unmet().length === 0,
+      readiness: () => {
+        const waitingFor = unmet();
+        return waitingFor.length === 0 ? { ready: true } : { ready: false, reason: `waiting for ${waitingFor.join(', ')}` };
+      },
       log: channel === 'tunnel' ? log : log.child({ channel }),
       metrics: metrics.registry,
     });

@@ -32,6 +32,12 @@ import { CHANNEL_HEADER, CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER
 import { Keepalive } from './keepalive.js';
 import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream, sessionErrorSummary } from './mux.js';
 
+export interface RelayReadiness {
+  ready: boolean;
+  /** Why not, when not ready: "waiting for …". */
+  reason?: string;
+}
+
 export interface ConnectorOptions {
   hubUrl: string;
   cluster: string;
@@ -50,8 +56,8 @@ export interface ConnectorOptions {
   onRevocations?(entries: RevocationEntry[]): void;
   /** The hub refused the connector key (401): the relay will not reconnect. */
   onRefused?(reason: string): void;
-  /** Whether the relay can serve requests now (told to the hub, which prefers ready relays). */
-  ready?(): boolean;
+  /** Whether the relay can serve requests now, and why not (told to the hub, which prefers ready relays and shows it in cluster status). */
+  readiness?(): RelayReadiness;
   log: Logger;
   metrics: MetricsRegistry;
   /** Reconnect timing, one per tunnel (tests shorten it). */
@@ -76,7 +82,7 @@ export class TunnelConnector {
   /** Hub replicas, as the last handshake told. */
   private replicas = 1;
   private refused = false;
-  private ready = true;
+  private readiness: RelayReadiness = { ready: true };
   private readinessPoll: NodeJS.Timeout | undefined;
   readonly url: string;
   readonly channel: RelayChannel;
@@ -146,12 +152,13 @@ export class TunnelConnector {
 
   start(): void {
     this.addLink();
-    const { ready } = this.options;
-    if (!ready) return;
-    this.ready = ready();
+    const { readiness } = this.options;
+    if (!readiness) return;
+    this.readiness = readiness();
     this.readinessPoll = setInterval(() => {
-      if (ready() === this.ready) return;
-      this.ready = !this.ready;
+      const now = readiness();
+      if (now.ready === this.readiness.ready && now.reason === this.readiness.reason) return;
+      this.readiness = now;
       for (const session of this.sessions) this.tellReadiness(session);
     }, READINESS_POLL_MS);
     this.readinessPoll.unref();
@@ -163,7 +170,9 @@ export class TunnelConnector {
    * that say they are.
    */
   tellReadiness(session: MuxSession): void {
-    if (this.options.ready) session.sendControl({ type: 'ready', ready: this.ready });
+    if (!this.options.readiness) return;
+    const { ready, reason } = this.readiness;
+    session.sendControl({ type: 'ready', ready, ...(ready || reason === undefined ? {} : { reason }) });
   }
 
   /** Stops dialling, tells the hub GOAWAY and lets the streams in flight finish (up to `drainMs`). */

@@ -55,7 +55,7 @@ export interface StackOptions {
   /** Direct mode: the relay also holds a control channel to the hub (the issuer) with the cluster's connector key. */
   controlChannel?: boolean;
   relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'revocationPollIntervalMs' | 'limits' | 'maxStreamsPerAgent' | 'maxRequestsPerAgent' | 'audit'>>;
-  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'maxRequestsPerAgent' | 'tunnelStallTimeoutMs' | 'log' | 'adminListen'>>;
+  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'maxRequestsPerAgent' | 'tunnelStallTimeoutMs' | 'log' | 'adminListen' | 'hubReplica' | 'relayHeartbeatMs'>>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
