@@ -22,11 +22,12 @@
  * stream on it, and this end refuses one if it tried.
  */
 import type { Duplex } from 'node:stream';
-import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import type { Counter, Gauge, Registry as MetricsRegistry } from 'prom-client';
 import WebSocket from 'ws';
 import { ReconnectBackoff } from '../backoff.js';
 import type { Logger } from '../log.js';
 import type { RevocationEntry } from '../request-stages/revocations.js';
+import { registerConnectorMetrics } from './connector-metrics.js';
 import { DialFailureLog, type DialFailure, type DialTarget, dialErrorFailure, httpStatusFailure, tunnelDroppedFailure } from './dial-failures.js';
 import { CHANNEL_HEADER, CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, RELAY_VERSION_HEADER, type RelayChannel, TUNNEL_PATH } from './handshake.js';
 import { Keepalive } from './keepalive.js';
@@ -106,36 +107,18 @@ export class TunnelConnector {
       caGiven: options.hubCa !== undefined,
       handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
     };
-    const registers = [options.metrics];
-    const held = this.held;
-    new Gauge({
-      name: 'kube_relay_tunnel_connected',
-      help: 'Tunnels up (a direct-mode relay: control channels), one per hub replica reached (1 with a single hub).',
-      registers,
-      collect() {
-        this.set(held.size);
-      },
-    });
     const connector = this;
-    new Gauge({
-      name: 'kube_relay_tunnel_hub_replicas',
-      help: 'Hub replicas the hub says there are; the relay keeps a tunnel to each.',
-      registers,
-      collect() {
-        this.set(connector.replicas);
+    const metrics = registerConnectorMetrics(options.metrics, {
+      get heldReplicas() {
+        return connector.held.size;
       },
-    });
-    this.reconnects = new Counter({ name: 'kube_relay_tunnel_reconnects_total', help: 'Tunnel connections dialled after the first.', registers });
-    this.rtt = new Gauge({ name: 'kube_relay_tunnel_rtt_seconds', help: 'Round trip of the last tunnel ping.', registers });
-    const sessions = this.sessions;
-    new Gauge({
-      name: 'kube_relay_tunnel_open_streams',
-      help: "Streams open on this relay's tunnels.",
-      registers,
-      collect() {
-        this.set([...sessions].reduce((sum, session) => sum + session.openStreams, 0));
+      get replicas() {
+        return connector.replicas;
       },
+      sessions: this.sessions,
     });
+    this.reconnects = metrics.reconnects;
+    this.rtt = metrics.rtt;
   }
 
   /** Ready: at least one tunnel takes new streams. */

@@ -69,6 +69,8 @@ async function recordingHub(): Promise<{ url: string; handshakes: IncomingHttpHe
   const server = http.createServer((_req, res) => res.writeHead(404).end());
   server.on('upgrade', (req: http.IncomingMessage, socket) => {
     handshakes.push(req.headers);
+    // The relay drops the connection once it has read the answer; a reset then must not be an uncaught error here.
+    socket.on('error', () => socket.destroy());
     const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'refused by the recording hub', code: 401 });
     socket.end(`HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });
