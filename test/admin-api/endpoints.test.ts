@@ -228,7 +228,6 @@ describe('request validation and authentication', () => {
   });
 
   it.each([
-    ['GET', '/v1/clusters/acme-prod/status', /issue 16 item 5/],
     ['GET', '/v1/grants', /DESIGN §11/],
     ['POST', '/v1/grants', /DESIGN §11/],
     ['DELETE', '/v1/grants/g1', /DESIGN §11/],
