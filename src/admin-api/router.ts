@@ -9,8 +9,8 @@
  * type (422 naming the field otherwise); whether a name is a DNS label is
  * the Registry's rule, the same on the local CLI's path. Every change is
  * written to the audit trail as a `kind: "admin"` record (docs/audit.md).
- * The endpoints later issues fill (cluster status, grants, policy,
- * sessions, audit) authenticate and answer 501 until then.
+ * The endpoints later issues fill (grants, policy, sessions, audit)
+ * authenticate and answer 501 until then.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminCaller } from '../control/caller.js';

@@ -8,6 +8,7 @@
  */
 import { AdminApiClient } from '../admin-api/client.js';
 import { OPERATOR } from '../control/caller.js';
+import { type ClusterStatus, clusterStatus } from '../control/cluster-status.js';
 import * as ops from '../control/operations.js';
 import { type AdminView, adminView, type AgentView, agentView, type ClusterView, clusterView } from '../control/views.js';
 import type { Registry } from '../issuer/registry.js';
@@ -28,6 +29,7 @@ export interface Management {
   listAdmins(): Promise<AdminView[]>;
   revokeAdmin(name: string): Promise<AdminView>;
   rotateAdminKey(name: string): Promise<{ admin: AdminView; adminKey: string }>;
+  clusterStatus(name: string): Promise<ClusterStatus>;
 }
 
 export const REMOTE_FLAGS: FlagSpec[] = [
@@ -111,6 +113,7 @@ function localManagement(registry: Registry): Management {
       const rotated = await ops.rotateAdminKey(registry, OPERATOR, name);
       return { admin: adminView(rotated.admin), adminKey: rotated.adminKey };
     },
+    clusterStatus: (name) => clusterStatus(registry, OPERATOR, name),
   };
 }
 
@@ -152,5 +155,6 @@ function remoteManagement(api: AdminApiClient): Management {
       const { view, secret } = split<AdminView, 'adminKey'>(await api.post(path('admins', name, '/keys')), 'adminKey');
       return { admin: view, adminKey: secret };
     },
+    clusterStatus: (name) => api.get<ClusterStatus>(path('clusters', name, '/status')),
   };
 }
