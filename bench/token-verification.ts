@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { TokenVerifier } from '../src/relay/token-verifier.js';
+import { TokenVerifier } from '../src/request-stages/token-verifier.js';
 
 export interface VerificationFigures {
   distinctPerSecond: number;

@@ -13,8 +13,8 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { type ConnectionLimits, connectionLimitsWith, limitConnections } from './connection-limits.js';
 import type { Logger } from './log.js';
-import { headerValues } from './relay/authenticate.js';
-import { writeStatus, writeStatusToSocket } from './relay/errors.js';
+import { headerValues } from './request-stages/authenticate.js';
+import { writeStatus, writeStatusToSocket } from './request-stages/errors.js';
 import { discardRefusedBody } from './request-body.js';
 
 /** Room for an 8 KiB token twice over (header or WebSocket subprotocol) and everything kubectl sends. */

@@ -14,6 +14,7 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminCaller } from '../control/caller.js';
+import { clusterStatus } from '../control/cluster-status.js';
 import * as ops from '../control/operations.js';
 import { ApiError } from '../issuer/api-error.js';
 import { type AuthFailureBrakes, type FailureBudget, FailureLimiter } from '../issuer/failure-limiter.js';
@@ -126,7 +127,7 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
     audit(req, res, 'create', objectOf('cluster', created.cluster));
     send(res, 201, { ...clusterView(created.cluster), connectorKey: created.connectorKey });
   });
-  router.get('/v1/clusters/:name/status', authenticate, notImplemented('cluster status', 'issue 16 item 5'));
+  router.get('/v1/clusters/:name/status', authenticate, async (req, res) => send(res, 200, await clusterStatus(deps.registry, caller(res), param(req))));
   router.get('/v1/clusters/:name', authenticate, async (req, res) => {
     send(res, 200, clusterView(await ops.getCluster(deps.registry, caller(res), param(req))));
   });

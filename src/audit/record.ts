@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { AgentIdentity } from '../identity.js';
-import { headerValues, TOKEN_QUERY_PARAMETERS } from '../relay/authenticate.js';
+import { headerValues, TOKEN_QUERY_PARAMETERS } from '../request-stages/authenticate.js';
 import { FIELD_LIMITS, truncated, truncatedList } from './bounded-fields.js';
 import { parseRequestInfo, type RequestInfo } from './request-info.js';
 

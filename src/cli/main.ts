@@ -5,7 +5,7 @@
  * hands the rest to the command's declaration (src/cli/commands). Misuse
  * prints a sentence on stderr and exits 2; failures exit 1.
  */
-import { readFileSync } from 'node:fs';
+import { version } from '../version.js';
 import { InvalidInputError } from '../issuer/registry.js';
 import { AlreadyExistsError } from '../issuer/store.js';
 import { UpstreamConfigError } from '../relay/upstream.js';
@@ -20,11 +20,6 @@ const defaultIo: Io = {
   stderr: (text) => process.stderr.write(text),
   env: process.env,
 };
-
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 export async function main(argv: string[], io: Io = defaultIo): Promise<number> {
   try {

@@ -8,6 +8,7 @@
  */
 import { AdminApiClient } from '../admin-api/client.js';
 import { OPERATOR } from '../control/caller.js';
+import { type ClusterStatus, clusterStatus } from '../control/cluster-status.js';
 import * as ops from '../control/operations.js';
 import * as grants from '../control/grants.js';
 import type { GrantRequest } from '../control/grants.js';
@@ -35,6 +36,7 @@ export interface Management {
   listGrants(filter: { cluster?: string | undefined; agent?: string | undefined; group?: string | undefined }): Promise<GrantView[]>;
   removeGrant(id: string): Promise<GrantView>;
   listRoles(cluster: string): Promise<grants.ClusterRoles>;
+  clusterStatus(name: string): Promise<ClusterStatus>;
 }
 
 export const REMOTE_FLAGS: FlagSpec[] = [
@@ -129,6 +131,7 @@ function localManagement(registry: Registry): Management {
       return grantView(await grants.removeGrant(registry, OPERATOR, id), new Date());
     },
     listRoles: (cluster) => grants.listRoles(registry, OPERATOR, cluster),
+    clusterStatus: (name) => clusterStatus(registry, OPERATOR, name),
   };
 }
 
@@ -178,5 +181,6 @@ function remoteManagement(api: AdminApiClient): Management {
     },
     removeGrant: (id) => api.delete<GrantView>(`/v1/grants/${encodeURIComponent(id)}`),
     listRoles: (cluster) => api.get<grants.ClusterRoles>(path('clusters', cluster, '/roles')),
+    clusterStatus: (name) => api.get<ClusterStatus>(path('clusters', name, '/status')),
   };
 }

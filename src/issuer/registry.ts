@@ -1,6 +1,6 @@
 /**
  * Agents, clusters and admins: creation with a key shown once, lookup by
- * key, and revocation. Input is validated here, so the CLI and the admin API
+ * key, and revocation; the relay connections hub replicas record. Input is validated here, so the CLI and the admin API
  * share one set of rules and sentences. The Registry does no authorization:
  * it is the operator's view of the store; src/control puts the caller's org
  * check in front of it (DESIGN §10, STYLE 12).
@@ -8,7 +8,7 @@
 import { isDnsLabel } from '../identity.js';
 import { generateKey, hashKey, hashesEqual, keyKindOf } from './secrets.js';
 import type { GrantStore } from './store/grant-sql.js';
-import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter } from './store.js';
+import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type RelayConnection } from './store.js';
 
 /** Input a person can correct (the admin API answers 422). */
 export class InvalidInputError extends Error {}
@@ -168,6 +168,28 @@ export class Registry {
 
   revocationsSince(since: Date) {
     return this.store.revocationsSince(since);
+  }
+
+  // Relay connections, for cluster status: written by the hub replica that holds them, read by any.
+
+  saveRelayConnections(connections: readonly RelayConnection[]): Promise<void> {
+    return this.store.saveRelayConnections(connections);
+  }
+
+  touchRelayConnections(ids: readonly string[], at: Date): Promise<void> {
+    return this.store.touchRelayConnections(ids, at);
+  }
+
+  purgeRelayConnections(before: Date): Promise<number> {
+    return this.store.purgeRelayConnections(before);
+  }
+
+  liveRelayConnections(cluster: string, now: Date = this.now()): Promise<RelayConnection[]> {
+    return this.store.liveRelayConnections(cluster, now);
+  }
+
+  relayConnectionsEndedAt(cluster: string): Promise<Date | undefined> {
+    return this.store.relayConnectionsEndedAt(cluster);
   }
 }
 

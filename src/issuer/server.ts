@@ -15,10 +15,10 @@ import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
 import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
 import { type HostPort, listenerUrl } from '../net.js';
-import { writeStatusToSocket } from '../relay/errors.js';
+import { writeStatusToSocket } from '../request-stages/errors.js';
 import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { listenerTls } from '../tls/serving.js';
-import { TunnelHub } from '../tunnel/hub.js';
+import { TunnelHub } from '../hub/hub.js';
 import { bearerToken } from './bearer.js';
 import { ApiError } from './api-error.js';
 import { AuthFailureBrakes } from './failure-limiter.js';
@@ -217,8 +217,10 @@ export interface IssuerConfig {
   maxGrantDurationMs?: number | undefined;
   /** Where the hub records the requests it refuses (default: stdout). */
   audit?: AuditConfig | undefined;
-  /** This hub's replica id and the number of replicas behind the public URL (DESIGN §9; default: one). */
+  /** This hub's replica id and the number of replicas behind the public URL (DESIGN §9; default: one, named after the host). */
   hubReplica?: { id: string; count: number } | undefined;
+  /** How often the store's record of the relay connections this hub holds is refreshed (default 10 s; tests shorten it). */
+  relayHeartbeatMs?: number | undefined;
   /** postgres://… for a store shared by several replicas; undefined: SQLite in the data directory. */
   storeUrl?: string | undefined;
   /** The pepper, from a file (required with a shared store unless KUBE_RELAY_PEPPER is set). */
@@ -264,7 +266,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit, maxGrantDurationMs: config.maxGrantDurationMs });
-  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica });
+  const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica, relayHeartbeatMs: config.relayHeartbeatMs });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {
       if (!hub.handleRequest(req, res)) app(req, res);

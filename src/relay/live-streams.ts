@@ -7,7 +7,7 @@
  * agent is revoked.
  */
 import type { AgentIdentity } from '../identity.js';
-import { RelayRefusal } from './errors.js';
+import { RelayRefusal } from '../request-stages/errors.js';
 
 /** Why the relay cuts a stream: a watch tells its client (watch-termination.ts). */
 export type StreamCutReason = 'agent-revoked' | 'max-stream-duration';

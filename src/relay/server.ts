@@ -3,6 +3,12 @@
  * sink, API listener and admin listener. Ready (`/readyz`) only once the
  * issuer's keys are loaded, the API server has answered and the relay's
  * right to impersonate has been confirmed (self-check.ts).
+ *
+ * A tunnel-mode relay dials the hub for its tunnel. A direct-mode relay
+ * given a connector key dials it too, for a control channel only: pushed
+ * revocations apply at once, on top of the polling, and the hub knows the
+ * relay is there. Its readiness does not wait for that channel: agents
+ * reach a direct-mode relay at its own listener, whether the hub answers or not.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -15,21 +21,34 @@ import { caPaths } from '../tls/local-ca.js';
 import { listenerTls } from '../tls/serving.js';
 import type { ReconnectBackoff } from '../backoff.js';
 import { TunnelConnector } from '../tunnel/connector.js';
+import type { MuxStream } from '../tunnel/mux.js';
+import { version } from '../version.js';
 import { causeOf, DependencyLog } from './dependency-log.js';
 import { Forwarder } from './forward.js';
-import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from './agent-quotas.js';
+import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../request-stages/agent-quotas.js';
 import { LiveStreams } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { checkImpersonationPermissions, MissingPermissionError } from './self-check.js';
 import { type CentralGrantsConfig, missingGrantPermission, type RunningCentralGrants, startCentralGrants } from '../grants/central-grants.js';
-import { RevocationList } from './revocations.js';
-import { TokenVerifier } from './token-verifier.js';
+import { RevocationList } from '../request-stages/revocations.js';
+import { TokenVerifier } from '../request-stages/token-verifier.js';
 import type { Upstream } from './upstream.js';
 
 /** How often readiness re-checks the API server and, until loaded, the issuer keys. */
 const READINESS_INTERVAL_MS = 10_000;
 const PROBE_TIMEOUT_MS = 5_000;
+
+/** How a relay reaches the hub: for its tunnel (tunnel mode) or its control channel (direct mode). */
+export interface HubDial {
+  hubUrl: string;
+  connectorKey: string;
+  hubCa?: string | Buffer | undefined;
+  /** The file hubCa was read from (`--issuer-ca-file`), named when the hub's certificate is not trusted. */
+  hubCaFile?: string | undefined;
+  keepaliveMs?: number;
+  backoff?: () => ReconnectBackoff;
+}
 
 export interface RelayConfig {
   cluster: string;
@@ -39,15 +58,9 @@ export interface RelayConfig {
   /** Direct mode: the HTTPS API listener. */
   listen?: HostPort;
   /** Tunnel mode: the hub to dial out to, with the cluster's connector key. */
-  tunnel?: {
-    hubUrl: string;
-    connectorKey: string;
-    hubCa?: string | Buffer | undefined;
-    /** The file hubCa was read from (`--issuer-ca-file`), named when the hub's certificate is not trusted. */
-    hubCaFile?: string | undefined;
-    keepaliveMs?: number;
-    backoff?: () => ReconnectBackoff;
-  };
+  tunnel?: HubDial;
+  /** Direct mode, optional: the hub to hold a control channel to, with the cluster's connector key. */
+  controlChannel?: HubDial | undefined;
   tlsCertFile?: string | undefined;
   tlsKeyFile?: string | undefined;
   tlsSans?: string[];
@@ -198,35 +211,45 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     ...(upstreamReachable && !mayImpersonate ? ['the impersonation self-check'] : []),
     ...(audit.unavailable ? [`room in the audit trail (${audit.unavailable})`] : []),
   ];
+  const dialHub = (dial: HubDial, channel: 'tunnel' | 'control') =>
+    new TunnelConnector({
+      hubUrl: dial.hubUrl,
+      cluster: config.cluster,
+      connectorKey: dial.connectorKey,
+      channel,
+      version: version(),
+      hubCa: dial.hubCa,
+      hubCaDescription: dial.hubCaFile ? `the CA file ${dial.hubCaFile} (--issuer-ca-file)` : undefined,
+      keepaliveMs: dial.keepaliveMs,
+      ...(dial.backoff ? { backoff: dial.backoff } : {}),
+      ...(channel === 'tunnel' ? { onStream: (stream: MuxStream) => server.emit('connection', stream) } : {}),
+      onRevocations: (entries) => revocations.apply(entries),
+      onRefused: (reason) => reportFatal(new Error(`the hub refused this relay's connector key for cluster "${config.cluster}": ${reason}`)),
+      readiness: () => {
+        const waitingFor = unmet();
+        return waitingFor.length === 0 ? { ready: true } : { ready: false, reason: `waiting for ${waitingFor.join(', ')}` };
+      },
+      log: channel === 'tunnel' ? log : log.child({ channel }),
+      metrics: metrics.registry,
+    });
   let connector: TunnelConnector | undefined;
   let url: string;
   if (config.mode === 'direct') {
     if (!config.listen) throw new Error('direct mode needs a listen address');
     await listenOn(server, config.listen);
     url = listenerUrl(config.listen.host, boundPort(server));
+    if (config.controlChannel) connector = dialHub(config.controlChannel, 'control');
   } else {
     if (!config.tunnel) throw new Error('tunnel mode needs a hub and a connector key');
-    connector = new TunnelConnector({
-      hubUrl: config.tunnel.hubUrl,
-      cluster: config.cluster,
-      connectorKey: config.tunnel.connectorKey,
-      hubCa: config.tunnel.hubCa,
-      hubCaDescription: config.tunnel.hubCaFile ? `the CA file ${config.tunnel.hubCaFile} (--issuer-ca-file)` : undefined,
-      keepaliveMs: config.tunnel.keepaliveMs,
-      ...(config.tunnel.backoff ? { backoff: config.tunnel.backoff } : {}),
-      onStream: (stream) => server.emit('connection', stream),
-      onRevocations: (entries) => revocations.apply(entries),
-      onRefused: (reason) => reportFatal(new Error(`the hub refused this relay's connector key for cluster "${config.cluster}": ${reason}`)),
-      ready: () => unmet().length === 0,
-      log,
-      metrics: metrics.registry,
-    });
-    connector.start();
+    connector = dialHub(config.tunnel, 'tunnel');
     url = `${config.tunnel.hubUrl.replace(/\/+$/, '')}/clusters/${config.cluster}`;
   }
+  connector?.start();
 
   const readiness = (): Readiness => {
-    const waitingFor = [...unmet(), ...(connector && !connector.connected ? [`the tunnel (${connector.state})`] : [])];
+    // Only a tunnel is on the agents' path; a control channel that is down leaves a direct relay serving.
+    const tunnel = config.mode === 'tunnel' ? connector : undefined;
+    const waitingFor = [...unmet(), ...(tunnel && !tunnel.connected ? [`the tunnel (${tunnel.state})`] : [])];
     return { ready: waitingFor.length === 0, waitingFor };
   };
   const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics.registry, readiness) : undefined;

@@ -16,7 +16,7 @@
  * that does not end within a grace period is cut after all.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type KubernetesStatus, kubernetesStatus } from './errors.js';
+import { type KubernetesStatus, kubernetesStatus } from '../request-stages/errors.js';
 import type { StreamCutReason } from './live-streams.js';
 
 const NEWLINE = 0x0a;

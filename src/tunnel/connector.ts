@@ -15,17 +15,29 @@
  * one tunnel per distinct replica, as Konnectivity agents do, so whichever
  * replica an agent's request lands on holds a tunnel to this cluster. A
  * dial that lands on a replica already held is closed and tried again.
+ *
+ * A direct-mode relay given a connector key dials the same way for a
+ * control channel (`channel: 'control'`, said in the handshake): the hub
+ * pushes revocations down it and knows the relay is there, but opens no
+ * stream on it, and this end refuses one if it tried.
  */
 import type { Duplex } from 'node:stream';
-import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import type { Counter, Gauge, Registry as MetricsRegistry } from 'prom-client';
 import WebSocket from 'ws';
 import { ReconnectBackoff } from '../backoff.js';
 import type { Logger } from '../log.js';
-import type { RevocationEntry } from '../relay/revocations.js';
+import type { RevocationEntry } from '../request-stages/revocations.js';
+import { registerConnectorMetrics } from './connector-metrics.js';
 import { DialFailureLog, type DialFailure, type DialTarget, dialErrorFailure, httpStatusFailure, tunnelDroppedFailure } from './dial-failures.js';
-import { CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, TUNNEL_PATH } from './hub.js';
+import { CHANNEL_HEADER, CLUSTER_HEADER, HUB_REPLICA_HEADER, HUB_REPLICAS_HEADER, KEY_REVOKED_CLOSE_CODE, RELAY_VERSION_HEADER, type RelayChannel, TUNNEL_PATH } from './handshake.js';
 import { Keepalive } from './keepalive.js';
 import { MAX_MESSAGE_BYTES, MuxSession, type MuxStream, sessionErrorSummary } from './mux.js';
+
+export interface RelayReadiness {
+  ready: boolean;
+  /** Why not, when not ready: "waiting for …". */
+  reason?: string;
+}
 
 export interface ConnectorOptions {
   hubUrl: string;
@@ -35,13 +47,18 @@ export interface ConnectorOptions {
   hubCa?: string | Buffer | undefined;
   /** Where hubCa came from, for the log of a failed TLS handshake: "the CA file /etc/ca.crt (--issuer-ca-file)". */
   hubCaDescription?: string | undefined;
-  onStream(stream: MuxStream): void;
+  /** `tunnel` (default): agents' requests arrive as streams; `control`: a direct-mode relay's control channel, which takes none. */
+  channel?: RelayChannel;
+  /** This relay's version, told to the hub in the handshake. */
+  version?: string;
+  /** Each stream the hub opens (a tunnel only). */
+  onStream?(stream: MuxStream): void;
   /** Revocations the hub pushed (DESIGN §2). */
   onRevocations?(entries: RevocationEntry[]): void;
   /** The hub refused the connector key (401): the relay will not reconnect. */
   onRefused?(reason: string): void;
-  /** Whether the relay can serve requests now (told to the hub, which prefers ready relays). */
-  ready?(): boolean;
+  /** Whether the relay can serve requests now, and why not (told to the hub, which prefers ready relays and shows it in cluster status). */
+  readiness?(): RelayReadiness;
   log: Logger;
   metrics: MetricsRegistry;
   /** Reconnect timing, one per tunnel (tests shorten it). */
@@ -66,9 +83,10 @@ export class TunnelConnector {
   /** Hub replicas, as the last handshake told. */
   private replicas = 1;
   private refused = false;
-  private ready = true;
+  private readiness: RelayReadiness = { ready: true };
   private readinessPoll: NodeJS.Timeout | undefined;
   readonly url: string;
+  readonly channel: RelayChannel;
   /** The hub as dialled, for the log of a failed dial. */
   readonly dialTarget: DialTarget;
   /** Every tunnel still open, current or draining after a GOAWAY. */
@@ -77,6 +95,7 @@ export class TunnelConnector {
   readonly rtt: Gauge;
 
   constructor(readonly options: ConnectorOptions) {
+    this.channel = options.channel ?? 'tunnel';
     const hub = new URL(options.hubUrl);
     if (hub.protocol !== 'https:' && hub.protocol !== 'http:') throw new Error(`--hub ${options.hubUrl} is not an https URL`);
     hub.protocol = hub.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -88,36 +107,18 @@ export class TunnelConnector {
       caGiven: options.hubCa !== undefined,
       handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
     };
-    const registers = [options.metrics];
-    const held = this.held;
-    new Gauge({
-      name: 'kube_relay_tunnel_connected',
-      help: 'Tunnels up, one per hub replica reached (1 with a single hub).',
-      registers,
-      collect() {
-        this.set(held.size);
-      },
-    });
     const connector = this;
-    new Gauge({
-      name: 'kube_relay_tunnel_hub_replicas',
-      help: 'Hub replicas the hub says there are; the relay keeps a tunnel to each.',
-      registers,
-      collect() {
-        this.set(connector.replicas);
+    const metrics = registerConnectorMetrics(options.metrics, {
+      get heldReplicas() {
+        return connector.held.size;
       },
-    });
-    this.reconnects = new Counter({ name: 'kube_relay_tunnel_reconnects_total', help: 'Tunnel connections dialled after the first.', registers });
-    this.rtt = new Gauge({ name: 'kube_relay_tunnel_rtt_seconds', help: 'Round trip of the last tunnel ping.', registers });
-    const sessions = this.sessions;
-    new Gauge({
-      name: 'kube_relay_tunnel_open_streams',
-      help: "Streams open on this relay's tunnels.",
-      registers,
-      collect() {
-        this.set([...sessions].reduce((sum, session) => sum + session.openStreams, 0));
+      get replicas() {
+        return connector.replicas;
       },
+      sessions: this.sessions,
     });
+    this.reconnects = metrics.reconnects;
+    this.rtt = metrics.rtt;
   }
 
   /** Ready: at least one tunnel takes new streams. */
@@ -134,12 +135,13 @@ export class TunnelConnector {
 
   start(): void {
     this.addLink();
-    const { ready } = this.options;
-    if (!ready) return;
-    this.ready = ready();
+    const { readiness } = this.options;
+    if (!readiness) return;
+    this.readiness = readiness();
     this.readinessPoll = setInterval(() => {
-      if (ready() === this.ready) return;
-      this.ready = !this.ready;
+      const now = readiness();
+      if (now.ready === this.readiness.ready && now.reason === this.readiness.reason) return;
+      this.readiness = now;
       for (const session of this.sessions) this.tellReadiness(session);
     }, READINESS_POLL_MS);
     this.readinessPoll.unref();
@@ -151,7 +153,9 @@ export class TunnelConnector {
    * that say they are.
    */
   tellReadiness(session: MuxSession): void {
-    if (this.options.ready) session.sendControl({ type: 'ready', ready: this.ready });
+    if (!this.options.readiness) return;
+    const { ready, reason } = this.readiness;
+    session.sendControl({ type: 'ready', ready, ...(ready || reason === undefined ? {} : { reason }) });
   }
 
   /** Stops dialling, tells the hub GOAWAY and lets the streams in flight finish (up to `drainMs`). */
@@ -246,7 +250,12 @@ class TunnelLink {
     const { options } = this.connector;
     const log = this.log;
     const socket = new WebSocket(this.connector.url, {
-      headers: { authorization: `Bearer ${options.connectorKey}`, [CLUSTER_HEADER]: options.cluster },
+      headers: {
+        authorization: `Bearer ${options.connectorKey}`,
+        [CLUSTER_HEADER]: options.cluster,
+        [CHANNEL_HEADER]: this.connector.channel,
+        ...(options.version ? { [RELAY_VERSION_HEADER]: options.version } : {}),
+      },
       ...(options.hubCa ? { ca: options.hubCa } : {}),
       perMessageDeflate: false,
       maxPayload: MAX_MESSAGE_BYTES,
@@ -297,7 +306,7 @@ class TunnelLink {
       }
       openedAt = Date.now();
       this.duplicateBackoff.reset();
-      const session = new MuxSession(socket, { role: 'server', ...(transport ? { transport } : {}) });
+      const session = new MuxSession(socket, { role: 'server', acceptStreams: this.connector.channel === 'tunnel', ...(transport ? { transport } : {}) });
       let pingSentAt = 0;
       const keepalive = new Keepalive(
         () => {
@@ -316,7 +325,7 @@ class TunnelLink {
       });
       socket.on('message', () => keepalive.alive());
       keepalive.start();
-      session.on('stream', (stream: MuxStream) => options.onStream(stream));
+      session.on('stream', (stream: MuxStream) => (options.onStream ? options.onStream(stream) : stream.destroy()));
       session.on('control', (message: { type?: unknown; items?: unknown }) => {
         if (message?.type === 'revocations' && Array.isArray(message.items)) options.onRevocations?.(message.items as RevocationEntry[]);
       });

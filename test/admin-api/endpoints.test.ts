@@ -228,7 +228,6 @@ describe('request validation and authentication', () => {
   });
 
   it.each([
-    ['GET', '/v1/clusters/acme-prod/status', /issue 16 item 5/],
     ['GET', '/v1/agents/worker/policy', /DESIGN §13/],
     ['PUT', '/v1/agents/worker/policy', /DESIGN §13/],
     ['GET', '/v1/sessions', /DESIGN §12/],

@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { createLogger } from '../../src/log.js';
 import { startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
-import { KEY_REVOKED_CLOSE_CODE } from '../../src/tunnel/hub.js';
+import { KEY_REVOKED_CLOSE_CODE } from '../../src/tunnel/handshake.js';
 import { FrameType, MAX_MESSAGE_BYTES } from '../../src/tunnel/mux.js';
 import { dialHub as dialFakeRelay, type FakeRelay, frame } from '../helpers/fake-relay.js';
 import { request, until } from '../helpers/http.js';

@@ -113,8 +113,12 @@ describe('a relay that stops reading cannot make the hub buffer its uploads (iss
 
 describe('a relay flooding the hub with frames that carry no stream data (issue 14)', () => {
   const notReady = frame(FrameType.Control, 0, JSON.stringify({ type: 'ready', ready: false }));
+  // A new reason is recorded for cluster status but neither logged nor rerouted: only the frames' budget holds it back.
+  const notReadyBecause = (reason: string) => frame(FrameType.Control, 0, JSON.stringify({ type: 'ready', ready: false, reason }));
+  let reasons = 0;
   it.each([
     ['up to 200 000 CONTROL messages saying it is not ready', (relay: WebSocket) => relay.send(notReady)],
+    ['up to 200 000 CONTROL messages saying it is not ready, each for another reason', (relay: WebSocket) => relay.send(notReadyBecause(`reason ${++reasons}`))],
     ['up to 200 000 CONTROL messages of a type the hub does not know', (relay: WebSocket) => relay.send(frame(FrameType.Control, 0, '{"type":"noise"}'))],
     ['up to 200 000 WebSocket pings', (relay: WebSocket) => relay.ping()],
     ['up to 200 000 GOAWAYs', (relay: WebSocket) => relay.send(frame(FrameType.GoAway, 0))],

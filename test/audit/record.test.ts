@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { auditedRequest, auditRecord, redactQuery } from '../../src/audit/record.js';
-import { TOKEN_QUERY_PARAMETERS } from '../../src/relay/authenticate.js';
+import { TOKEN_QUERY_PARAMETERS } from '../../src/request-stages/authenticate.js';
 
 describe('redactQuery: no token survives in an audited query string', () => {
   it.each([

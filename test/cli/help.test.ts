@@ -108,7 +108,7 @@ describe('mistakes get a sentence to act on (exit 2)', () => {
     ['a mistyped flag', ['agent', 'list', '--dta', '/tmp/x'], 'unknown flag --dta for "kube-relay agent list"; did you mean --data?'],
     ['a mistyped action', ['agent', 'lst'], 'unknown action "lst" for "kube-relay agent"; did you mean "list"?'],
     ['a mistyped command', ['clustr', 'list'], 'unknown command "clustr"; did you mean "cluster"?'],
-    ['a group without its action', ['cluster'], 'cluster needs an action: create, list, revoke, rotate-key'],
+    ['a group without its action', ['cluster'], 'cluster needs an action: create, list, status, revoke, rotate-key'],
     ['a flag without its value', ['agent', 'create', 'x', '--team', 'a', '--org'], '--org needs a value'],
     ['a boolean flag given a value', ['token', '--raw=yes'], '--raw takes no value'],
   ])('%s', async (_name, args, message) => {

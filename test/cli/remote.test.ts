@@ -13,6 +13,7 @@ import path from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
+import { openStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -148,5 +149,50 @@ describe('choosing the path', () => {
     const untrusted = await runCli(['agent', 'list', '--issuer', issuer.url, '--admin-key-file', wrongKey]);
     expect(untrusted.code).toBe(1);
     expect(untrusted.stderr).toMatch(/cannot reach the issuer at https:\/\/127\.0\.0\.1:\d+: .*pass its CA with --issuer-ca-file/);
+  });
+});
+
+describe('cluster status and the CONNECTION of cluster list', () => {
+  it('show the relays every hub replica recorded, the same on both paths', async () => {
+    const store = await openStore({ dataDir: data });
+    try {
+      const now = Date.now();
+      const relay = (id: string, replica: string, ready: boolean, reason?: string) => ({
+        id,
+        cluster: 'c-local',
+        hubReplica: replica,
+        mode: 'tunnel' as const,
+        relayVersion: '9.9.9',
+        connectedAt: new Date(now - 60_000),
+        lastHeardAt: new Date(now),
+        heartbeatMs: 600_000,
+        ready,
+        ...(reason ? { notReadyReason: reason } : {}),
+      });
+      await store.saveRelayConnections([relay('11111111-1111-4111-8111-111111111111', 'issuer-0', true), relay('22222222-2222-4222-8222-222222222222', 'issuer-1', false, 'waiting for room in the audit trail')]);
+    } finally {
+      await store.close();
+    }
+    const here = await runCli(['cluster', 'status', 'c-local', ...local()]);
+    const there = await runCli(['cluster', 'status', 'c-local', ...remote]);
+    expect(here.code, here.stderr).toBe(0);
+    expect(there).toEqual(here);
+    const lines = here.stdout.split('\n');
+    expect(lines[0]).toBe('cluster c-local: 2 relays, 1 ready');
+    expect(lines[1]).toMatch(/^MODE\s+HUB REPLICA\s+VERSION\s+CONNECTED SINCE\s+LAST HEARD\s+READY$/);
+    expect(lines[2]).toMatch(/^tunnel\s+issuer-0\s+9\.9\.9\s+\S+Z\s+\S+Z\s+yes$/);
+    expect(lines[3]).toMatch(/^tunnel\s+issuer-1\s+9\.9\.9\s+.*no: waiting for room in the audit trail$/);
+    const json = JSON.parse((await runCli(['cluster', 'status', 'c-local', '-o', 'json', ...remote])).stdout) as { connected: boolean; relays: { hubReplica: string; ready: boolean }[] };
+    expect(json.connected).toBe(true);
+    expect(json.relays.map((r) => `${r.hubReplica}:${r.ready}`)).toEqual(['issuer-0:true', 'issuer-1:false']);
+
+    const never = await runCli(['cluster', 'status', 'c-remote', ...remote]);
+    expect(never.stdout).toMatch(/^cluster c-remote: never connected \(created \S+Z\)\n$/);
+    const listed = await runCli(['cluster', 'list', ...local()]);
+    expect(await runCli(['cluster', 'list', ...remote])).toEqual(listed);
+    expect(listed.stdout.split('\n')[0]).toMatch(/^NAME\s+ORG\s+STATUS\s+CONNECTION$/);
+    expect(listed.stdout).toMatch(/^c-local\s+acme\s+active\s+2 relays, 1 ready$/m);
+    expect(listed.stdout).toMatch(/^c-remote\s+acme\s+active\s+never connected$/m);
+    expect(await runCli(['cluster', 'status', 'nowhere', ...remote])).toEqual(await runCli(['cluster', 'status', 'nowhere', ...local()]));
   });
 });

@@ -4,7 +4,7 @@
  */
 import https from 'node:https';
 import WebSocket from 'ws';
-import { CLUSTER_HEADER } from '../../src/tunnel/hub.js';
+import { CLUSTER_HEADER } from '../../src/tunnel/handshake.js';
 import { MAX_MESSAGE_BYTES } from '../../src/tunnel/mux.js';
 import type { Stack } from './stack.js';
 
@@ -25,12 +25,13 @@ export interface FakeRelay {
   stopReading(): void;
 }
 
-export function dialHub(stack: Stack, key: string, cluster: string): Promise<FakeRelay> {
+/** `headers`: more handshake headers, such as the channel mark of a direct-mode relay's control channel. */
+export function dialHub(stack: Stack, key: string, cluster: string, headers: Record<string, string> = {}): Promise<FakeRelay> {
   const ws = new WebSocket(`${stack.issuer.url.replace('https', 'wss')}/v1/tunnel`, {
     ca: stack.caPem,
     perMessageDeflate: false,
     maxPayload: MAX_MESSAGE_BYTES, // as the real relay
-    headers: { authorization: `Bearer ${key}`, [CLUSTER_HEADER]: cluster },
+    headers: { authorization: `Bearer ${key}`, [CLUSTER_HEADER]: cluster, ...headers },
   });
   const frames: FakeRelay['frames'] = [];
   ws.on('message', (data: Buffer) => frames.push({ type: data.readUInt8(0), id: data.readUInt32BE(1), payload: data.subarray(5) }));

@@ -52,8 +52,10 @@ export interface StackOptions {
   fake?: Omit<FakeApiServerOptions, 'tls'>;
   /** Where the relay logs (default: errors only, to stderr). */
   relayLog?: Logger;
+  /** Direct mode: the relay also holds a control channel to the hub (the issuer) with the cluster's connector key. */
+  controlChannel?: boolean;
   relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'revocationPollIntervalMs' | 'limits' | 'maxStreamsPerAgent' | 'maxRequestsPerAgent' | 'audit'>>;
-  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'maxRequestsPerAgent' | 'tunnelStallTimeoutMs' | 'log' | 'adminListen'>>;
+  issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'maxRequestsPerAgent' | 'tunnelStallTimeoutMs' | 'log' | 'adminListen' | 'hubReplica' | 'relayHeartbeatMs'>>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -97,6 +99,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...(mode === 'direct'
       ? { listen: { host: '127.0.0.1', port: 0 } }
       : { tunnel: { hubUrl: issuer.url, connectorKey, hubCa: ca.certPem } }),
+    ...(mode === 'direct' && options.controlChannel ? { controlChannel: { hubUrl: issuer.url, connectorKey, hubCa: ca.certPem } } : {}),
     issuerCa: ca.certPem,
     upstream: upstreamFromKubeconfig(relayKubeconfig),
     audit: { file: auditFile },

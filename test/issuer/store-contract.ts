@@ -11,7 +11,12 @@ import { copyStore } from '../../src/issuer/store/copy.js';
 import { migrate, SCHEMA_VERSION, SchemaTooNewError } from '../../src/issuer/store/migrations.js';
 import { openEngine, openStore, type StoreLocation } from '../../src/issuer/store/open.js';
 import { sqlStore } from '../../src/issuer/store/sql-store.js';
-import { AlreadyExistsError, type IssuerStore } from '../../src/issuer/store/types.js';
+import { AlreadyExistsError, type IssuerStore, type RelayConnection } from '../../src/issuer/store/types.js';
+
+/** A relay connection as a hub replica records it, from `at` on, heard of then. */
+function connection(id: string, at: number, overrides: Partial<RelayConnection> = {}): RelayConnection {
+  return { id, cluster: 'prod-eu', hubReplica: 'hub-a', mode: 'tunnel', relayVersion: '0.1.0', connectedAt: new Date(at), lastHeardAt: new Date(at), heartbeatMs: 10_000, ready: true, ...overrides };
+}
 
 export function describeStoreContract(engineName: string, newLocation: () => Promise<StoreLocation>): void {
   const withStore = async (use: (store: IssuerStore) => Promise<void>) => {
@@ -172,6 +177,75 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect((await store.publicSigningKeys(new Date(15_000))).map((k) => k.kid)).toEqual(['b1']);
       }));
 
+    it('keeps relay connections whole, live while heard within three heartbeats, and closed for good', () =>
+      withStore(async (store) => {
+        const t = 1_700_000_000_000;
+        await store.saveRelayConnections([
+          connection('c-b', t + 5, { hubReplica: 'hub-b', mode: 'direct', relayVersion: undefined, ready: false, notReadyReason: 'waiting for the Kubernetes API server' }),
+          connection('c-a', t),
+          connection('c-other', t, { cluster: 'staging' }),
+        ]);
+        const live = await store.liveRelayConnections('prod-eu', new Date(t + 1_000));
+        expect(live.map((c) => c.id)).toEqual(['c-a', 'c-b']);
+        expect(live[0]).toEqual(connection('c-a', t));
+        expect(live[1]).toEqual({ ...connection('c-b', t + 5, { hubReplica: 'hub-b', mode: 'direct', ready: false, notReadyReason: 'waiting for the Kubernetes API server' }), relayVersion: undefined });
+        expect(live[1]).not.toHaveProperty('relayVersion');
+
+        // A change of readiness is the same row written again.
+        await store.saveRelayConnections([connection('c-b', t + 5, { hubReplica: 'hub-b', mode: 'direct', relayVersion: undefined, ready: true, lastHeardAt: new Date(t + 6) })]);
+        expect((await store.liveRelayConnections('prod-eu', new Date(t + 1_000)))[1]).toMatchObject({ ready: true, lastHeardAt: new Date(t + 6) });
+        expect((await store.liveRelayConnections('prod-eu', new Date(t + 1_000)))[1]).not.toHaveProperty('notReadyReason');
+
+        // Three heartbeats after it was last heard of, a connection counts no more.
+        expect((await store.liveRelayConnections('prod-eu', new Date(t + 30_000))).map((c) => c.id)).toEqual(['c-a', 'c-b']);
+        expect((await store.liveRelayConnections('prod-eu', new Date(t + 30_001))).map((c) => c.id)).toEqual(['c-b']);
+        expect(await store.liveRelayConnections('prod-eu', new Date(t + 30_007))).toEqual([]);
+        await store.touchRelayConnections(['c-a', 'no-such-connection'], new Date(t + 25_000));
+        expect((await store.liveRelayConnections('prod-eu', new Date(t + 40_000))).map((c) => c.id)).toEqual(['c-a']);
+
+        // Closed: no longer live, not refreshed, and no later write of an open state reopens it.
+        await store.saveRelayConnections([connection('c-a', t, { lastHeardAt: new Date(t + 26_000), disconnectedAt: new Date(t + 26_000) })]);
+        await store.touchRelayConnections(['c-a'], new Date(t + 27_000));
+        await store.saveRelayConnections([connection('c-a', t, { lastHeardAt: new Date(t + 28_000) })]);
+        expect((await store.liveRelayConnections('prod-eu', new Date(t + 28_000))).map((c) => c.id)).toEqual(['c-b']);
+        // The cluster's last end: c-a's close, later than c-b's last heartbeat (t + 6) until c-b is heard of again.
+        expect(await store.relayConnectionsEndedAt('prod-eu')).toEqual(new Date(t + 26_000));
+        await store.saveRelayConnections([connection('c-b', t + 5, { hubReplica: 'hub-b', mode: 'direct', ready: true, lastHeardAt: new Date(t + 27_500) })]);
+        expect(await store.relayConnectionsEndedAt('prod-eu')).toEqual(new Date(t + 27_500));
+        expect(await store.relayConnectionsEndedAt('staging')).toEqual(new Date(t));
+        expect(await store.relayConnectionsEndedAt('never-connected')).toBeUndefined();
+      }));
+
+    it('refreshes and saves thousands of relay connections in one call each', () =>
+      withStore(async (store) => {
+        const t = 1_700_000_000_000;
+        const many = Array.from({ length: 1_237 }, (_, i) => connection(`c-${String(i).padStart(4, '0')}`, t));
+        await store.saveRelayConnections(many);
+        await store.touchRelayConnections(many.map((c) => c.id), new Date(t + 20_000));
+        const live = await store.liveRelayConnections('prod-eu', new Date(t + 45_000));
+        expect(live).toHaveLength(1_237);
+        expect(live.every((c) => c.lastHeardAt.getTime() === t + 20_000)).toBe(true);
+      }));
+
+    it("purges ended relay connections, keeping each cluster's latest and every live one", () =>
+      withStore(async (store) => {
+        const t = 1_700_000_000_000;
+        await store.saveRelayConnections([
+          connection('old-closed', t, { disconnectedAt: new Date(t + 1_000) }),
+          connection('old-stale', t, { lastHeardAt: new Date(t + 2_000) }),
+          connection('latest-closed', t, { disconnectedAt: new Date(t + 3_000) }),
+          connection('live', t + 500_000),
+          connection('staging-only', t, { cluster: 'staging', disconnectedAt: new Date(t + 1_000) }),
+        ]);
+        expect(await store.purgeRelayConnections(new Date(t + 400_000))).toBe(3);
+        expect(await store.relayConnectionsEndedAt('staging')).toEqual(new Date(t + 1_000));
+        expect((await store.liveRelayConnections('prod-eu', new Date(t + 500_000))).map((c) => c.id)).toEqual(['live']);
+        // With the live one gone, the cluster's last end is what is left to say when it was last connected.
+        await store.saveRelayConnections([connection('live', t + 500_000, { disconnectedAt: new Date(t + 600_000) })]);
+        expect(await store.purgeRelayConnections(new Date(t + 700_000))).toBe(0);
+        expect(await store.relayConnectionsEndedAt('prod-eu')).toEqual(new Date(t + 600_000));
+      }));
+
     it('settings: the first writer wins', () =>
       withStore(async (store) => {
         expect(await store.setting('pepper-check')).toBeUndefined();
@@ -221,10 +295,11 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
       await sourceStore.initSetting('pepper-check', 'check');
       await sourceStore.createAdmin({ name: 'root' }, 'admin-hash');
       await sourceStore.createGrant({ id: 'aaaaaaaaaaaa', cluster: 'prod-eu', org: 'acme', grantee: { kind: 'agent', name: 'deployer' }, role: 'view', createdAt: new Date(1), createdBy: 'operator' });
+      await sourceStore.saveRelayConnections([connection('c-1', 1_000, { disconnectedAt: new Date(5_000) })]);
       const targetEngine = await openEngine(await newLocation());
       try {
         await migrate(targetEngine);
-        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, grants: 1, grantable_roles: 0, public_signing_keys: 1, signers: 1, store_settings: 1 });
+        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, public_signing_keys: 1, signers: 1, store_settings: 1, relay_connections: 1, grants: 1, grantable_roles: 0 });
         const target = sqlStore(targetEngine);
         expect(await target.findAgentByKeyHash('agent-hash')).toMatchObject({ name: 'deployer', revokedAt: new Date(9_000) });
         expect(await target.findClusterByKeyHash('cluster-hash')).toMatchObject({ name: 'prod-eu' });
@@ -232,6 +307,7 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect(await target.setting('pepper-check')).toBe('check');
         expect(await target.findAdminByKeyHash('admin-hash')).toMatchObject({ name: 'root' });
         expect(await target.findGrant('aaaaaaaaaaaa')).toMatchObject({ role: 'view', grantee: { kind: 'agent', name: 'deployer' } });
+        expect(await target.relayConnectionsEndedAt('prod-eu')).toEqual(new Date(5_000));
         await expect(copyStore(source, targetEngine)).rejects.toThrow(/is not empty/);
       } finally {
         await source.close();

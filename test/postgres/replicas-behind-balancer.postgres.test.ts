@@ -6,6 +6,8 @@
  * the balancer; real kubectl through the balancer. Revoking on one replica
  * is refused through the other; replica A killed with SIGKILL while kubectl
  * loops costs no request more than 10 s; A restarts and rejoins with its key.
+ * Cluster status read through either replica shows the relay's tunnel to
+ * each, and the tunnel A held when it was killed drops out by itself.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -17,6 +19,9 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { buildKubeconfig } from '../../src/client/kubeconfig.js';
 import { requestToken } from '../../src/client/token.js';
+import { OPERATOR } from '../../src/control/caller.js';
+import type { ClusterStatus } from '../../src/control/cluster-status.js';
+import { createAdmin } from '../../src/control/operations.js';
 import { fetchWithCa } from '../../src/https-fetch.js';
 import { Registry } from '../../src/issuer/registry.js';
 import { openStore } from '../../src/issuer/store.js';
@@ -104,6 +109,9 @@ describe('issuer replicas on PostgreSQL behind one URL', () => {
   let agentKey: string;
   let agentKeyFile: string;
   let tunnelKubeconfig: string;
+  let adminKey: string;
+  /** When the relay's tunnel to replica A connected, before A was killed. */
+  let firstTunnelToA: string | undefined;
 
   function startReplica(name: 'a' | 'b'): IssuerProcess {
     const child = spawn(
@@ -121,6 +129,9 @@ describe('issuer replicas on PostgreSQL behind one URL', () => {
   }
 
   const mint = (apiKey = agentKey) => requestToken({ issuer: publicUrl, cluster: 'prod-eu', apiKey, issuerCa: caPem });
+  const statusThrough = async (name: 'a' | 'b') =>
+    (await (await fetchWithCa({ ca: caPem })(`https://127.0.0.1:${ports[name]}/v1/clusters/prod-eu/status`, { headers: { authorization: `Bearer ${adminKey}` } })).json()) as ClusterStatus;
+  const attachedTo = (status: ClusterStatus) => status.relays.map((relay) => relay.hubReplica).sort();
   const replicaJwks = async (name: 'a' | 'b') =>
     ((await (await fetchWithCa({ ca: caPem })(`https://127.0.0.1:${ports[name]}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
 
@@ -141,6 +152,7 @@ describe('issuer replicas on PostgreSQL behind one URL', () => {
     const registry = new Registry(store, Buffer.from(PEPPER));
     agentKey = await registry.createAgent('deployer', 'acme', ['sre']);
     const connectorKey = await registry.createCluster('prod-eu', 'acme');
+    adminKey = (await createAdmin(registry, OPERATOR, { name: 'operator', allOrgs: true })).adminKey;
     await store.close();
     agentKeyFile = path.join(root, 'deployer.api-key');
     writeFileSync(agentKeyFile, `${agentKey}\n`, { mode: 0o600 });
@@ -199,6 +211,17 @@ describe('issuer replicas on PostgreSQL behind one URL', () => {
     expect(new Set(await replicaJwks('a'))).toEqual(new Set(await replicaJwks('b')));
   }, 120_000);
 
+  it("a cluster status read through either replica shows the relay's tunnel to each, with its version", async () => {
+    await until(async () => (await statusThrough('a')).relays.filter((relay) => relay.ready).length === 2, 30_000, 'both tunnels ready in the status');
+    for (const name of ['a', 'b'] as const) {
+      const status = await statusThrough(name);
+      expect(status.connected).toBe(true);
+      expect(attachedTo(status), `through replica ${name}`).toEqual(['replica-a', 'replica-b']);
+      expect(status.relays.every((relay) => relay.mode === 'tunnel' && /^\d+\.\d+\.\d+/.test(relay.version ?? ''))).toBe(true);
+    }
+    firstTunnelToA = (await statusThrough('b')).relays.find((relay) => relay.hubReplica === 'replica-a')?.connectedSince;
+  }, 60_000);
+
   it('an agent revoked through replica A is refused through replica B and by both relays', async () => {
     const store = await openStore({ dataDir: root, storeUrl });
     const registry = new Registry(store, Buffer.from(PEPPER));
@@ -252,6 +275,16 @@ describe('issuer replicas on PostgreSQL behind one URL', () => {
     const { token } = await requestToken({ issuer: `https://127.0.0.1:${ports.a}`, cluster: 'prod-eu', apiKey: agentKey, issuerCa: caPem });
     expect(kidsOfA).toContain(decodeProtectedHeader(token).kid);
   }, 120_000);
+
+  it('after A was killed and rejoined, the status shows one tunnel per replica: the one A held when killed went stale', async () => {
+    // A's rows from before the kill are refreshed by nobody and stop counting 30 s (three heartbeats) after it was last heard of.
+    await until(async () => {
+      const status = await statusThrough('b');
+      const toA = status.relays.find((relay) => relay.hubReplica === 'replica-a');
+      return status.relays.length === 2 && attachedTo(status).join() === 'replica-a,replica-b' && status.relays.every((relay) => relay.ready) && toA?.connectedSince !== firstTunnelToA;
+    }, 60_000, 'one ready tunnel per replica in the status, the one to A made after the kill');
+    expect(firstTunnelToA).toBeDefined();
+  }, 90_000);
 
   it('the issuer logs never show the store password', () => {
     for (const replica of Object.values(issuers)) expect(replica!.stderr()).not.toContain(postgres.password);

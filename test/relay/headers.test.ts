@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { AgentIdentity } from '../../src/identity.js';
-import { BEARER_SUBPROTOCOL_PREFIX, extractBearerToken } from '../../src/relay/authenticate.js';
-import { RelayRefusal } from '../../src/relay/errors.js';
+import { BEARER_SUBPROTOCOL_PREFIX, extractBearerToken } from '../../src/request-stages/authenticate.js';
+import { RelayRefusal } from '../../src/request-stages/errors.js';
 import { addImpersonation, assertSingleIdentity, IdentityInvariantViolation } from '../../src/relay/impersonate.js';
-import { checkRequestTarget } from '../../src/relay/request-target.js';
-import { refuseClientImpersonation, stripClientHeaders, validatedUpgrade } from '../../src/relay/strip-headers.js';
+import { checkRequestTarget } from '../../src/request-stages/request-target.js';
+import { refuseClientImpersonation, stripClientHeaders, validatedUpgrade } from '../../src/request-stages/strip-headers.js';
 
 const identity: AgentIdentity = { user: 'agent:deployer', groups: ['acme/sre', 'acme/platform'], tokenId: 'jti-1', issuedAt: 1, expiresAt: 61 };
 

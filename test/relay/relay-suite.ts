@@ -9,7 +9,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { BEARER_SUBPROTOCOL_PREFIX } from '../../src/relay/authenticate.js';
+import { BEARER_SUBPROTOCOL_PREFIX } from '../../src/request-stages/authenticate.js';
 import { request, until } from '../helpers/http.js';
 import { RELAY_SA_TOKEN, type Stack, startStack } from '../helpers/stack.js';
 import { openWatch, podEvent } from '../helpers/watch-client.js';

@@ -6,7 +6,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kubernetesStatus } from '../../src/relay/errors.js';
+import { kubernetesStatus } from '../../src/request-stages/errors.js';
 import { finalWatchStatus, isJsonWatchResponse, WatchTermination } from '../../src/relay/watch-termination.js';
 import { until } from '../helpers/http.js';
 

@@ -202,6 +202,8 @@ describe('a connector dialling a hub it cannot use', () => {
     let upgrades = 0;
     server.on('upgrade', (_req, socket) => {
       upgrades++;
+      // The relay drops the connection once it has read the answer; a reset then must not be an uncaught error here.
+      socket.on('error', () => socket.destroy());
       socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"kind":"Status","message":"the hub is starting"}');
     });
     const lines = await dial(server, 'http');

@@ -1,13 +1,22 @@
 /** `kube-relay cluster …`: clusters, on the local store or through a remote issuer's admin API (DESIGN §2, §4, §6, §10). */
+import type { ClusterStatus } from '../../control/cluster-status.js';
 import type { ClusterView } from '../../control/views.js';
 import { type CommandSpec, str, UsageError } from '../command.js';
 import { isRemote, MANAGEMENT_FLAGS, withManagement } from '../management.js';
-import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printJson, printList } from '../output.js';
+import { deliverCreated, lifecycle, OUTPUT_FLAG, outputFormat, printJson, printList, table } from '../output.js';
 import { OUT_FLAG } from '../secret-output.js';
 
 const NAME = { name: 'NAME', description: 'The cluster name, a DNS label, unique across the issuer; tokens for it carry it as their audience.' };
 const HEADER = ['NAME', 'ORG', 'STATUS'];
 const row = (c: ClusterView) => [c.name, c.org, lifecycle(c)];
+const LIST_HEADER = [...HEADER, 'CONNECTION'];
+
+/** "2 relays, 1 ready" or "not connected since …": the CONNECTION of `cluster list`. */
+function connection(status: ClusterStatus): string {
+  if (!status.connected) return status.neverConnected ? 'never connected' : `not connected since ${status.notConnectedSince}`;
+  const ready = status.relays.filter((r) => r.ready).length;
+  return `${status.relays.length} relay${status.relays.length === 1 ? '' : 's'}, ${ready} ready`;
+}
 
 export const clusterCommands: CommandSpec[] = [
   {
@@ -40,14 +49,50 @@ export const clusterCommands: CommandSpec[] = [
   },
   {
     words: ['cluster', 'list'],
-    summary: 'List clusters with their org and state.',
+    summary: 'List clusters with their org, state and connection.',
     synopsis: '',
+    description: 'CONNECTION counts the relays connected to each active cluster (tunnels and direct-mode control channels, on every hub replica) and how many say they are ready; kube-relay cluster status NAME shows them one by one.',
     flags: [OUTPUT_FLAG, ...MANAGEMENT_FLAGS],
     examples: ['kube-relay cluster list'],
     run({ values }, io) {
       const format = outputFormat(values);
       return withManagement(values, io, async (management) => {
-        printList(io, format, await management.listClusters(), HEADER, row);
+        const clusters = await management.listClusters();
+        if (format === 'json') {
+          printList(io, format, clusters, HEADER, row);
+          return 0;
+        }
+        const connections = await Promise.all(clusters.map(async (c) => (c.revokedAt ? '-' : connection(await management.clusterStatus(c.name)))));
+        printList(io, format, clusters.map((c, i) => [...row(c), connections[i]!]), LIST_HEADER, (cells) => cells);
+        return 0;
+      });
+    },
+  },
+  {
+    words: ['cluster', 'status'],
+    summary: 'Show the relays connected to a cluster: mode, hub replica, version, since when, last heard, ready.',
+    synopsis: 'NAME',
+    description:
+      'Every relay of the cluster connected to any hub replica: a tunnel, or the control channel of a direct-mode relay with a connector key. READY is what the relay last said, with its reason when it is not ready (its audit trail full, its API server unreachable…). A cluster with none is not connected since its last relay went (or since it was created).',
+    positionals: [NAME],
+    flags: [OUTPUT_FLAG, ...MANAGEMENT_FLAGS],
+    examples: ['kube-relay cluster status prod-eu', 'kube-relay cluster status prod-eu --output json'],
+    run({ values, positionals }, io) {
+      const name = positionals[0]!;
+      const format = outputFormat(values);
+      return withManagement(values, io, async (management) => {
+        const status = await management.clusterStatus(name);
+        if (format === 'json') printJson(io, status);
+        else if (!status.connected) io.stdout(`cluster ${status.cluster}: ${status.neverConnected ? `never connected (created ${status.notConnectedSince})` : `not connected since ${status.notConnectedSince}`}\n`);
+        else {
+          io.stdout(`cluster ${status.cluster}: ${connection(status)}\n`);
+          io.stdout(
+            table(
+              ['MODE', 'HUB REPLICA', 'VERSION', 'CONNECTED SINCE', 'LAST HEARD', 'READY'],
+              status.relays.map((r) => [r.mode, r.hubReplica, r.version ?? '-', r.connectedSince, r.lastHeard, r.ready ? 'yes' : `no: ${r.reason}`]),
+            ),
+          );
+        }
         return 0;
       });
     },

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { startIssuer } from '../../issuer/server.js';
 import { PROPAGATION_MS, SigningKeys } from '../../issuer/signing-keys.js';
 import { createLogger } from '../../log.js';
-import { DEFAULT_MAX_REQUESTS_PER_AGENT } from '../../relay/agent-quotas.js';
+import { DEFAULT_MAX_REQUESTS_PER_AGENT } from '../../request-stages/agent-quotas.js';
 import { type CommandSpec, list, str, UsageError } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, logLevel, optionalHostPort, positiveInteger, untilSignal } from '../flag-values.js';
 import { MAX_GRANT_DURATION_FLAG, maxGrantDuration } from './grants.js';

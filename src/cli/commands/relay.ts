@@ -1,10 +1,10 @@
 /** `kube-relay relay`: the enforcement point, in direct or tunnel mode (DESIGN §3, §4, §6). */
-import { createLogger } from '../../log.js';
-import { DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../../relay/agent-quotas.js';
-import { startRelay } from '../../relay/server.js';
-import { inClusterUpstream, upstreamFromKubeconfig } from '../../relay/upstream.js';
 import { readFileSync } from 'node:fs';
 import { isDnsLabel } from '../../identity.js';
+import { createLogger } from '../../log.js';
+import { DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../../request-stages/agent-quotas.js';
+import { type HubDial, startRelay } from '../../relay/server.js';
+import { inClusterUpstream, upstreamFromKubeconfig } from '../../relay/upstream.js';
 import { type CommandSpec, list, required, str, UsageError, type Values } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, httpsUrl, logLevel, optionalHostPort, positiveInteger, readFileFlag, untilSignal } from '../flag-values.js';
 import { dataDir } from '../local-store.js';
@@ -14,16 +14,25 @@ export const relayCommands: CommandSpec[] = [
     words: ['relay'],
     summary: 'Verify agent tokens and forward their Kubernetes API requests with impersonation.',
     synopsis:
-      '--cluster NAME --issuer URL (--mode direct --listen HOST:PORT | --mode tunnel --hub URL --connector-key-file F) [--kubeconfig F [--context C]] [--admin-listen HOST:PORT] [AUDIT FLAGS]',
+      '--cluster NAME --issuer URL (--mode direct --listen HOST:PORT [--connector-key-file F [--hub URL]] | --mode tunnel --hub URL --connector-key-file F) [--kubeconfig F [--context C]] [--admin-listen HOST:PORT] [AUDIT FLAGS]',
     description:
-      'Direct mode serves agents at an HTTPS listener of its own. Tunnel mode dials out to the hub (the issuer) over a WebSocket and serves agents at https://HUB/clusters/NAME; it never listens for agents. Upstream: --kubeconfig, or in a pod its ServiceAccount. At start the relay checks that its own identity may impersonate, and refuses to start (exit 1) when it may not. Runs until SIGINT or SIGTERM.',
+      'Direct mode serves agents at an HTTPS listener of its own; given a connector key it also holds a control channel to the hub, which carries no requests: revocations are pushed down it at once (on top of polling) and the issuer knows the relay is there. Tunnel mode dials out to the hub (the issuer) over a WebSocket and serves agents at https://HUB/clusters/NAME; it never listens for agents. Upstream: --kubeconfig, or in a pod its ServiceAccount. At start the relay checks that its own identity may impersonate, and refuses to start (exit 1) when it may not. Runs until SIGINT or SIGTERM.',
     flags: [
       { name: 'cluster', value: 'NAME', description: 'The cluster this relay serves: tokens must carry it as their audience.' },
       { name: 'issuer', value: 'URL', description: "The issuer URL, exactly the tokens' iss (what the issuer prints as its URL)." },
       { name: 'mode', value: 'direct|tunnel', description: 'Serve agents directly, or through a tunnel to the hub.' },
       { name: 'listen', value: 'HOST:PORT', description: 'Direct mode: the address agents connect to.' },
-      { name: 'hub', value: 'URL', description: 'Tunnel mode: the hub to dial out to (the issuer, https://…).' },
-      { name: 'connector-key-file', value: 'F', description: "Tunnel mode: the file holding the cluster's connector key (krl_cluster_…)." },
+      {
+        name: 'hub',
+        value: 'URL',
+        description: 'The hub to dial out to (the issuer, https://…): in tunnel mode for the tunnel (required); in direct mode with --connector-key-file for the control channel, where it defaults to --issuer.',
+        default: 'direct mode: --issuer',
+      },
+      {
+        name: 'connector-key-file',
+        value: 'F',
+        description: "The file holding the cluster's connector key (krl_cluster_…): required in tunnel mode; in direct mode optional, it opens a control channel to the hub.",
+      },
       { name: 'tls-cert', value: 'F', description: 'Direct mode: serving certificate (PEM), with --tls-key.', default: 'from the local CA' },
       { name: 'tls-key', value: 'F', description: 'Private key of --tls-cert (PEM).' },
       { name: 'tls-san', value: 'NAME', multiple: true, description: 'Extra DNS name or IP for the local-CA certificate.' },
@@ -42,6 +51,7 @@ export const relayCommands: CommandSpec[] = [
     ],
     examples: [
       'kube-relay relay --mode direct --cluster prod-eu --issuer https://127.0.0.1:8443 --issuer-ca-file .kube-relay/tls/ca.crt --listen 127.0.0.1:9443 --kubeconfig ~/.kube/config',
+      'kube-relay relay --mode direct --cluster prod-eu --issuer https://127.0.0.1:8443 --issuer-ca-file .kube-relay/tls/ca.crt --listen 127.0.0.1:9443 --connector-key-file prod-eu.connector-key --kubeconfig ~/.kube/config',
       'kube-relay relay --mode tunnel --cluster prod-eu --issuer https://127.0.0.1:8443 --hub https://127.0.0.1:8443 --issuer-ca-file .kube-relay/tls/ca.crt --connector-key-file prod-eu.connector-key --kubeconfig ~/.kube/config',
     ],
     async run({ values }, io) {
@@ -61,6 +71,7 @@ export const relayCommands: CommandSpec[] = [
               hubCaFile: str(values, 'issuer-ca-file'),
             }
           : undefined;
+      const controlChannel = mode === 'direct' ? directControlChannel(values, issuer) : undefined;
       const maxStreamsPerAgent = positiveInteger(str(values, 'max-streams-per-agent') ?? String(DEFAULT_MAX_STREAMS_PER_AGENT), '--max-streams-per-agent');
       const maxRequestsPerAgent = positiveInteger(str(values, 'max-requests-per-agent') ?? String(DEFAULT_MAX_REQUESTS_PER_AGENT), '--max-requests-per-agent');
       const kubeconfig = str(values, 'kubeconfig');
@@ -90,6 +101,7 @@ export const relayCommands: CommandSpec[] = [
         dataDir: dataDir(values),
         ...(listen ? { listen } : {}),
         ...(tunnel ? { tunnel } : {}),
+        ...(controlChannel ? { controlChannel } : {}),
         ...options,
         upstream,
         maxStreamsPerAgent,
@@ -98,7 +110,8 @@ export const relayCommands: CommandSpec[] = [
         // In tunnel mode the hub pushes revocations through the tunnel.
         pollRevocations: mode === 'direct' && options.jwksFile === undefined,
       });
-      io.stderr(`kube-relay relay for cluster "${cluster}" (${mode} mode): agents use ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}\n`);
+      const control = controlChannel ? `; control channel to ${controlChannel.hubUrl}` : '';
+      io.stderr(`kube-relay relay for cluster "${cluster}" (${mode} mode): agents use ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}${control}\n`);
       const failure = await Promise.race([untilSignal().then(() => undefined), relay.failed]);
       await relay.close();
       if (failure) {
@@ -126,6 +139,21 @@ function podNamespace(): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Direct mode: a control channel to the hub (default: the issuer) when a connector key is given; none without one. */
+function directControlChannel(values: Values, issuer: string): HubDial | undefined {
+  const keyFile = str(values, 'connector-key-file');
+  if (keyFile === undefined) {
+    if (str(values, 'hub') !== undefined) throw new UsageError('--hub in direct mode is for the control channel: it needs --connector-key-file');
+    return undefined;
+  }
+  return {
+    hubUrl: str(values, 'hub') === undefined ? issuer : httpsUrl(values, 'hub', 'the hub URL to dial out to (the issuer)'),
+    connectorKey: (readFileFlag(values, 'connector-key-file') ?? '').trim() || failUsage(`--connector-key-file ${keyFile} is empty: it must hold the cluster connector key (krl_cluster_…)`),
+    hubCa: readFileFlag(values, 'issuer-ca-file'),
+    hubCaFile: str(values, 'issuer-ca-file'),
+  };
 }
 
 function failUsage(message: string): never {

@@ -7,7 +7,7 @@
 import type { SqlEngine } from './engine.js';
 
 /** Every table the schema has, parents first; the schema table itself is the target's own. */
-const TABLES = ['agents', 'clusters', 'admins', 'grants', 'grantable_roles', 'public_signing_keys', 'signers', 'store_settings'];
+const TABLES = ['agents', 'clusters', 'admins', 'grants', 'grantable_roles', 'public_signing_keys', 'signers', 'store_settings', 'relay_connections'];
 
 export class TargetNotEmptyError extends Error {}
 

@@ -98,6 +98,28 @@ export const MIGRATIONS: Migration[] = [
   },
   {
     version: 5,
+    name: 'relay connections each hub replica holds, for cluster status (DESIGN §10)',
+    statements: [
+      // ready: 1 or 0. last_heard_at is refreshed every heartbeat_ms by the replica while it holds the
+      // connection; an open row three heartbeats older belongs to a replica that died without closing it.
+      `CREATE TABLE IF NOT EXISTS relay_connections (
+        id TEXT PRIMARY KEY,
+        cluster TEXT NOT NULL,
+        hub_replica TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        relay_version TEXT,
+        connected_at BIGINT NOT NULL,
+        last_heard_at BIGINT NOT NULL,
+        heartbeat_ms BIGINT NOT NULL,
+        ready INTEGER NOT NULL,
+        not_ready_reason TEXT,
+        disconnected_at BIGINT
+      )`,
+      `CREATE INDEX IF NOT EXISTS relay_connections_cluster ON relay_connections (cluster, disconnected_at)`,
+    ],
+  },
+  {
+    version: 6,
     name: 'grants and the grantable roles relays report (DESIGN §11)',
     statements: [
       // namespace '' for a cluster-wide grant, so the unique key covers it (NULLs are distinct in SQL).

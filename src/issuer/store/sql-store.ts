@@ -6,6 +6,7 @@
 import type { SqlEngine } from './engine.js';
 import { grantStore } from './grant-sql.js';
 import { UniqueViolationError } from './engine.js';
+import { relayConnectionQueries } from './relay-connections.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type PublicSigningKey } from './types.js';
 
 interface AgentRow { name: string; org: string; teams: string; api_key_hash: string; created_at: number | string; revoked_at: number | string | null }
@@ -192,6 +193,7 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
         return (await one<{ value: string }>('SELECT value FROM store_settings WHERE name = ?', [name]))!.value;
       }
     },
+    ...relayConnectionQueries(engine),
     close: () => engine.close(),
   };
 }

@@ -46,6 +46,36 @@ export interface Revocation {
   revokedAt: Date;
 }
 
+/**
+ * A relay's connection to one hub replica, as the replica records it for
+ * cluster status (DESIGN §10): a tunnel, or a direct-mode relay's control
+ * channel. The replica refreshes `lastHeardAt` every `heartbeatMs` while it
+ * holds the connection; one not refreshed for three heartbeats belongs to a
+ * replica that died without closing it, and counts as ended then.
+ */
+export interface RelayConnection {
+  /** The hub's own id for the connection (a UUID); nothing the relay sends. */
+  id: string;
+  cluster: string;
+  /** The hub replica that holds it (--hub-replica-id). */
+  hubReplica: string;
+  /** The relay's mode: `tunnel`, or `direct` (known through its control channel). */
+  mode: 'tunnel' | 'direct';
+  /** As the relay said it in the handshake; absent when it did not. */
+  relayVersion?: string | undefined;
+  connectedAt: Date;
+  lastHeardAt: Date;
+  /** How often the holding replica refreshes lastHeardAt. */
+  heartbeatMs: number;
+  ready: boolean;
+  /** Why the relay says it is not ready (bounded by the hub). */
+  notReadyReason?: string | undefined;
+  disconnectedAt?: Date | undefined;
+}
+
+/** How many heartbeats a connection may miss before it counts as gone. */
+export const RELAY_CONNECTION_STALE_HEARTBEATS = 3;
+
 export class AlreadyExistsError extends Error {}
 
 export interface IssuerStore extends GrantStore {
@@ -84,6 +114,16 @@ export interface IssuerStore extends GrantStore {
   touchSigner(signer: string, at: Date): Promise<void>;
   /** Agents revoked at or after `since`, as Kubernetes user names. */
   revocationsSince(since: Date): Promise<Revocation[]>;
+  /** Writes each connection's whole state, inserted or replacing the row of its id, in one transaction. */
+  saveRelayConnections(connections: readonly RelayConnection[]): Promise<void>;
+  /** Sets `lastHeardAt` to `at` on those of `ids` still open, in one transaction whatever their number. */
+  touchRelayConnections(ids: readonly string[], at: Date): Promise<void>;
+  /** The open connections of `cluster` heard from within their last three heartbeats before `now`, oldest first. */
+  liveRelayConnections(cluster: string, now: Date): Promise<RelayConnection[]>;
+  /** When the last connection of `cluster` ended (closed, or last heard of); undefined when it never had one. */
+  relayConnectionsEndedAt(cluster: string): Promise<Date | undefined>;
+  /** Deletes connections that ended before `before`, except each cluster's latest; returns how many went. */
+  purgeRelayConnections(before: Date): Promise<number>;
   /** A store-wide setting (the pepper's check value), or undefined. */
   setting(name: string): Promise<string | undefined>;
   /** Sets a setting unless it exists; returns the value now stored (the first writer wins). */

@@ -1,16 +1,30 @@
 /** The hub's gauges of its tunnels, by cluster (docs/http-api.md lists them). */
 import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
-import type { MuxSession } from './mux.js';
+import type { MuxSession } from '../tunnel/mux.js';
 
 export interface TunnelGauges {
   /** Counted up and down as tunnels come and go. */
   connected: Gauge;
 }
 
-/** The gauges of the tunnels in `tunnels` (cluster → its sessions); all but `connected` are read from the sessions when scraped. */
-export function registerTunnelGauges(metrics: MetricsRegistry, tunnels: ReadonlyMap<string, readonly MuxSession[]>): TunnelGauges {
+/**
+ * The gauges of the tunnels in `tunnels` and the control channels in
+ * `controlChannels` (cluster → its sessions); all but `connected` are read
+ * from the sessions when scraped.
+ */
+export function registerTunnelGauges(metrics: MetricsRegistry, tunnels: ReadonlyMap<string, readonly MuxSession[]>, controlChannels: ReadonlyMap<string, readonly MuxSession[]>): TunnelGauges {
   const registers = [metrics];
   const connected = new Gauge({ name: 'kube_relay_tunnel_connected', help: 'Relay tunnels connected to this hub, by cluster.', labelNames: ['cluster'], registers });
+  new Gauge({
+    name: 'kube_relay_control_channels_connected',
+    help: 'Control channels of direct-mode relays connected to this hub, by cluster (they carry no requests).',
+    labelNames: ['cluster'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [cluster, sessions] of controlChannels) this.set({ cluster }, sessions.length);
+    },
+  });
   const perCluster = (name: string, help: string, measure: (session: MuxSession) => number) =>
     new Gauge({
       name,

@@ -2,7 +2,7 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
-import { RevocationList } from '../../src/relay/revocations.js';
+import { RevocationList } from '../../src/request-stages/revocations.js';
 import { until } from '../helpers/http.js';
 
 let server: http.Server | undefined;

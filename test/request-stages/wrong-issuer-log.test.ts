@@ -7,8 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
-import { RelayRefusal } from '../../src/relay/errors.js';
-import { TokenVerifier } from '../../src/relay/token-verifier.js';
+import { RelayRefusal } from '../../src/request-stages/errors.js';
+import { TokenVerifier } from '../../src/request-stages/token-verifier.js';
 import { CLUSTER, createTestSigner } from '../helpers/tokens.js';
 
 const EXPECTED = 'https://127.0.0.1:8443';

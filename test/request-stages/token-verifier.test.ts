@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
-import { RelayRefusal } from '../../src/relay/errors.js';
-import { TokenVerifier, validateClaims } from '../../src/relay/token-verifier.js';
+import { RelayRefusal } from '../../src/request-stages/errors.js';
+import { TokenVerifier, validateClaims } from '../../src/request-stages/token-verifier.js';
 import { CLUSTER, createTestSigner, ISSUER, rawJwt } from '../helpers/tokens.js';
 
 const NOW = 1_800_000_000;

@@ -2,7 +2,7 @@
  * Who may send a request into a tunnel, decided at the hub before anything
  * enters one (DESIGN §4): a token for the URL's cluster, an agent that is
  * not revoked, and room in the agent's quota of requests in flight through
- * the hub, the same cap each relay keeps (agent-quotas.ts), so that one agent
+ * the hub, the same cap each relay keeps (request-stages/agent-quotas.ts), so that one agent
  * cannot fill the tunnels every agent of the cluster shares. Refusals carry
  * the status the hub answers with.
  */
@@ -12,11 +12,11 @@ import type { JSONWebKeySet } from 'jose';
 import type { AgentIdentity } from '../identity.js';
 import { StoreUnavailableError } from '../issuer/store.js';
 import type { Logger } from '../log.js';
-import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT } from '../relay/agent-quotas.js';
-import { extractBearerToken } from '../relay/authenticate.js';
-import { RelayRefusal } from '../relay/errors.js';
-import type { RevocationList } from '../relay/revocations.js';
-import { TokenVerifier } from '../relay/token-verifier.js';
+import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT } from '../request-stages/agent-quotas.js';
+import { extractBearerToken } from '../request-stages/authenticate.js';
+import { RelayRefusal } from '../request-stages/errors.js';
+import type { RevocationList } from '../request-stages/revocations.js';
+import { TokenVerifier } from '../request-stages/token-verifier.js';
 
 export class HubRefusal extends Error {
   constructor(
