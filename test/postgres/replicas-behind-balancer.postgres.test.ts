@@ -282,9 +282,10 @@ describe('issuer replicas on PostgreSQL behind one URL', () => {
       const status = await statusThrough('b');
       const toA = status.relays.find((relay) => relay.hubReplica === 'replica-a');
       return status.relays.length === 2 && attachedTo(status).join() === 'replica-a,replica-b' && status.relays.every((relay) => relay.ready) && toA?.connectedSince !== firstTunnelToA;
-    }, 60_000, 'one ready tunnel per replica in the status, the one to A made after the kill');
+      // 30 s for the stale rows, then the relay's redials (1-30 s backoff each) until one lands on A through the balancer.
+    }, 120_000, 'one ready tunnel per replica in the status, the one to A made after the kill');
     expect(firstTunnelToA).toBeDefined();
-  }, 90_000);
+  }, 150_000);
 
   it('the issuer logs never show the store password', () => {
     for (const replica of Object.values(issuers)) expect(replica!.stderr()).not.toContain(postgres.password);
