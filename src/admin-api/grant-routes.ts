@@ -26,6 +26,8 @@ export interface GrantRouteKit {
   now: () => Date;
   /** The longest expiry a grant may have; undefined: no limit. */
   maxGrantDurationMs: number | undefined;
+  /** A grant of `cluster` was added or removed (the hub tells the cluster's relays). */
+  onGrantsChanged?: ((cluster: string) => void) | undefined;
 }
 
 export function addGrantRoutes(router: express.Router, kit: GrantRouteKit): void {
@@ -56,6 +58,7 @@ export function addGrantRoutes(router: express.Router, kit: GrantRouteKit): void
       { maxDurationMs: kit.maxGrantDurationMs, now: kit.now },
     );
     kit.audit(req, res, 'create', grantObject(grant));
+    kit.onGrantsChanged?.(grant.cluster);
     send(res, 201, grantView(grant, kit.now()));
   });
   router.get('/v1/clusters/:name/roles', authenticate, async (req, res) => {
@@ -67,6 +70,7 @@ export function addGrantRoutes(router: express.Router, kit: GrantRouteKit): void
   router.delete('/v1/grants/:id', authenticate, async (req, res) => {
     const removed = await grants.removeGrant(kit.registry, caller(res), String(req.params.id));
     kit.audit(req, res, 'remove', grantObject(removed));
+    kit.onGrantsChanged?.(removed.cluster);
     send(res, 200, grantView(removed, kit.now()));
   });
 }

@@ -43,6 +43,8 @@ export interface AdminApiDeps {
   now?: (() => Date) | undefined;
   /** The longest expiry of a grant (default 30 days; 0: no limit). */
   maxGrantDurationMs?: number | undefined;
+  /** A grant of `cluster` was added or removed through this API. */
+  onGrantsChanged?: ((cluster: string) => void) | undefined;
   /** Tokens one admin may mint for one agent: a burst, then one per refill (default 10, then 1 per 5 s). */
   mintBudget?: FailureBudget | undefined;
 }
@@ -170,7 +172,7 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
   });
 
   // ---- later issues: the routes and their authentication exist now ----
-  addGrantRoutes(router, { registry: deps.registry, authenticate, json, caller, audit, send, now, maxGrantDurationMs: deps.maxGrantDurationMs === undefined ? DEFAULT_MAX_GRANT_DURATION_MS : deps.maxGrantDurationMs || undefined });
+  addGrantRoutes(router, { registry: deps.registry, authenticate, json, caller, audit, send, now, maxGrantDurationMs: deps.maxGrantDurationMs === undefined ? DEFAULT_MAX_GRANT_DURATION_MS : deps.maxGrantDurationMs || undefined, onGrantsChanged: deps.onGrantsChanged });
   router.get('/v1/agents/:name/policy', authenticate, notImplemented('agent policy', 'the agent policy issue, DESIGN §13'));
   router.put('/v1/agents/:name/policy', authenticate, notImplemented('agent policy', 'the agent policy issue, DESIGN §13'));
   router.get('/v1/sessions', authenticate, notImplemented('sessions', 'the central audit issue, DESIGN §12'));

@@ -1,9 +1,11 @@
 /**
- * The relay's side of central grants (DESIGN §11): every few seconds the
- * replica holding the grants Lease reads its cluster's grants from the
- * issuer (with the connector key), reconciles them into RBAC, and reports
- * each grant's outcome and the cluster's grantable roles back. A grant
- * added or removed reaches the cluster within one interval (5 s); an
+ * The relay's side of central grants (DESIGN §11): every few seconds, and
+ * at once when the hub says the grants changed, the replica holding the
+ * grants Lease reads its cluster's grants from the issuer (with the
+ * connector key), reconciles them into RBAC, and reports each grant's
+ * outcome and the cluster's grantable roles back. A grant added or removed
+ * reaches the cluster at once when the change was made through the replica
+ * the relay is connected to, and within one interval (5 s) otherwise; an
  * expired grant's binding goes within one interval of its expiry, issuer
  * reachable or not, because expiry is judged here on the last grants read.
  * Until the first successful read nothing is reconciled: a relay that has
@@ -36,6 +38,7 @@ export class GrantSync {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  private nudged = false;
   private lastReport: { text: string; at: number } | undefined;
   private lastFailures = new Map<string, string>();
   private readonly fetch: FetchLike;
@@ -49,13 +52,29 @@ export class GrantSync {
   }
 
   start(): void {
-    const tick = async () => {
-      if (this.stopped) return;
+    void this.tick();
+  }
+
+  /** Grants changed (the hub said so): a pass now, or right after the one under way. */
+  nudge(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.nudged = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    void this.tick();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    do {
+      this.nudged = false;
       this.running = this.pass();
       await this.running;
-      if (!this.stopped) this.timer = setTimeout(() => void tick(), this.options.intervalMs ?? GRANT_SYNC_INTERVAL_MS);
-    };
-    void tick();
+    } while (this.nudged && !this.stopped);
+    this.running = undefined;
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.options.intervalMs ?? GRANT_SYNC_INTERVAL_MS);
   }
 
   async stop(): Promise<void> {

@@ -86,6 +86,11 @@ export class TunnelHub {
     return this.agents.handleUpgrade(req, socket, head);
   }
 
+  /** A grant of `cluster` was added or removed: its relays connected to this replica read their grants at once (DESIGN §11). */
+  notifyGrantsChanged(cluster: string): void {
+    this.tunnels.notifyGrantsChanged(cluster);
+  }
+
   /**
    * Hub shutdown: no new tunnels, GOAWAY on every tunnel (relays dial a new
    * one, elsewhere), requests in flight finish; after `drainMs` whatever is

@@ -94,6 +94,11 @@ export class RelayTunnels {
     void this.applyRevocations();
   }
 
+  /** Tells every relay of `cluster` connected here that its grants changed, so it reads them now rather than at its next poll. */
+  notifyGrantsChanged(cluster: string): void {
+    for (const connections of [this.tunnels, this.controlChannels]) for (const session of connections.get(cluster) ?? []) session.sendControl({ type: 'grants-changed' });
+  }
+
   /** A connected relay proves its cluster exists (its key was checked). */
   hasRelay(cluster: string): boolean {
     return this.tunnels.has(cluster) || this.controlChannels.has(cluster);

@@ -50,6 +50,8 @@ export interface IssuerDeps {
   audit?: AuditSink | undefined;
   /** The longest expiry of a grant (default 30 days; 0: no limit). */
   maxGrantDurationMs?: number | undefined;
+  /** A grant of `cluster` was added or removed through the admin API. */
+  onGrantsChanged?: ((cluster: string) => void) | undefined;
 }
 
 export function createIssuerApp(deps: IssuerDeps): express.Express {
@@ -156,7 +158,7 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
   });
 
   app.use(relayApiRouter({ registry: deps.registry, brakes, log: deps.log, now }));
-  app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log, mint, audit: deps.audit, now, maxGrantDurationMs: deps.maxGrantDurationMs }));
+  app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log, mint, audit: deps.audit, now, maxGrantDurationMs: deps.maxGrantDurationMs, onGrantsChanged: deps.onGrantsChanged }));
 
   app.use((_req, _res, next) => next(new ApiError(404, 'not-found', 'no such endpoint')));
 
@@ -265,7 +267,8 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const server = https.createServer({ cert: tls.cert, key: tls.key, ...listenerOptions(config.limits) });
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
-  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit, maxGrantDurationMs: config.maxGrantDurationMs });
+  // Called only for requests, which come once the listener below is up and the hub exists.
+  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit, maxGrantDurationMs: config.maxGrantDurationMs, onGrantsChanged: (cluster) => hub.notifyGrantsChanged(cluster) });
   const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica, relayHeartbeatMs: config.relayHeartbeatMs });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {

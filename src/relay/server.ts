@@ -224,6 +224,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       ...(dial.backoff ? { backoff: dial.backoff } : {}),
       ...(channel === 'tunnel' ? { onStream: (stream: MuxStream) => server.emit('connection', stream) } : {}),
       onRevocations: (entries) => revocations.apply(entries),
+      onGrantsChanged: () => centralGrants?.sync.nudge(),
       onRefused: (reason) => reportFatal(new Error(`the hub refused this relay's connector key for cluster "${config.cluster}": ${reason}`)),
       readiness: () => {
         const waitingFor = unmet();
@@ -244,6 +245,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     connector = dialHub(config.tunnel, 'tunnel');
     url = `${config.tunnel.hubUrl.replace(/\/+$/, '')}/clusters/${config.cluster}`;
   }
+  const centralGrants = config.centralGrants ? startCentralGrants({ ...config.centralGrants, cluster: config.cluster, issuer: config.issuer, issuerCa: config.issuerCa, upstream: config.upstream, log }) : undefined;
   connector?.start();
 
   const readiness = (): Readiness => {
@@ -253,7 +255,6 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     return { ready: waitingFor.length === 0, waitingFor };
   };
   const admin = config.adminListen ? await startAdminServer(config.adminListen, metrics.registry, readiness) : undefined;
-  const centralGrants = config.centralGrants ? startCentralGrants({ ...config.centralGrants, cluster: config.cluster, issuer: config.issuer, issuerCa: config.issuerCa, upstream: config.upstream, log }) : undefined;
 
   log.info(config.mode === 'direct' ? 'relay listening' : 'relay dialling the hub', { url, cluster: config.cluster, mode: config.mode, upstream: config.upstream.description, admin: admin ? boundPort(admin) : undefined });
   return {

@@ -55,6 +55,8 @@ export interface ConnectorOptions {
   onStream?(stream: MuxStream): void;
   /** Revocations the hub pushed (DESIGN §2). */
   onRevocations?(entries: RevocationEntry[]): void;
+  /** The hub says the cluster's grants changed (central grants read them now). */
+  onGrantsChanged?(): void;
   /** The hub refused the connector key (401): the relay will not reconnect. */
   onRefused?(reason: string): void;
   /** Whether the relay can serve requests now, and why not (told to the hub, which prefers ready relays and shows it in cluster status). */
@@ -328,6 +330,7 @@ class TunnelLink {
       session.on('stream', (stream: MuxStream) => (options.onStream ? options.onStream(stream) : stream.destroy()));
       session.on('control', (message: { type?: unknown; items?: unknown }) => {
         if (message?.type === 'revocations' && Array.isArray(message.items)) options.onRevocations?.(message.items as RevocationEntry[]);
+        else if (message?.type === 'grants-changed') options.onGrantsChanged?.();
       });
       session.on('error', (err: Error) => {
         dropCause ??= err.message;
