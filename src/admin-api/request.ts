@@ -10,7 +10,7 @@ import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from 
 import { AlreadyExistsError, StoreUnavailableError } from '../issuer/store.js';
 
 /** Items per page when the caller does not say. */
-export const DEFAULT_PAGE_SIZE = 100;
+const DEFAULT_PAGE_SIZE = 100;
 
 /** The largest request body: a name, an org and a few teams need well under 1 KiB. */
 export const BODY_LIMIT = 16 * 1024;

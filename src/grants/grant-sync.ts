@@ -43,7 +43,7 @@ export class GrantSync {
   private lastFailures = new Map<string, string>();
   private readonly fetch: FetchLike;
   private readonly now: () => Date;
-  /** The outcome of the last pass, for tests and /readyz-style reporting. */
+  /** The outcome of the last pass. */
   lastResult: ReconcileResult | undefined;
 
   constructor(private readonly options: GrantSyncOptions) {

@@ -15,7 +15,7 @@ import { ApiError } from '../issuer/api-error.js';
 import { bearerToken } from '../issuer/bearer.js';
 import type { AuthFailureBrakes } from '../issuer/failure-limiter.js';
 import type { Registry } from '../issuer/registry.js';
-import type { Cluster, GrantStateReport } from '../issuer/store.js';
+import type { Cluster } from '../issuer/store.js';
 import type { Logger } from '../log.js';
 import { BODY_LIMIT_FOR_REPORTS, readGrantReport } from './grant-report.js';
 
@@ -78,7 +78,7 @@ export function relayApiRouter(deps: RelayApiDeps): express.Router {
     const cluster = clusterOf(res);
     const report = readGrantReport(req.body);
     const at = now();
-    await deps.registry.grants.reportGrantStates(cluster.name, report.grants satisfies GrantStateReport[], at);
+    await deps.registry.grants.reportGrantStates(cluster.name, report.grants, at);
     await deps.registry.grants.setGrantableRoles(cluster.name, report.grantableRoles, at);
     res.status(204).end();
   });
