@@ -3,4 +3,8 @@
 # they stay in sync). HELM names the helm binary; test/e2e/cluster/build.sh builds a pinned one.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-"${HELM:-helm}" template kube-relay "$here/helm/kube-relay" --namespace kube-relay -f "$here/manifests/values.yaml" > "$here/manifests/kube-relay.yaml"
+helm=${HELM:-helm}
+command -v "$helm" >/dev/null || { echo "render-manifests.sh: no helm binary \"$helm\": set HELM to one (test/e2e/cluster/build.sh builds a pinned one into ~/.cache/kube-relay/e2e)" >&2; exit 1; }
+# Rendered aside first, so a failure leaves the committed file as it was.
+"$helm" template kube-relay "$here/helm/kube-relay" --namespace kube-relay -f "$here/manifests/values.yaml" > "$here/manifests/kube-relay.yaml.new"
+mv "$here/manifests/kube-relay.yaml.new" "$here/manifests/kube-relay.yaml"
