@@ -39,6 +39,9 @@ export class GrantSync {
   private running: Promise<void> | undefined;
   private stopped = false;
   private nudged = false;
+  private issuerFailing = false;
+  /** The last reconciliation failure, said once until it changes or passes. */
+  private reconcileFailure: string | undefined;
   private lastReport: { text: string; at: number } | undefined;
   private lastFailures = new Map<string, string>();
   private readonly fetch: FetchLike;
@@ -88,18 +91,25 @@ export class GrantSync {
     const { log } = this.options;
     try {
       this.grants = await this.readGrants();
+      if (this.issuerFailing) log.info("this cluster's grants are read from the issuer again");
+      this.issuerFailing = false;
     } catch (err) {
-      log.warn('cannot read this cluster\'s grants from the issuer; reconciling the last ones read', { error: (err as Error).message });
+      // Said once per outage, not every pass.
+      if (!this.issuerFailing) log.warn(`cannot read this cluster's grants from the issuer; ${this.grants ? 'reconciling the last ones read' : 'nothing is reconciled until they are read once'}`, { error: (err as Error).message });
+      this.issuerFailing = true;
     }
     if (!this.grants) return;
     let result: ReconcileResult;
     try {
       result = await reconcileGrants(this.options.api, this.options.cluster, this.grants, this.now());
     } catch (err) {
-      const level = err instanceof KubeUnavailableError ? 'warn' : 'error';
-      log[level]('grants not reconciled this time', { error: (err as Error).message });
+      const message = (err as Error).message;
+      if (this.reconcileFailure !== message) log[err instanceof KubeUnavailableError ? 'warn' : 'error']('grants not reconciled; retrying every pass', { error: message });
+      this.reconcileFailure = message;
       return;
     }
+    if (this.reconcileFailure !== undefined) log.info('grants reconciled again');
+    this.reconcileFailure = undefined;
     this.lastResult = result;
     for (const [change, places] of [['created', result.created], ['updated', result.updated], ['deleted', result.deleted]] as const) {
       for (const place of places) log.info(`grant binding ${change}`, { binding: place });
