@@ -52,3 +52,15 @@ export function buildKubeconfig(request: KubeconfigRequest): string {
     'current-context': name,
   });
 }
+
+/** A kubeconfig for `kube-relay proxy`: its plain-HTTP loopback URL and no credential at all (the proxy holds it). */
+export function proxyKubeconfig(cluster: string, proxyUrl: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: `${cluster}-via-kube-relay-proxy`, cluster: { server: proxyUrl } }],
+    users: [{ name: 'kube-relay-proxy', user: {} }],
+    contexts: [{ name: cluster, context: { cluster: `${cluster}-via-kube-relay-proxy`, user: 'kube-relay-proxy' } }],
+    'current-context': cluster,
+  });
+}

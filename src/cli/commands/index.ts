@@ -6,8 +6,9 @@ import { clientCommands } from './client.js';
 import { clusterCommands } from './clusters.js';
 import { grantCommands } from './grants.js';
 import { issuerCommands } from './issuer.js';
+import { proxyCommands } from './proxy.js';
 import { rbacCommands } from './rbac.js';
 import { relayCommands } from './relay.js';
 import { storeCommands } from './store.js';
 
-export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...adminCommands, ...grantCommands, ...clientCommands, ...relayCommands, ...rbacCommands, ...storeCommands];
+export const COMMANDS: CommandSpec[] = [...issuerCommands, ...agentCommands, ...clusterCommands, ...adminCommands, ...grantCommands, ...clientCommands, ...proxyCommands, ...relayCommands, ...rbacCommands, ...storeCommands];

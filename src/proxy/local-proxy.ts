@@ -1,0 +1,104 @@
+/**
+ * `kube-relay proxy` (DESIGN §12): a plain-HTTP proxy on a loopback address
+ * for clients that cannot run an exec credential plugin (curl, scripts,
+ * some agent sandboxes). Every request and upgrade (watch, logs -f, exec,
+ * attach, port-forward over WebSocket or SPDY) goes on to the relay or the
+ * hub over HTTPS with the proxy's own fresh token in `Authorization`; a
+ * credential the client sends is dropped, never forwarded. When no token
+ * can be had, requests are answered with a Kubernetes Status naming the
+ * issuer's reason, so kubectl prints it.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type httpProxy from 'http-proxy';
+import type { Logger } from '../log.js';
+import { writeStatus, writeStatusToSocket } from '../request-stages/errors.js';
+import { allowHalfClose, createKubernetesProxy } from '../request-stages/kubernetes-proxy.js';
+import type { TokenSource } from './token-source.js';
+
+export interface LocalProxyOptions {
+  host: string;
+  port: number;
+  /** The relay's URL, or https://HUB/clusters/NAME. */
+  server: string;
+  /** Trust for the server (PEM); undefined: the system roots. */
+  serverCa?: string | Buffer | undefined;
+  tokens: TokenSource;
+  log: Logger;
+}
+
+export interface RunningLocalProxy {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Headers a client behind the proxy must not set: the proxy's token is the only credential. */
+const CLIENT_CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
+
+export async function startLocalProxy(options: LocalProxyOptions): Promise<RunningLocalProxy> {
+  const { log } = options;
+  const server = new URL(options.server);
+  const proxy: httpProxy = createKubernetesProxy(
+    { target: server.origin, changeOrigin: true, secure: true, ...(options.serverCa ? { ca: options.serverCa } : {}) } as httpProxy.ServerOptions,
+    server.pathname.replace(/\/+$/, ''),
+  );
+  proxy.on('error', (err: Error, _req: IncomingMessage, target: ServerResponse | Duplex) => {
+    log.warn('the relay could not be reached', { server: options.server, error: err.message });
+    const message = `kube-relay proxy cannot reach ${options.server}: ${err.message}`;
+    if ('writeHead' in target) {
+      if (!target.headersSent) writeStatus(target, 502, message);
+      else target.destroy();
+    } else writeStatusToSocket(target, 502, message);
+  });
+
+  let refusalSaid: string | undefined;
+  const withToken = async (req: IncomingMessage): Promise<string | undefined> => {
+    try {
+      const token = await options.tokens.token();
+      if (refusalSaid !== undefined) log.info('tokens are minted again; forwarding');
+      refusalSaid = undefined;
+      for (const name of CLIENT_CREDENTIAL_HEADERS) delete req.headers[name];
+      return token;
+    } catch (err) {
+      const reason = (err as Error).message;
+      if (refusalSaid !== reason) log.error(`no token: requests are refused until one can be minted (${reason})`);
+      refusalSaid = reason;
+      return undefined;
+    }
+  };
+  const refusal = () => `kube-relay proxy has no token for the cluster: ${options.tokens.failure ?? 'the issuer did not answer'}`;
+
+  const listener = http.createServer(async (req, res) => {
+    const token = await withToken(req);
+    if (token === undefined) return writeStatus(res, 401, refusal());
+    proxy.web(req, res, { headers: { authorization: `Bearer ${token}` } });
+  });
+  listener.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    allowHalfClose(socket);
+    const token = await withToken(req);
+    if (token === undefined) return writeStatusToSocket(socket, 401, refusal());
+    proxy.ws(req, socket, head, { headers: { authorization: `Bearer ${token}` } });
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(options.port, options.host, () => resolve());
+  });
+  const port = (listener.address() as { port: number }).port;
+  const hostPart = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    url: `http://${hostPart}:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        proxy.close();
+        listener.close(() => resolve());
+        listener.closeAllConnections();
+      }),
+  };
+}
+
+/** Loopback only: the proxy adds a credential to whatever reaches it. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
