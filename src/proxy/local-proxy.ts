@@ -80,6 +80,12 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Runni
     if (token === undefined) return writeStatusToSocket(socket, 401, refusal());
     proxy.ws(req, socket, head, { headers: { authorization: `Bearer ${token}` } });
   });
+  // Upgraded connections (exec, port-forward) are the listener's no more: closing must end them itself.
+  const sockets = new Set<Duplex>();
+  listener.on('connection', (socket: Duplex) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
     listener.listen(options.port, options.host, () => resolve());
@@ -93,7 +99,7 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Runni
       new Promise<void>((resolve) => {
         proxy.close();
         listener.close(() => resolve());
-        listener.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
       }),
   };
 }
