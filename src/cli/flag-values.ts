@@ -22,6 +22,24 @@ export function readFileFlag(values: Values, name: string): string | undefined {
   }
 }
 
+/** An agent's API key, from the file of --api-key-file or the environment variable its default names. */
+export const API_KEY_FILE: FlagSpec = { name: 'api-key-file', value: 'F', description: 'File holding the agent API key (krl_agent_…).', default: 'env KUBE_RELAY_API_KEY' };
+
+/** The key of --api-key-file, else KUBE_RELAY_API_KEY; undefined when neither gives one. */
+export function apiKey(values: Values, env: NodeJS.ProcessEnv): string | undefined {
+  return keyFrom(values, 'api-key-file', env.KUBE_RELAY_API_KEY);
+}
+
+/** The key of --admin-key-file, else KUBE_RELAY_ADMIN_KEY; undefined when neither gives one. */
+export function adminKey(values: Values, env: NodeJS.ProcessEnv): string | undefined {
+  return keyFrom(values, 'admin-key-file', env.KUBE_RELAY_ADMIN_KEY);
+}
+
+function keyFrom(values: Values, flag: string, fromEnv: string | undefined): string | undefined {
+  const key = (readFileFlag(values, flag) ?? fromEnv ?? '').trim();
+  return key === '' ? undefined : key;
+}
+
 /** An https URL, as every kube-relay endpoint is (DESIGN §3.1). */
 export function httpsUrl(values: Values, name: string, what: string): string {
   const value = str(values, name);

@@ -15,7 +15,7 @@ import type { GrantRequest } from '../control/grants.js';
 import { type AdminView, adminView, type AgentView, agentView, type ClusterView, clusterView, type GrantView, grantView } from '../control/views.js';
 import type { Registry } from '../issuer/registry.js';
 import { type FlagSpec, type Io, str, UsageError, type Values } from './command.js';
-import { httpsUrl, readFileFlag } from './flag-values.js';
+import { adminKey, httpsUrl, readFileFlag } from './flag-values.js';
 import { STORE_FLAGS, withRegistry } from './local-store.js';
 
 export interface Management {
@@ -60,7 +60,6 @@ export async function withManagement<T>(values: Values, io: Io, use: (management
 
 /** The admin API client of `--issuer` and the admin key, or undefined for the local store; misuse is a UsageError. */
 export function remoteClient(values: Values, env: NodeJS.ProcessEnv): AdminApiClient | undefined {
-  const keyFromEnv = (env.KUBE_RELAY_ADMIN_KEY ?? '').trim();
   if (!isRemote(values)) {
     if (str(values, 'admin-key-file') !== undefined) throw new UsageError('--admin-key-file needs --issuer URL: an admin key is for the admin API of an issuer');
     if (str(values, 'issuer-ca-file') !== undefined) throw new UsageError('--issuer-ca-file needs --issuer URL: it is the trust for a remote issuer');
@@ -70,9 +69,9 @@ export function remoteClient(values: Values, env: NodeJS.ProcessEnv): AdminApiCl
     if (str(values, local) !== undefined) throw new UsageError(`--${local} is for the local store and --issuer for a remote one: give one of the two`);
   }
   const issuer = httpsUrl(values, 'issuer', 'the issuer whose admin API to use');
-  const adminKey = (readFileFlag(values, 'admin-key-file') ?? keyFromEnv).trim();
-  if (adminKey === '') throw new UsageError('--issuer needs an admin key: pass --admin-key-file F or set KUBE_RELAY_ADMIN_KEY (kube-relay admin create makes one)');
-  return new AdminApiClient({ issuer, adminKey, ca: readFileFlag(values, 'issuer-ca-file'), trustFlag: '--issuer-ca-file' });
+  const key = adminKey(values, env);
+  if (key === undefined) throw new UsageError('--issuer needs an admin key: pass --admin-key-file F or set KUBE_RELAY_ADMIN_KEY (kube-relay admin create makes one)');
+  return new AdminApiClient({ issuer, adminKey: key, ca: readFileFlag(values, 'issuer-ca-file'), trustFlag: '--issuer-ca-file' });
 }
 
 /** The operator on the store: every org is in reach. */

@@ -2,15 +2,9 @@
 import { buildKubeconfig } from '../../client/kubeconfig.js';
 import { AdminApiClient } from '../../admin-api/client.js';
 import { execCredential, type IssuedToken, requestToken } from '../../client/token.js';
-import { type CommandSpec, required, str, UsageError, type Values } from '../command.js';
-import { httpsUrl, readFileFlag } from '../flag-values.js';
+import { type CommandSpec, required, str, UsageError } from '../command.js';
+import { adminKey, API_KEY_FILE, apiKey, httpsUrl, readFileFlag } from '../flag-values.js';
 
-const API_KEY_FILE = { name: 'api-key-file', value: 'F', description: 'File holding the agent API key (krl_agent_…).', default: 'env KUBE_RELAY_API_KEY' };
-
-function apiKey(values: Values, env: NodeJS.ProcessEnv): string | undefined {
-  const key = (readFileFlag(values, 'api-key-file') ?? env.KUBE_RELAY_API_KEY ?? '').trim();
-  return key === '' ? undefined : key;
-}
 
 export const clientCommands: CommandSpec[] = [
   {
@@ -40,9 +34,9 @@ export const clientCommands: CommandSpec[] = [
       let issued: IssuedToken;
       if (agent !== undefined) {
         if (str(values, 'api-key-file') !== undefined) throw new UsageError('--api-key-file and --agent exclude each other: an agent\'s own key, or an admin key minting for the agent');
-        const adminKey = (readFileFlag(values, 'admin-key-file') ?? io.env.KUBE_RELAY_ADMIN_KEY ?? '').trim();
-        if (adminKey === '') throw new UsageError('--agent needs an admin key: pass --admin-key-file F or set KUBE_RELAY_ADMIN_KEY');
-        const api = new AdminApiClient({ issuer, adminKey, ca: issuerCa, trustFlag: '--ca-file' });
+        const key = adminKey(values, io.env);
+        if (key === undefined) throw new UsageError('--agent needs an admin key: pass --admin-key-file F or set KUBE_RELAY_ADMIN_KEY');
+        const api = new AdminApiClient({ issuer, adminKey: key, ca: issuerCa, trustFlag: '--ca-file' });
         issued = await api.post<IssuedToken>(`/v1/agents/${encodeURIComponent(agent)}/tokens`, { cluster });
       } else {
         if (str(values, 'admin-key-file') !== undefined) throw new UsageError('--admin-key-file needs --agent NAME: the agent to mint a token for');

@@ -5,7 +5,7 @@ import { createLogger } from '../../log.js';
 import { isLoopbackHost, startLocalProxy } from '../../proxy/local-proxy.js';
 import { TokenSource } from '../../proxy/token-source.js';
 import { type CommandSpec, required, str, UsageError } from '../command.js';
-import { hostPort, httpsUrl, logLevel, readFileFlag, untilSignal } from '../flag-values.js';
+import { API_KEY_FILE, apiKey, hostPort, httpsUrl, logLevel, readFileFlag, untilSignal } from '../flag-values.js';
 
 export const proxyCommands: CommandSpec[] = [
   {
@@ -20,7 +20,7 @@ export const proxyCommands: CommandSpec[] = [
       { name: 'server', value: 'URL', description: 'Where requests go (https): the relay, or https://HUB/clusters/NAME in tunnel mode.' },
       { name: 'ca-file', value: 'F', description: 'Trust for --server (PEM).', default: 'system roots' },
       { name: 'issuer-ca-file', value: 'F', description: 'Trust for the issuer (PEM).', default: 'system roots' },
-      { name: 'api-key-file', value: 'F', description: 'File holding the agent API key (krl_agent_…).', default: 'env KUBE_RELAY_API_KEY' },
+      API_KEY_FILE,
       { name: 'listen', value: 'HOST:PORT', description: 'Where clients connect: a loopback address (127.0.0.0/8, ::1, localhost).', default: '127.0.0.1:8001' },
       { name: 'kubeconfig-out', value: 'F', description: 'Write a kubeconfig for the proxy (no credential) to F.' },
     ],
@@ -37,10 +37,10 @@ export const proxyCommands: CommandSpec[] = [
       }
       const serverCa = readFileFlag(values, 'ca-file');
       const issuerCa = readFileFlag(values, 'issuer-ca-file');
-      const apiKey = (readFileFlag(values, 'api-key-file') ?? io.env.KUBE_RELAY_API_KEY ?? '').trim();
-      if (apiKey === '') throw new UsageError('no API key: pass --api-key-file or set KUBE_RELAY_API_KEY');
+      const key = apiKey(values, io.env);
+      if (key === undefined) throw new UsageError('no API key: pass --api-key-file or set KUBE_RELAY_API_KEY');
       const log = createLogger(logLevel(values), { component: 'proxy', cluster });
-      const tokens = new TokenSource({ issuer, cluster, apiKey, issuerCa, trustFlag: '--issuer-ca-file' });
+      const tokens = new TokenSource({ issuer, cluster, apiKey: key, issuerCa, trustFlag: '--issuer-ca-file' });
       // A first token now, so a wrong issuer, key or cluster is said here rather than at the first request.
       await tokens.token();
       const proxy = await startLocalProxy({ host: listen.host, port: listen.port, server, serverCa, tokens, log });
