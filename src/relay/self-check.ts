@@ -8,8 +8,7 @@
  * key as subresource). A missing permission stops the relay with a sentence
  * naming it and what grants it, instead of every agent meeting a 403.
  */
-import http from 'node:http';
-import https from 'node:https';
+import { KubeApi, KubeApiError } from '../kube-api/client.js';
 import { EXTRA_REQUEST_ID, EXTRA_TOKEN_ID } from './impersonate.js';
 import type { Upstream } from './upstream.js';
 
@@ -31,7 +30,6 @@ export class MissingPermissionError extends Error {}
 /** The API server could not be asked (network, TLS, an unexpected answer): not a verdict on the permissions. */
 export class SelfCheckUnavailableError extends Error {}
 
-const CHECK_TIMEOUT_MS = 10_000;
 
 /**
  * Resolves when the relay's identity holds every permission in
@@ -76,37 +74,12 @@ async function whoAmI(upstream: Upstream): Promise<string | undefined> {
   }
 }
 
-function postJson(upstream: Upstream, path: string, body: object): Promise<unknown> {
-  const url = new URL(`${upstream.server.pathname.replace(/\/+$/, '')}${path}`, upstream.server);
-  const payload = JSON.stringify(body);
-  const authorization = upstream.authorization();
-  const transport = url.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = transport.request(url, {
-      method: 'POST',
-      timeout: CHECK_TIMEOUT_MS,
-      agent: false,
-      headers: { 'content-type': 'application/json', accept: 'application/json', 'content-length': Buffer.byteLength(payload), ...(authorization ? { authorization } : {}) },
-      ...upstream.tls,
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)));
-    req.on('error', (err) => reject(new SelfCheckUnavailableError(`cannot ask ${upstream.description} about the relay's permissions: ${err.message}`)));
-    req.on('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => {
-        if (res.statusCode !== 201 && res.statusCode !== 200) {
-          reject(new SelfCheckUnavailableError(`${upstream.description} answered ${path} with HTTP ${res.statusCode}`));
-          return;
-        }
-        try {
-          resolve(JSON.parse(text));
-        } catch {
-          reject(new SelfCheckUnavailableError(`${upstream.description} answered ${path} with something that is not JSON`));
-        }
-      });
-    });
-    req.end(payload);
-  });
+async function postJson(upstream: Upstream, path: string, body: object): Promise<unknown> {
+  try {
+    return await new KubeApi(upstream).request('POST', path, body);
+  } catch (err) {
+    if (err instanceof KubeApiError) throw new SelfCheckUnavailableError(`${upstream.description} answered ${path} with HTTP ${err.status}`);
+    // KubeUnavailableError: its message names the API server, the request and the cause.
+    throw new SelfCheckUnavailableError((err as Error).message);
+  }
 }
