@@ -16,6 +16,9 @@ import { headerValues, TOKEN_QUERY_PARAMETERS } from '../request-stages/authenti
 import { FIELD_LIMITS, truncated, truncatedList } from './bounded-fields.js';
 import { parseRequestInfo, type RequestInfo } from './request-info.js';
 
+/** The header through which `kube-relay proxy` names its run's session (src/proxy/local-proxy.ts). */
+export const PROXY_SESSION_HEADER = 'kube-relay-session';
+
 export type Decision = 'allowed' | 'denied-by-relay' | 'denied-by-cluster' | 'error';
 
 export type Stage = 'RequestReceived' | 'ResponseComplete';
@@ -42,6 +45,8 @@ interface RequestFields {
   name: string;
   kubectlCommand?: string;
   kubectlSession?: string;
+  /** The `Kube-Relay-Session` header `kube-relay proxy` sends: the id of its run's session (issuer-assigned; checked against the agent there). */
+  proxySession?: string;
   // Upgrades (exec, attach, port-forward), from the request's query:
   command?: string[];
   container?: string;
@@ -215,6 +220,8 @@ function requestFields<S extends Stage>(request: AuditedRequest, stage: S, time:
   const kubectlSession = firstHeader('kubectl-session');
   if (kubectlCommand) fields.kubectlCommand = truncated(kubectlCommand, FIELD_LIMITS.kubectlCommand);
   if (kubectlSession) fields.kubectlSession = truncated(kubectlSession, FIELD_LIMITS.kubectlSession);
+  const proxySession = firstHeader(PROXY_SESSION_HEADER);
+  if (proxySession) fields.proxySession = truncated(proxySession, FIELD_LIMITS.kubectlSession);
   if (upgraded) {
     const params = new URLSearchParams(query);
     if (request.info.subresource === 'exec') fields.command = truncatedList(params.getAll('command'), FIELD_LIMITS.command);

@@ -7,6 +7,7 @@
  */
 import { isDnsLabel } from '../identity.js';
 import { generateKey, hashKey, hashesEqual, keyKindOf } from './secrets.js';
+import type { AuditStore } from './store/audit-sql.js';
 import type { GrantStore } from './store/grant-sql.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type RelayConnection } from './store.js';
 
@@ -22,6 +23,8 @@ export class ForbiddenError extends InvalidInputError {}
 export class Registry {
   /** Grants hold no secret: the store's own methods are their registry (src/control/grants.ts checks input and caller). */
   readonly grants: GrantStore;
+  /** Central audit records and sessions hold no secret either (src/control/sessions.ts checks input and caller). */
+  readonly audit: AuditStore;
 
   constructor(
     private readonly store: IssuerStore,
@@ -29,6 +32,7 @@ export class Registry {
     private readonly now: () => Date = () => new Date(),
   ) {
     this.grants = store;
+    this.audit = store;
   }
 
   /** Returns the agent's API key; only its HMAC is stored. */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../src/issuer/store/open.js';
+import { describeAuditStoreContract } from './audit-store-contract.js';
 import { describeStoreContract } from './store-contract.js';
 
 describeStoreContract('SQLite', async () => ({ dataDir: await mkdtemp(path.join(tmpdir(), 'kube-relay-store-')) }));
@@ -32,3 +33,5 @@ describe('an issuer database made before migrations existed', () => {
     }
   });
 });
+
+describeAuditStoreContract('SQLite', async () => ({ dataDir: await mkdtemp(path.join(tmpdir(), 'kube-relay-audit-store-')) }));

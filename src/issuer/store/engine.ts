@@ -19,8 +19,12 @@ export interface SqlEngine extends SqlRunner {
   readonly kind: EngineKind;
   /** Where the store is, for messages: a file, or a URL without its password. */
   readonly location: string;
-  /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
-  transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` in one transaction: committed when it resolves, rolled back when it throws. With
+   * `lock`, transactions naming the same lock run one at a time across every process on the store
+   * (PostgreSQL: a transaction-scoped advisory lock; SQLite's BEGIN IMMEDIATE already serializes writers).
+   */
+  transaction<T>(work: (tx: SqlRunner) => Promise<T>, options?: { lock?: string }): Promise<T>;
   /** Runs `work` while holding the store-wide migration lock (two replicas starting at once migrate once). */
   withMigrationLock<T>(work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;

@@ -150,6 +150,56 @@ export const MIGRATIONS: Migration[] = [
       )`,
     ],
   },
+  {
+    version: 7,
+    name: 'central audit records and sessions (DESIGN §12)',
+    statements: [
+      // One row per completed request a relay (or the hub) recorded. The key is (cluster, id): a relay
+      // can only ever collide with its own cluster's records, so a forged id cannot hide another's.
+      // time_ms is when the request ended (the record's time), started_ms when it began.
+      `CREATE TABLE IF NOT EXISTS audit_records (
+        cluster TEXT NOT NULL,
+        id TEXT NOT NULL,
+        org TEXT NOT NULL,
+        agent TEXT,
+        time_ms BIGINT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        verb TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        session_id TEXT,
+        kubectl_session TEXT,
+        record TEXT NOT NULL,
+        PRIMARY KEY (cluster, id)
+      )`,
+      `CREATE INDEX IF NOT EXISTS audit_records_org_time ON audit_records (org, time_ms)`,
+      `CREATE INDEX IF NOT EXISTS audit_records_agent_time ON audit_records (org, agent, time_ms)`,
+      `CREATE INDEX IF NOT EXISTS audit_records_cluster_time ON audit_records (org, cluster, time_ms)`,
+      `CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records (session_id, started_ms)`,
+      `CREATE INDEX IF NOT EXISTS audit_records_kubectl_session ON audit_records (cluster, kubectl_session)`,
+      `CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time_ms)`,
+      // kind: 'activity' (an agent's requests to one cluster with no gap over five minutes) or 'proxy'
+      // (one kube-relay proxy run: opened and ended by the proxy, alive while proxy_seen_ms is recent).
+      // commands: a JSON array in time order, at most a bounded number (commands_omitted counts the rest).
+      `CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        org TEXT NOT NULL,
+        cluster TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        last_activity_ms BIGINT NOT NULL,
+        ended_ms BIGINT,
+        proxy_seen_ms BIGINT,
+        requests INTEGER NOT NULL,
+        refusals INTEGER NOT NULL,
+        commands TEXT NOT NULL,
+        commands_omitted INTEGER NOT NULL
+      )`,
+      `CREATE INDEX IF NOT EXISTS sessions_org ON sessions (org, last_activity_ms)`,
+      `CREATE INDEX IF NOT EXISTS sessions_agent ON sessions (org, agent, last_activity_ms)`,
+      `CREATE INDEX IF NOT EXISTS sessions_cluster_agent ON sessions (cluster, agent, kind, last_activity_ms)`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -11,6 +11,8 @@ import { type SqlEngine, type SqlRunner, StoreUnavailableError, UniqueViolationE
 
 /** pg_advisory_lock key for migrations: "krlmigr" as a number, any constant will do. */
 const MIGRATION_LOCK_KEY = 0x6b726c6d696772n;
+/** The first key of pg_advisory_xact_lock(int, int) for named transaction locks ("kr"); the second is the name's hash. */
+const TRANSACTION_LOCK_CLASS = 0x6b72;
 const CONNECT_TIMEOUT_MS = 10_000;
 const POOL_SIZE = 10;
 
@@ -97,11 +99,12 @@ export async function openPostgresEngine(url: string): Promise<SqlEngine> {
     location,
     query: poolRunner.query,
     execute: poolRunner.execute,
-    transaction: (work) =>
+    transaction: (work, options) =>
       withClient(async (client) => {
         const tx = runnerOf(client);
         try {
           await tx.execute('BEGIN');
+          if (options?.lock !== undefined) await tx.query('SELECT pg_advisory_xact_lock(?, hashtext(?))', [TRANSACTION_LOCK_CLASS, options.lock]);
           const result = await work(tx);
           await tx.execute('COMMIT');
           return result;

@@ -4,6 +4,7 @@
  * array in TEXT. Nothing outside src/issuer/store writes SQL.
  */
 import type { SqlEngine } from './engine.js';
+import { auditStore } from './audit-sql.js';
 import { grantStore } from './grant-sql.js';
 import { UniqueViolationError } from './engine.js';
 import { relayConnectionQueries } from './relay-connections.js';
@@ -78,6 +79,7 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
   return {
     location: engine.location,
     ...grantStore(engine),
+    ...auditStore(engine),
     async createAgent(agent, apiKeyHash) {
       await insertUnique(
         () => engine.execute('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)', [agent.name, agent.org, JSON.stringify(agent.teams), apiKeyHash, now()]),

@@ -1,4 +1,5 @@
 /** What the issuer keeps (DESIGN §9), whichever engine holds it. */
+import type { AuditStore } from './audit-sql.js';
 import type { GrantStore } from './grant-sql.js';
 
 export interface Agent {
@@ -78,7 +79,7 @@ export const RELAY_CONNECTION_STALE_HEARTBEATS = 3;
 
 export class AlreadyExistsError extends Error {}
 
-export interface IssuerStore extends GrantStore {
+export interface IssuerStore extends GrantStore, AuditStore {
   /** Where the store is, for messages (a file, or a URL without its password). */
   readonly location: string;
   createAgent(agent: { name: string; org: string; teams: string[] }, apiKeyHash: string): Promise<void>;

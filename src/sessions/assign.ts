@@ -1,0 +1,190 @@
+/**
+ * Which session each incoming audit record belongs to (DESIGN §12), for one
+ * batch of one cluster's records, in the order the requests began:
+ *
+ * 1. a record naming a proxy run's session (`proxySession`) of the same
+ *    agent and cluster belongs to it (a header naming anyone else's is
+ *    ignored, so a client cannot write into another agent's session);
+ * 2. a record whose `kubectlSession` is already in a session joins it;
+ * 3. otherwise it joins the agent's latest activity session on the cluster
+ *    if it began within SESSION_GAP_MS of that session's span, or starts a
+ *    new one.
+ *
+ * The assigner keeps what it loaded and decided in memory, so a batch costs
+ * a lookup per agent and per kubectl invocation, not per record.
+ */
+import { randomBytes } from 'node:crypto';
+import { MAX_SESSION_COMMANDS, type Session, type SessionCommand, SESSION_GAP_MS } from './session.js';
+
+/** What the assigner needs to know of a record. */
+export interface SessionInput {
+  agent: string;
+  startedMs: number;
+  endedMs: number;
+  decision: string;
+  verb: string;
+  kubectlSession?: string | undefined;
+  kubectlCommand?: string | undefined;
+  proxySession?: string | undefined;
+  namespace: string;
+  name: string;
+  container?: string | undefined;
+  command?: string[] | undefined;
+  status: number;
+}
+
+export interface SessionLookups {
+  /** The agent's activity sessions on this cluster whose last request ended at or after `sinceMs`. */
+  activitySessions(agent: string, sinceMs: number): Promise<Session[]>;
+  /** The session holding the agent's requests of this kubectl invocation on this cluster, if any. */
+  kubectlSession(agent: string, kubectlSession: string): Promise<Session | undefined>;
+  /** A session by id (any cluster, any agent: the assigner checks). */
+  session(id: string): Promise<Session | undefined>;
+}
+
+export function newSessionId(): string {
+  return `s-${randomBytes(9).toString('base64url')}`;
+}
+
+interface Tracked {
+  session: Session;
+  isNew: boolean;
+  changed: boolean;
+  kubectlSessions: Set<string>;
+}
+
+export class SessionAssigner {
+  private readonly tracked = new Map<string, Tracked>();
+  /** agent → its activity sessions loaded or made in this batch. */
+  private readonly activity = new Map<string, Tracked[]>();
+  private readonly byKubectl = new Map<string, Tracked | null>();
+  private readonly proxies = new Map<string, Tracked | null>();
+
+  constructor(
+    private readonly org: string,
+    private readonly cluster: string,
+    private readonly lookups: SessionLookups,
+  ) {}
+
+  /** The id of the session `input` belongs to (making one if need be), with the session's span stretched over it. */
+  async assign(input: SessionInput): Promise<string> {
+    const tracked = (await this.proxyRun(input)) ?? (await this.kubectlInvocation(input)) ?? (await this.activitySession(input));
+    const session = tracked.session;
+    if (input.startedMs < session.startedAt.getTime()) session.startedAt = new Date(input.startedMs);
+    if (input.endedMs > session.lastActivityAt.getTime()) session.lastActivityAt = new Date(input.endedMs);
+    if (input.kubectlSession !== undefined) {
+      this.byKubectl.set(this.perAgent(input.agent, input.kubectlSession), tracked);
+    }
+    tracked.changed = true;
+    return session.id;
+  }
+
+  /** Counts a record that was stored (not a duplicate) into its session: requests, refusals, commands. */
+  count(sessionId: string, input: SessionInput): void {
+    const tracked = this.tracked.get(sessionId);
+    if (!tracked) return;
+    const session = tracked.session;
+    session.requests++;
+    if (input.decision !== 'allowed') session.refusals++;
+    const time = new Date(input.startedMs).toISOString();
+    if (input.kubectlSession !== undefined && !tracked.kubectlSessions.has(input.kubectlSession)) {
+      tracked.kubectlSessions.add(input.kubectlSession);
+      addCommand(session, { time, kind: 'kubectl', command: input.kubectlCommand ?? '', kubectlSession: input.kubectlSession });
+    }
+    if (input.verb === 'exec' || input.verb === 'attach') {
+      addCommand(session, {
+        time,
+        kind: input.verb,
+        command: input.command?.join(' ') ?? '',
+        namespace: input.namespace,
+        pod: input.name,
+        ...(input.container === undefined ? {} : { container: input.container }),
+        status: input.status,
+        ...(input.kubectlSession === undefined ? {} : { kubectlSession: input.kubectlSession }),
+      });
+    }
+  }
+
+  /** Sessions to write: the new ones that hold a stored record, and the changed ones. */
+  sessionsToSave(): { session: Session; isNew: boolean }[] {
+    return [...this.tracked.values()].filter((t) => t.changed && (!t.isNew || t.session.requests > 0)).map((t) => ({ session: t.session, isNew: t.isNew }));
+  }
+
+  /** Sessions are looked up per agent: another agent naming the same id never shares what one agent found. */
+  private perAgent(agent: string, id: string): string {
+    return `${agent}\u0000${id}`;
+  }
+
+  private track(session: Session, isNew: boolean): Tracked {
+    const existing = this.tracked.get(session.id);
+    if (existing) return existing;
+    const tracked: Tracked = { session, isNew, changed: false, kubectlSessions: new Set(session.commands.flatMap((c) => (c.kubectlSession ? [c.kubectlSession] : []))) };
+    this.tracked.set(session.id, tracked);
+    return tracked;
+  }
+
+  private async proxyRun(input: SessionInput): Promise<Tracked | undefined> {
+    if (input.proxySession === undefined) return undefined;
+    const key = this.perAgent(input.agent, input.proxySession);
+    let tracked = this.proxies.get(key);
+    if (tracked === undefined) {
+      const session = this.tracked.get(input.proxySession)?.session ?? (await this.lookups.session(input.proxySession));
+      const ours = session && session.kind === 'proxy' && session.org === this.org && session.cluster === this.cluster && session.agent === input.agent;
+      tracked = ours ? this.track(session, false) : null;
+      this.proxies.set(key, tracked);
+    }
+    return tracked ?? undefined;
+  }
+
+  private async kubectlInvocation(input: SessionInput): Promise<Tracked | undefined> {
+    if (input.kubectlSession === undefined) return undefined;
+    const key = this.perAgent(input.agent, input.kubectlSession);
+    let tracked = this.byKubectl.get(key);
+    if (tracked === undefined) {
+      const session = await this.lookups.kubectlSession(input.agent, input.kubectlSession);
+      tracked = session ? this.track(session, false) : null;
+      this.byKubectl.set(key, tracked);
+    }
+    return tracked ?? undefined;
+  }
+
+  private async activitySession(input: SessionInput): Promise<Tracked> {
+    let candidates = this.activity.get(input.agent);
+    if (candidates === undefined) {
+      // Everything this batch could join: its records come in roughly the order they began.
+      candidates = (await this.lookups.activitySessions(input.agent, input.startedMs - SESSION_GAP_MS)).map((s) => this.track(s, false));
+      this.activity.set(input.agent, candidates);
+    }
+    const joinable = candidates
+      .filter((t) => input.startedMs >= t.session.startedAt.getTime() - SESSION_GAP_MS && input.startedMs <= t.session.lastActivityAt.getTime() + SESSION_GAP_MS)
+      .sort((a, b) => b.session.startedAt.getTime() - a.session.startedAt.getTime())[0];
+    if (joinable) return joinable;
+    const session: Session = {
+      id: newSessionId(),
+      org: this.org,
+      cluster: this.cluster,
+      agent: input.agent,
+      kind: 'activity',
+      startedAt: new Date(input.startedMs),
+      lastActivityAt: new Date(input.endedMs),
+      requests: 0,
+      refusals: 0,
+      commands: [],
+      commandsOmitted: 0,
+    };
+    const tracked = this.track(session, true);
+    candidates.push(tracked);
+    return tracked;
+  }
+}
+
+/** Inserts `command` in time order; past MAX_SESSION_COMMANDS it is counted instead. */
+function addCommand(session: Session, command: SessionCommand): void {
+  if (session.commands.length >= MAX_SESSION_COMMANDS) {
+    session.commandsOmitted++;
+    return;
+  }
+  let at = session.commands.length;
+  while (at > 0 && session.commands[at - 1]!.time > command.time) at--;
+  session.commands.splice(at, 0, command);
+}
