@@ -12,6 +12,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log.js';
+import { type IssuerAuditOptions, IssuerAuditDestination } from './issuer-destination.js';
 import { openStreamDestination } from './stream-destination.js';
 import type { AdminAuditRecord, AuditRecord, ReceivedRecord } from './record.js';
 import { DEFAULT_UNAUTHENTICATED_RECORD_LIMITS, type UnauthenticatedRecordLimits, UnauthenticatedRecordLimiter } from './unauthenticated-records.js';
@@ -28,6 +29,10 @@ export interface AuditConfig {
   /** Rotated files kept (`audit.jsonl.1` …). */
   fileMaxBackups?: number | undefined;
   webhook?: WebhookOptions | undefined;
+  /** Central audit (DESIGN §12): a copy of every completed request's record for the issuer (issuer-destination.ts). */
+  issuer?: IssuerAuditOptions | undefined;
+  /** The issuer's own records (the hub's refusals) into its store, a copy as `issuer` is (src/sessions/store-destination.ts). */
+  store?: ((events: DestinationEvents) => Destination) | undefined;
   whenFull?: WhenFull | undefined;
   /** Records each destination holds undelivered before it counts as full. */
   bufferRecords?: number | undefined;
@@ -45,6 +50,11 @@ export interface Destination {
   readonly pending: number;
   /** Set when the destination can take nothing more (a file that failed to write); it says why. */
   readonly broken: string | undefined;
+  /**
+   * A copy of the record of truth (the issuer's central audit): never a reason to hold a request
+   * back; it bounds what it holds itself and reports what it cannot take as dropped.
+   */
+  readonly mirror?: boolean;
   send(line: string): void;
   /**
    * Takes `line` and resolves once a kill -9 of this process can no longer
@@ -59,7 +69,7 @@ export interface Destination {
 export interface DestinationEvents {
   delivered(count: number): void;
   /** `reason` is a short code (a metric label), `detail` the sentence for the log. */
-  dropped(count: number, reason: 'write-failed' | 'rejected' | 'undelivered-at-shutdown', detail: string): void;
+  dropped(count: number, reason: 'write-failed' | 'rejected' | 'undelivered-at-shutdown' | 'buffer-full', detail: string): void;
 }
 
 /** A request the audit trail cannot take now, under `fail`. */
@@ -120,6 +130,8 @@ export async function openAuditSink(config: AuditConfig, metrics: Registry, log:
   const file = config.file ?? (config.webhook ? undefined : '-');
   if (file !== undefined) destinations.push(await openStreamDestination(file, { maxBytes: config.fileMaxBytes ?? 0, maxBackups: config.fileMaxBackups ?? 0 }, events(file === '-' ? 'stdout' : 'file')));
   if (config.webhook) destinations.push(new WebhookDestination(config.webhook, events('webhook'), log));
+  if (config.issuer) destinations.push(new IssuerAuditDestination(config.issuer, events('issuer'), log));
+  if (config.store) destinations.push(config.store(events('store')));
 
   new Gauge({
     name: 'kube_relay_audit_pending_records',
@@ -133,6 +145,7 @@ export async function openAuditSink(config: AuditConfig, metrics: Registry, log:
 
   const unavailable = (): string | undefined => {
     for (const destination of destinations) {
+      if (destination.mirror) continue;
       if (destination.broken) return `the audit ${destination.name} is broken: ${destination.broken}`;
       if (destination.pending >= limit) return `the audit ${destination.name} holds ${destination.pending} undelivered records`;
     }

@@ -22,6 +22,8 @@ export interface WebhookOptions {
   ca?: string | Buffer | undefined;
   /** Sent as `Authorization: Bearer <contents>`, re-read for every batch (it may rotate). */
   tokenFile?: string | undefined;
+  /** Sent as `Authorization: Bearer <token>` (the relay's connector key, for the issuer). */
+  token?: string | undefined;
   batchSize?: number | undefined;
   batchWaitMs?: number | undefined;
   /** Retry timing (tests shorten it). */
@@ -34,7 +36,7 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const RETRYABLE_CLIENT_ERRORS = new Set([401, 403, 408, 429]);
 
 export class WebhookDestination implements Destination {
-  readonly name = 'webhook';
+  readonly name: string;
   readonly broken = undefined;
   private readonly queue: string[] = [];
   private inFlight: string[] = [];
@@ -51,7 +53,10 @@ export class WebhookDestination implements Destination {
     private readonly options: WebhookOptions,
     private readonly events: DestinationEvents,
     private readonly log: Logger,
+    /** How the sink, its metrics and its log lines name it. */
+    name = 'webhook',
   ) {
+    this.name = name;
     this.fetch = fetchWithCa({ ca: options.ca, timeoutMs: REQUEST_TIMEOUT_MS });
     this.backoff = options.backoff ?? new ReconnectBackoff({ initialMs: 500, maxMs: 30_000 });
     const url = new URL(options.url);
@@ -84,7 +89,7 @@ export class WebhookDestination implements Destination {
     const left = this.pending;
     this.queue.length = 0;
     this.inFlight = [];
-    if (left > 0) this.events.dropped(left, 'undelivered-at-shutdown', `the webhook did not take them within ${deadlineMs} ms${this.lastFailure ? ` (last failure: ${this.lastFailure})` : ''}`);
+    if (left > 0) this.events.dropped(left, 'undelivered-at-shutdown', `the ${this.name} did not take them within ${deadlineMs} ms${this.lastFailure ? ` (last failure: ${this.lastFailure})` : ''}`);
   }
 
   private get batchSize(): number {
@@ -111,7 +116,7 @@ export class WebhookDestination implements Destination {
     if (this.inFlight !== batch) return; // closed meanwhile
     if (outcome === 'delivered' || outcome === 'rejected') {
       if (outcome === 'delivered') this.events.delivered(batch.length);
-      if (this.lastFailure && outcome === 'delivered') this.log.info('audit webhook delivering again', { url: this.endpoint });
+      if (this.lastFailure && outcome === 'delivered') this.log.info(`audit ${this.name} delivering again`, { url: this.endpoint });
       this.lastFailure = undefined;
       this.inFlight = [];
       this.backoff.reset();
@@ -133,6 +138,7 @@ export class WebhookDestination implements Destination {
     try {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (this.options.tokenFile) headers.authorization = `Bearer ${readFileSync(this.options.tokenFile, 'utf8').trim()}`;
+      else if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
       const response = await this.fetch(this.options.url, { method: 'POST', headers, body: `[${batch.join(',')}]` });
       status = response.status;
     } catch (err) {
@@ -141,14 +147,14 @@ export class WebhookDestination implements Destination {
     if (status >= 200 && status < 300) return 'delivered';
     if (status === 413 && batch.length > 1) return 'too-large';
     if (status >= 400 && status < 500 && !RETRYABLE_CLIENT_ERRORS.has(status)) {
-      this.events.dropped(batch.length, 'rejected', `the webhook answered ${status} to a batch of ${batch.length}`);
+      this.events.dropped(batch.length, 'rejected', `the ${this.name} answered ${status} to a batch of ${batch.length}`);
       return 'rejected';
     }
-    return this.failed(batch, `the webhook answered ${status}`);
+    return this.failed(batch, `the ${this.name} answered ${status}`);
   }
 
   private failed(batch: string[], why: string): 'retry' {
-    if (why !== this.lastFailure) this.log.warn('audit webhook failed; retrying with backoff', { url: this.endpoint, records: batch.length, pending: this.pending, error: why });
+    if (why !== this.lastFailure) this.log.warn(`audit ${this.name} failed; retrying with backoff`, { url: this.endpoint, records: batch.length, pending: this.pending, error: why });
     this.lastFailure = why;
     return 'retry';
   }

@@ -10,7 +10,9 @@ import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'pro
 import { adminApiRouter } from '../admin-api/router.js';
 import { relayApiRouter } from '../relay-api/routes.js';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
-import { type AuditConfig, type AuditSink, openAuditSink } from '../audit/sink.js';
+import { type AuditConfig, type AuditSink, type DestinationEvents, openAuditSink } from '../audit/sink.js';
+import { DEFAULT_AUDIT_RETENTION_MS, startAuditRetention } from '../sessions/retention.js';
+import { StoreAuditDestination } from '../sessions/store-destination.js';
 import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
 import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
@@ -186,6 +188,18 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
   return app;
 }
 
+/** The hub's records into the central audit, once the store is open (records come only after that). */
+function hubRecordsToStore(registry: () => Registry | undefined, events: DestinationEvents, log: Logger): StoreAuditDestination {
+  return new StoreAuditDestination(
+    {
+      orgOf: async (cluster) => (await registry()?.findCluster(cluster))?.org,
+      ingest: (cluster, records) => registry()!.audit.ingestAudit(cluster, records),
+      log,
+    },
+    events,
+  );
+}
+
 function isBodyParseError(err: unknown): boolean {
   const type = (err as { type?: string } | undefined)?.type;
   return type === 'entity.parse.failed' || type === 'entity.too.large' || type === 'encoding.unsupported';
@@ -217,8 +231,10 @@ export interface IssuerConfig {
   maxRequestsPerAgent?: number | undefined;
   /** The longest expiry of a grant made through the admin API (default 30 days; 0: no limit). */
   maxGrantDurationMs?: number | undefined;
-  /** Where the hub records the requests it refuses (default: stdout). */
+  /** Where the hub records the requests it refuses (default: stdout; the central audit in the store too). */
   audit?: AuditConfig | undefined;
+  /** How long the central audit keeps records and sessions (default 30 days). */
+  auditRetentionMs?: number | undefined;
   /** This hub's replica id and the number of replicas behind the public URL (DESIGN §9; default: one, named after the host). */
   hubReplica?: { id: string; count: number } | undefined;
   /** How often the store's record of the relay connections this hub holds is refreshed (default 10 s; tests shorten it). */
@@ -242,7 +258,8 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const metrics = new MetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'kube_relay_issuer_' });
   // First: a bad audit path fails the issuer before anything else is opened.
-  const audit = await openAuditSink(config.audit ?? {}, metrics, config.log);
+  let registryForAudit: Registry | undefined;
+  const audit = await openAuditSink({ ...config.audit, store: (events) => hubRecordsToStore(() => registryForAudit, events, config.log) }, metrics, config.log);
   const shared = config.storeUrl !== undefined && config.storeUrl !== '';
   const pepper = loadOrCreatePepper(config.dataDir, process.env, { pepperFile: config.pepperFile, shared });
   const store = await openStore({ dataDir: config.dataDir, storeUrl: config.storeUrl });
@@ -251,6 +268,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
     await store.close();
   };
   const registry = new Registry(store, pepper);
+  registryForAudit = registry;
   // Replicas sharing a store wait for their new keys to reach each other before signing with them.
   const keys = new SigningKeys(store, config.dataDir, shared ? PROPAGATION_MS : 0);
   try {
@@ -262,6 +280,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
     throw err;
   }
   const storeHealth = watchStore(keys, config, config.log);
+  const stopRetention = startAuditRetention(registry.audit, config.auditRetentionMs ?? DEFAULT_AUDIT_RETENTION_MS, config.log);
 
   const tls = listenerTls(config);
   const server = https.createServer({ cert: tls.cert, key: tls.key, ...listenerOptions(config.limits) });
@@ -292,6 +311,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
     ...(admin ? { adminPort: boundPort(admin) } : {}),
     async close() {
       storeHealth.stop();
+      stopRetention();
       // Stop taking connections, let tunnelled requests in flight finish, then cut what is left.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();

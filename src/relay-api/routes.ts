@@ -1,12 +1,14 @@
 /**
- * The issuer's API for relays (DESIGN §11): what a cluster's relay needs to
- * reconcile its grants, and where it reports what became of them. A relay
+ * The issuer's API for relays (DESIGN §11, §12): what a cluster's relay needs to
+ * reconcile its grants, where it reports what became of them, and where it
+ * sends its audit records. A relay
  * authenticates with its cluster's connector key (`Authorization: Bearer
  * krl_cluster_…`), which names the cluster: a relay only ever reads and
  * reports on its own cluster. Failed keys meet the same brakes as every key.
  *
  *   GET  /v1/relay/grants         {"cluster", "generatedAt", "grants": [{"id", "role", "namespace"?, "subject", "expiresAt"?}]}
  *   POST /v1/relay/grants/status  {"grants": [{"id", "state": "applied"|"failed", "reason"?}], "grantableRoles": [name…]}
+ *   POST /v1/audit                [record…] → {"stored", "duplicates"} (DESIGN §12; GET /v1/audit is the admin API's)
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { subjectOf } from '../control/grants.js';
@@ -17,6 +19,7 @@ import type { AuthFailureBrakes } from '../issuer/failure-limiter.js';
 import type { Registry } from '../issuer/registry.js';
 import type { Cluster } from '../issuer/store.js';
 import type { Logger } from '../log.js';
+import { AUDIT_BATCH_BODY_LIMIT, CentralRecordError, readAuditBatch } from '../sessions/central-records.js';
 import { BODY_LIMIT_FOR_REPORTS, readGrantReport } from './grant-report.js';
 
 export interface RelayApiDeps {
@@ -81,6 +84,29 @@ export function relayApiRouter(deps: RelayApiDeps): express.Router {
     await deps.registry.grants.reportGrantStates(cluster.name, report.grants, at);
     await deps.registry.grants.setGrantableRoles(cluster.name, report.grantableRoles, at);
     res.status(204).end();
+  });
+
+  // Central audit (DESIGN §12): the relay's completed requests, in batches; each (cluster, requestId) is stored once.
+  const parseAuditBatch = express.json({ limit: AUDIT_BATCH_BODY_LIMIT, type: () => true });
+  // A 413 tells the relay to split the batch (webhook-destination.ts); the issuer's default answer for a body it cannot read is about tokens.
+  const auditBatchBody = (req: Request, res: Response, next: NextFunction) =>
+    parseAuditBatch(req, res, (err?: unknown) => {
+      const type = (err as { type?: string } | undefined)?.type;
+      if (type === 'entity.too.large') return next(new ApiError(413, 'too-large', `a batch of audit records is at most ${AUDIT_BATCH_BODY_LIMIT / 1024 / 1024} MiB; send smaller batches`));
+      if (type !== undefined) return next(new ApiError(400, 'invalid-request', 'the body must be a JSON array of audit records'));
+      next(err);
+    });
+  router.post('/v1/audit', authenticate, auditBatchBody, async (req, res) => {
+    const cluster = clusterOf(res);
+    let records;
+    try {
+      records = readAuditBatch(req.body, cluster.name);
+    } catch (err) {
+      if (err instanceof CentralRecordError) throw new ApiError(err.status, err.status === 403 ? 'forbidden' : 'invalid-request', err.message);
+      throw err;
+    }
+    const outcome = await deps.registry.audit.ingestAudit(cluster, records);
+    res.json(outcome);
   });
 
   return router;

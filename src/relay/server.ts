@@ -13,6 +13,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { boundPort, closeServer, listenOn, type Readiness, startAdminServer } from '../admin.js';
+import type { IssuerAuditOptions } from '../audit/issuer-destination.js';
 import { type AuditConfig, openAuditSink } from '../audit/sink.js';
 import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
 import type { Logger } from '../log.js';
@@ -69,6 +70,8 @@ export interface RelayConfig {
   upstream: Upstream;
   /** Where audit records go (default: stdout). */
   audit?: AuditConfig | undefined;
+  /** Central audit (DESIGN §12), on whenever the relay has a connector key: timing and buffer (tests shorten them). */
+  centralAudit?: Pick<IssuerAuditOptions, 'batchWaitMs' | 'backoff' | 'bufferRecords'> | undefined;
   adminListen?: HostPort | undefined;
   /** 0 = unlimited. */
   maxStreamDurationMs: number;
@@ -115,7 +118,9 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     log.info('agent revoked', { user, streamsCut: cut });
   });
   const stopPolling = config.pollRevocations ? revocations.startPolling(config.issuer, config.issuerCa, log, config.revocationPollIntervalMs) : () => undefined;
-  const audit = await openAuditSink(config.audit ?? {}, metrics.registry, log);
+  const connectorKey = (config.tunnel ?? config.controlChannel)?.connectorKey;
+  const central = connectorKey === undefined ? undefined : { ...config.centralAudit, issuer: config.issuer, connectorKey, issuerCa: config.issuerCa };
+  const audit = await openAuditSink({ ...config.audit, issuer: central }, metrics.registry, log);
   const forwarder = new Forwarder(config.upstream);
   const pipeline = createPipeline({
     cluster: config.cluster,

@@ -125,3 +125,62 @@ describe('relay API attacks', () => {
     expect((await call('GET', '/v1/relay/grants', keys.acme, '127.0.0.15')).status).toBe(429);
   });
 });
+
+describe('central audit intake attacks (POST /v1/audit, DESIGN §12)', () => {
+  const completed = (cluster: string, requestId: string, extra: Record<string, unknown> = {}) => ({
+    time: new Date().toISOString(),
+    requestId,
+    stage: 'ResponseComplete',
+    cluster,
+    user: 'agent:bot',
+    verb: 'get',
+    namespace: 'default',
+    name: '',
+    status: 200,
+    decision: 'allowed',
+    durationMs: 5,
+    ...extra,
+  });
+
+  it.each([
+    ['no key', undefined],
+    ['an agent key', 'agent'],
+    ['an admin key', 'admin'],
+    ["a revoked cluster's key", 'revoked'],
+  ])('%s is 401 and stores nothing', async (_case, key) => {
+    const res = await call('POST', '/v1/audit', key ? keys[key] : undefined, '127.0.0.21', JSON.stringify([completed('a-prod', `unauth-${_case}`)]));
+    expect(res.status).toBe(401);
+    expect(await store.queryAudit({ cluster: 'a-prod', limit: 100 })).toEqual([]);
+  });
+
+  it("a relay cannot write another cluster's records, nor hide them by taking their request ids", async () => {
+    const forged = await call('POST', '/v1/audit', keys.acme, '127.0.0.22', JSON.stringify([completed('a-prod', 'r-1'), completed('g-prod', 'g-1')]));
+    expect(forged.status).toBe(403);
+    expect(JSON.parse(forged.text)).toMatchObject({ error: 'forbidden', message: expect.stringMatching(/cluster "g-prod".*cluster "a-prod" only/) });
+    expect(await store.queryAudit({ limit: 100 })).toEqual([]);
+    // The same request id from two clusters is two records: one relay cannot pre-empt another's.
+    expect((await call('POST', '/v1/audit', keys.acme, '127.0.0.22', JSON.stringify([completed('a-prod', 'shared-id')]))).status).toBe(200);
+    expect(JSON.parse((await call('POST', '/v1/audit', keys.globex, '127.0.0.22', JSON.stringify([completed('g-prod', 'shared-id')]))).text)).toEqual({ stored: 1, duplicates: 0 });
+    expect((await store.queryAudit({ org: 'globex', limit: 100 })).map((r) => r.cluster)).toEqual(['g-prod']);
+  });
+
+  it.each([
+    ['not JSON', '[{"time":'],
+    ['an object instead of a list', JSON.stringify({ records: [] })],
+    ['a RequestReceived record', JSON.stringify([{ ...completed('a-prod', 'rr'), stage: 'RequestReceived' }])],
+    ['a decision that is none of the four', JSON.stringify([completed('a-prod', 'bad-decision', { decision: 'maybe' })])],
+    ['a time that is no time', JSON.stringify([completed('a-prod', 'bad-time', { time: 'yesterday' })])],
+    ['a command that is not a list of strings', JSON.stringify([completed('a-prod', 'bad-command', { command: [{ $ne: 1 }] })])],
+    ['a record over 64 KiB', JSON.stringify([completed('a-prod', 'huge', { userAgent: 'u'.repeat(70 * 1024) })])],
+  ])('a batch with %s is refused whole and stores nothing', async (_case, body) => {
+    const res = await call('POST', '/v1/audit', keys.acme, '127.0.0.23', body);
+    expect([400, 422]).toContain(res.status);
+    expect(JSON.parse(res.text)).toMatchObject({ error: expect.any(String), message: expect.any(String) });
+    expect((await store.queryAudit({ cluster: 'a-prod', limit: 100 })).map((r) => r.id)).toEqual(['shared-id']);
+  });
+
+  it('a body over the batch limit is 413, so the relay splits it', async () => {
+    const res = await call('POST', '/v1/audit', keys.acme, '127.0.0.24', JSON.stringify(Array.from({ length: 1500 }, (_, i) => completed('a-prod', `big-${i}`, { query: 'q'.repeat(7000) }))));
+    expect(res.status).toBe(413);
+  });
+});

@@ -54,7 +54,7 @@ export interface StackOptions {
   relayLog?: Logger;
   /** Direct mode: the relay also holds a control channel to the hub (the issuer) with the cluster's connector key. */
   controlChannel?: boolean;
-  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'revocationPollIntervalMs' | 'limits' | 'maxStreamsPerAgent' | 'maxRequestsPerAgent' | 'audit'>>;
+  relay?: Partial<Pick<RelayConfig, 'maxStreamDurationMs' | 'adminListen' | 'pollRevocations' | 'revocationPollIntervalMs' | 'limits' | 'maxStreamsPerAgent' | 'maxRequestsPerAgent' | 'audit' | 'centralAudit'>>;
   issuer?: Partial<Pick<IssuerConfig, 'limits' | 'tunnelMaxStreams' | 'maxRequestsPerAgent' | 'tunnelStallTimeoutMs' | 'log' | 'adminListen' | 'hubReplica' | 'relayHeartbeatMs'>>;
 }
 
