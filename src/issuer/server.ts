@@ -12,6 +12,7 @@ import { relayApiRouter } from '../relay-api/routes.js';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { type AuditConfig, type AuditSink, type DestinationEvents, openAuditSink } from '../audit/sink.js';
 import { DEFAULT_AUDIT_RETENTION_MS, startAuditRetention } from '../sessions/retention.js';
+import { addProxyRunRoutes } from '../sessions/proxy-run-routes.js';
 import { StoreAuditDestination } from '../sessions/store-destination.js';
 import { isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
@@ -144,6 +145,8 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
     deps.log.info('token issued', { agent: agent.name, cluster: cluster.name, tokenId: minted.tokenId });
     res.set('cache-control', 'no-store').json({ token: minted.token, expiresAt: minted.expiresAt.toISOString() });
   });
+
+  addProxyRunRoutes(app, { registry: deps.registry, authenticateAgent: [refuseGuessing, authenticateAgent, express.json({ limit: TOKEN_REQUEST_BODY_LIMIT, type: () => true })], now });
 
   app.get('/v1/revocations', async (req, res) => {
     const sinceParam = typeof req.query.since === 'string' ? new Date(req.query.since) : undefined;

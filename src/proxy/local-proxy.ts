@@ -11,6 +11,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type httpProxy from 'http-proxy';
+import { PROXY_SESSION_HEADER } from '../audit/record.js';
 import type { Logger } from '../log.js';
 import { writeStatus, writeStatusToSocket } from '../request-stages/errors.js';
 import { allowHalfClose, createKubernetesProxy } from '../request-stages/kubernetes-proxy.js';
@@ -24,6 +25,8 @@ export interface LocalProxyOptions {
   /** Trust for the server (PEM); undefined: the system roots. */
   serverCa?: string | Buffer | undefined;
   tokens: TokenSource;
+  /** The run's session id (proxy-run.ts), sent as Kube-Relay-Session on every request; undefined when the issuer opened none. */
+  session?: string | undefined;
   log: Logger;
 }
 
@@ -59,6 +62,7 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Runni
       if (refusalSaid !== undefined) log.info('tokens are minted again; forwarding');
       refusalSaid = undefined;
       for (const name of CLIENT_CREDENTIAL_HEADERS) delete req.headers[name];
+      delete req.headers[PROXY_SESSION_HEADER];
       return token;
     } catch (err) {
       const reason = (err as Error).message;
@@ -67,18 +71,19 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Runni
       return undefined;
     }
   };
+  const upstreamHeaders = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}`, ...(options.session ? { [PROXY_SESSION_HEADER]: options.session } : {}) });
   const refusal = () => `kube-relay proxy has no token for the cluster: ${options.tokens.failure ?? 'the issuer did not answer'}`;
 
   const listener = http.createServer(async (req, res) => {
     const token = await withToken(req);
     if (token === undefined) return writeStatus(res, 401, refusal());
-    proxy.web(req, res, { headers: { authorization: `Bearer ${token}` } });
+    proxy.web(req, res, { headers: upstreamHeaders(token) });
   });
   listener.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     allowHalfClose(socket);
     const token = await withToken(req);
     if (token === undefined) return writeStatusToSocket(socket, 401, refusal());
-    proxy.ws(req, socket, head, { headers: { authorization: `Bearer ${token}` } });
+    proxy.ws(req, socket, head, { headers: upstreamHeaders(token) });
   });
   // Upgraded connections (exec, port-forward) are the listener's no more: closing must end them itself.
   const sockets = new Set<Duplex>();

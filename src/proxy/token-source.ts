@@ -23,6 +23,12 @@ export class TokenSource {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** The issuer refused the key elsewhere (the run's heartbeat): the token held is dropped, so the next request asks again and gets the refusal. */
+  refuse(reason: string): void {
+    this.current = undefined;
+    this.failure = reason;
+  }
+
   /** A token with at least RENEW_BEFORE_MS left; rejects with the issuer's reason when none can be had. */
   token(): Promise<string> {
     if (this.current && this.current.expiresAt - this.now() > RENEW_BEFORE_MS) return Promise.resolve(this.current.token);

@@ -42,8 +42,9 @@ export interface SessionLookups {
   session(id: string): Promise<Session | undefined>;
 }
 
-export function newSessionId(): string {
-  return `s-${randomBytes(9).toString('base64url')}`;
+/** `s-…` for an activity session, `p-…` for a proxy run. */
+export function newSessionId(prefix: 's' | 'p' = 's'): string {
+  return `${prefix}-${randomBytes(9).toString('base64url')}`;
 }
 
 interface Tracked {

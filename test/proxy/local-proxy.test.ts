@@ -13,6 +13,7 @@ import { parse } from 'yaml';
 import { requestToken } from '../../src/client/token.js';
 import { createLogger } from '../../src/log.js';
 import { startLocalProxy } from '../../src/proxy/local-proxy.js';
+import { ProxyRun } from '../../src/proxy/proxy-run.js';
 import { TokenSource } from '../../src/proxy/token-source.js';
 import { runCli } from '../helpers/cli.js';
 import { until } from '../helpers/http.js';
@@ -27,7 +28,8 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
   let stderr = '';
 
   beforeAll(async () => {
-    stack = await startStack({ mode });
+    // Direct mode with a connector key too, so both modes send their records to the issuer (central audit).
+    stack = await startStack({ mode, controlChannel: mode === 'direct', relay: { centralAudit: { batchWaitMs: 20 } } });
     const keyFile = path.join(stack.dataDir, 'deployer.api-key');
     writeFileSync(keyFile, `${stack.agentKey}\n`, { mode: 0o600 });
     kubeconfig = path.join(stack.dataDir, 'proxy.kubeconfig');
@@ -55,6 +57,23 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
     expect(seen.headers.cookie).toBeUndefined();
     const record = await stack.awaitRecord('/api/v1/namespaces/default/pods');
     expect(record).toMatchObject({ user: 'agent:deployer', decision: 'allowed' });
+  });
+
+  it('is one session in the central audit: opened at start, holding the requests it forwarded, open while it runs', async () => {
+    const res = await fetch(`${proxyUrl}/api/v1/namespaces/default/configmaps`, { headers: { 'kube-relay-session': 'p-forged' } });
+    expect(res.status).toBe(200);
+    const { registry, close } = await stack.registry();
+    try {
+      const run = async () => (await registry.audit.listSessions({ agent: 'deployer', limit: 100 })).find((s) => s.kind === 'proxy');
+      await until(async () => ((await run())?.requests ?? 0) >= 1 && (await registry.audit.queryAudit({ session: (await run())!.id, limit: 100 })).some((r) => r.record.path === '/api/v1/namespaces/default/configmaps'), 10_000, 'the request in the proxy run');
+      const session = (await run())!;
+      expect(session).toMatchObject({ cluster: 'prod-eu', org: 'acme' });
+      expect(session.endedAt).toBeUndefined();
+      // The run's own id travels, not the one the client sent.
+      expect(stack.fake.lastRequest()!.headers['kube-relay-session']).toBe(session.id);
+    } finally {
+      await close();
+    }
   });
 
   it('writes a kubeconfig with its URL and no credential', () => {
@@ -125,6 +144,53 @@ describe('tokens', () => {
       });
     } finally {
       await close();
+    }
+  });
+});
+
+describe('a proxy run', () => {
+  it('ends its session when it is stopped (SIGTERM, as Ctrl-C)', async () => {
+    const stack = await startStack({ mode: 'tunnel' });
+    try {
+      const keyFile = path.join(stack.dataDir, 'deployer.api-key');
+      writeFileSync(keyFile, `${stack.agentKey}\n`, { mode: 0o600 });
+      const child = spawn(process.execPath, [path.resolve('bin/kube-relay.js'), 'proxy', '--issuer', stack.issuer.url, '--issuer-ca-file', stack.caFile, '--cluster', 'prod-eu', '--server', stack.relay.url, '--ca-file', stack.caFile, '--api-key-file', keyFile, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      await until(() => /at http:\/\/127\.0\.0\.1:\d+/.test(stderr), 20_000, `the proxy to start (stderr: ${stderr})`);
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      const { registry, close } = await stack.registry();
+      try {
+        const [run] = (await registry.audit.listSessions({ agent: 'deployer', limit: 100 })).filter((s) => s.kind === 'proxy');
+        expect(run!.endedAt).toBeInstanceOf(Date);
+      } finally {
+        await close();
+      }
+    } finally {
+      await stack.close();
+    }
+  });
+
+  it('notices a revoked agent at its next heartbeat, with no request made, and passes the reason on', async () => {
+    const stack = await startStack();
+    try {
+      const { registry, close } = await stack.registry();
+      try {
+        const key = await registry.createAgent('soon-revoked', 'acme', ['sre']);
+        let refused: string | undefined;
+        const run = await ProxyRun.open({ issuer: stack.issuer.url, cluster: 'prod-eu', apiKey: key, issuerCa: stack.caPem }, createLogger('error'), (reason) => (refused = reason), 100);
+        expect(run?.id).toMatch(/^p-/);
+        await registry.revokeAgent('soon-revoked');
+        await until(() => refused !== undefined, 10_000, 'the heartbeat to be refused');
+        expect(refused).toBe('agent "soon-revoked" has been revoked');
+        await run!.end();
+      } finally {
+        await close();
+      }
+    } finally {
+      await stack.close();
     }
   });
 });

@@ -4,6 +4,7 @@ import { startIssuer } from '../../issuer/server.js';
 import { PROPAGATION_MS, SigningKeys } from '../../issuer/signing-keys.js';
 import { createLogger } from '../../log.js';
 import { DEFAULT_MAX_REQUESTS_PER_AGENT } from '../../request-stages/agent-quotas.js';
+import { DEFAULT_AUDIT_RETENTION_MS } from '../../sessions/retention.js';
 import { type CommandSpec, list, str, UsageError } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, logLevel, optionalHostPort, positiveInteger, untilSignal } from '../flag-values.js';
 import { MAX_GRANT_DURATION_FLAG, maxGrantDuration } from './grants.js';
@@ -48,6 +49,7 @@ export const issuerCommands: CommandSpec[] = [
       { name: 'hub-replica-id', value: 'ID', description: "This replica's id, told to relays in the tunnel handshake.", default: 'the host name' },
       { name: 'max-requests-per-agent', value: 'N', description: 'Requests one agent may have in flight through the hub at once (tunnelled clusters, long-running ones included); more get 429.', default: String(DEFAULT_MAX_REQUESTS_PER_AGENT) },
       MAX_GRANT_DURATION_FLAG,
+      { name: 'audit-retention', value: 'DURATION', description: 'How long the central audit (the relays\' records, sessions) is kept in the store; older records are pruned in the background (at least 1h).', default: '30d' },
       ...STORE_FLAGS,
       ...CONNECTION_FLAGS,
       ...AUDIT_FLAGS,
@@ -67,6 +69,7 @@ export const issuerCommands: CommandSpec[] = [
         audit: auditConfig(values),
         limits: connectionLimits(values),
         maxGrantDurationMs: maxGrantDuration(values),
+        auditRetentionMs: auditRetention(str(values, 'audit-retention')),
         maxRequestsPerAgent: positiveInteger(str(values, 'max-requests-per-agent') ?? String(DEFAULT_MAX_REQUESTS_PER_AGENT), '--max-requests-per-agent'),
         hubReplica: {
           id: replicaId(str(values, 'hub-replica-id') ?? hostname()),
@@ -98,3 +101,11 @@ export const issuerCommands: CommandSpec[] = [
     },
   },
 ];
+
+/** --audit-retention in milliseconds: a day's records must survive at least an hour. */
+function auditRetention(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_AUDIT_RETENTION_MS;
+  const ms = duration(value, '--audit-retention');
+  if (ms < 3_600_000) throw new UsageError(`--audit-retention ${value} is shorter than 1h: the central audit would lose records before anyone could read them`);
+  return ms;
+}

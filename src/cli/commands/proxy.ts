@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { proxyKubeconfig } from '../../client/kubeconfig.js';
 import { createLogger } from '../../log.js';
 import { isLoopbackHost, startLocalProxy } from '../../proxy/local-proxy.js';
+import { ProxyRun } from '../../proxy/proxy-run.js';
 import { TokenSource } from '../../proxy/token-source.js';
 import { type CommandSpec, required, str, UsageError } from '../command.js';
 import { API_KEY_FILE, apiKey, hostPort, httpsUrl, logLevel, readFileFlag, untilSignal } from '../flag-values.js';
@@ -13,7 +14,7 @@ export const proxyCommands: CommandSpec[] = [
     summary: 'Serve the cluster on a loopback address with no credential needed: the proxy holds the API key and adds fresh tokens.',
     synopsis: '--issuer URL --cluster NAME --server URL [--ca-file F] [--issuer-ca-file F] [--api-key-file F] [--listen 127.0.0.1:8001] [--kubeconfig-out F]',
     description:
-      'For clients that cannot run an exec credential plugin (curl, scripts, some agent sandboxes): plain HTTP in, on a loopback address only; HTTPS out to the relay or hub, every request and upgrade (watch, logs -f, exec, attach, port-forward, cp) carrying a 60-second token the proxy mints and renews itself. A credential a client sends is dropped. When the issuer refuses the key (the agent revoked, the key rotated) requests are refused with its reason, said once on stderr. --kubeconfig-out writes a kubeconfig for the proxy, with no credential in it. Runs until SIGINT or SIGTERM.',
+      'For clients that cannot run an exec credential plugin (curl, scripts, some agent sandboxes): plain HTTP in, on a loopback address only; HTTPS out to the relay or hub, every request and upgrade (watch, logs -f, exec, attach, port-forward, cp) carrying a 60-second token the proxy mints and renews itself. A credential a client sends is dropped. When the issuer refuses the key (the agent revoked, the key rotated) requests are refused with its reason, said once on stderr. --kubeconfig-out writes a kubeconfig for the proxy, with no credential in it. One run is one session in the central audit (kube-relay sessions), from start to Ctrl-C. Runs until SIGINT or SIGTERM.',
     flags: [
       { name: 'issuer', value: 'URL', description: 'The issuer URL (https).' },
       { name: 'cluster', value: 'NAME', description: 'The cluster (the tokens\' audience).' },
@@ -43,12 +44,16 @@ export const proxyCommands: CommandSpec[] = [
       const tokens = new TokenSource({ issuer, cluster, apiKey: key, issuerCa, trustFlag: '--issuer-ca-file' });
       // A first token now, so a wrong issuer, key or cluster is said here rather than at the first request.
       await tokens.token();
-      const proxy = await startLocalProxy({ host: listen.host, port: listen.port, server, serverCa, tokens, log });
+      const run = await ProxyRun.open({ issuer, cluster, apiKey: key, issuerCa }, log, (reason) => {
+        log.error(`the issuer refuses this proxy's API key: requests are refused until it is fixed (${reason})`);
+        tokens.refuse(reason);
+      });
+      const proxy = await startLocalProxy({ host: listen.host, port: listen.port, server, serverCa, tokens, session: run?.id, log });
       const kubeconfigOut = str(values, 'kubeconfig-out');
       if (kubeconfigOut !== undefined) writeFileSync(kubeconfigOut, proxyKubeconfig(cluster, proxy.url));
       io.stderr(`kube-relay proxy for cluster "${cluster}" at ${proxy.url} (to ${server})${kubeconfigOut ? `; kubeconfig in ${kubeconfigOut}` : ''}. Clients need no credential. Ctrl-C ends it.\n`);
       await untilSignal();
-      await proxy.close();
+      await Promise.all([proxy.close(), run?.end()]);
       return 0;
     },
   },
