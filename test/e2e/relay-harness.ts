@@ -36,6 +36,8 @@ export interface RelayUnderTest {
 export interface RelayOptions {
   /** Tunnel mode: where the connector key travels before the relay reads it (the chart's Secret, say); returns what the relay is given. */
   connectorKeyVia?: (key: string) => string;
+  /** Direct mode: a control channel to the hub with the connector key, so the relay sends its records to the issuer (central audit) as a tunnel relay does. */
+  controlChannel?: boolean;
   /** Central grants with this relay identity (a kubeconfig with the chart's centralGrants rights) and Lease timings. */
   centralGrants?: { kubeconfig: string; lease?: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number } };
 }
@@ -62,6 +64,7 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
     issuer: issuer.url,
     dataDir,
     ...(mode === 'direct' ? { listen: { host: '127.0.0.1', port: 0 } } : { tunnel: { hubUrl: issuer.url, connectorKey, hubCa: issuerCa } }),
+    ...(mode === 'direct' && options.controlChannel ? { controlChannel: { hubUrl: issuer.url, connectorKey, hubCa: issuerCa } } : {}),
     issuerCa,
     upstream: upstreamFromKubeconfig(options.centralGrants?.kubeconfig ?? cluster.relayKubeconfig),
     audit: { file: auditFile },
