@@ -78,8 +78,10 @@ export const issuerCommands: CommandSpec[] = [
         log: createLogger(logLevel(values), { component: 'issuer' }),
       };
       const issuer = await startIssuer(options);
+      // Listening for signals before saying it is up: a script that stops it on that line must not kill it mid-start.
+      const stopped = untilSignal();
       io.stderr(`kube-relay issuer serving at ${issuer.url}${issuer.caFile ? ` (trust ${issuer.caFile})` : ''}\n`);
-      await untilSignal();
+      await stopped;
       await issuer.close();
       return 0;
     },

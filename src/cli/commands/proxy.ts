@@ -51,8 +51,10 @@ export const proxyCommands: CommandSpec[] = [
       const proxy = await startLocalProxy({ host: listen.host, port: listen.port, server, serverCa, tokens, session: run?.id, log });
       const kubeconfigOut = str(values, 'kubeconfig-out');
       if (kubeconfigOut !== undefined) writeFileSync(kubeconfigOut, proxyKubeconfig(cluster, proxy.url));
+      // Listening for signals before saying it is up: a script that stops it on that line must not kill it mid-start.
+      const stopped = untilSignal();
       io.stderr(`kube-relay proxy for cluster "${cluster}" at ${proxy.url} (to ${server})${kubeconfigOut ? `; kubeconfig in ${kubeconfigOut}` : ''}. Clients need no credential. Ctrl-C ends it.\n`);
-      await untilSignal();
+      await stopped;
       await Promise.all([proxy.close(), run?.end()]);
       return 0;
     },
