@@ -7,3 +7,16 @@ export function parseDuration(value: string): number | undefined {
   if (parts.length === 0 || parts.map((p) => p[0]).join('') !== value) return undefined;
   return Math.round(parts.reduce((total, p) => total + Number(p[1]) * UNIT_MS[p[2]!]!, 0));
 }
+
+/** A duration for people, in the form parseDuration reads: "250ms", "45s", "3m12s", "1h5m", "2d3h". */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  let rest = Math.floor(ms / 1000) * 1000;
+  let text = '';
+  for (const unit of ['d', 'h', 'm', 's']) {
+    const count = Math.floor(rest / UNIT_MS[unit]!);
+    rest -= count * UNIT_MS[unit]!;
+    if (count > 0) text += `${count}${unit}`;
+  }
+  return text;
+}

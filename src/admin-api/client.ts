@@ -3,8 +3,13 @@
  * Refusals come back as the same errors the control operations throw
  * locally (NotFoundError for 404, …) with the issuer's sentence, so a
  * command reports and exits alike on either path. Lists are read to the
- * end, page by page.
+ * end, page by page; sessions and audit records, which grow without end,
+ * one page at a time.
  */
+import type { Page } from '../control/operations.js';
+import type { AuditQuery, Paging, SessionDetail, SessionQuery } from '../control/sessions.js';
+import type { AuditRecordView } from '../control/views.js';
+import type { SessionView } from '../sessions/session.js';
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from '../issuer/registry.js';
 import { AlreadyExistsError } from '../issuer/store.js';
 import { fetchWithCa, type FetchLike, issuerTrustHint } from '../https-fetch.js';
@@ -67,6 +72,21 @@ export class AdminApiClient {
     return items;
   }
 
+  /** One page of sessions, newest first (`GET /v1/sessions`). */
+  listSessions(query: SessionQuery): Promise<Page<SessionView>> {
+    return this.get(withQuery('/v1/sessions', query));
+  }
+
+  /** A session and one page of its requests (`GET /v1/sessions/{id}`). */
+  showSession(id: string, paging: Paging): Promise<SessionDetail> {
+    return this.get(withQuery(`/v1/sessions/${encodeURIComponent(id)}`, paging));
+  }
+
+  /** One page of audit records in time order (`GET /v1/audit`). */
+  queryAudit(query: AuditQuery): Promise<Page<AuditRecordView>> {
+    return this.get(withQuery('/v1/audit', query));
+  }
+
   private async request<T>(method: string, path: string, body?: object): Promise<T> {
     const url = new URL(path.replace(/^\//, ''), this.base);
     let res: Response;
@@ -106,4 +126,11 @@ function refusalError(status: number, answer: unknown, request: string, origin: 
   if (status === 422) return new InvalidInputError(message);
   if (status === 401) return new AdminApiError(status, error, `the issuer refused the admin key: ${message}`);
   return new AdminApiError(status, error, `the issuer refused ${request}: ${message}`);
+}
+
+/** `path?name=value&…` of the parameters that have a value. */
+export function withQuery(path: string, parameters: object): string {
+  const given = Object.entries(parameters).filter((entry): entry is [string, string | number] => entry[1] !== undefined);
+  const query = new URLSearchParams(given.map(([name, value]): [string, string] => [name, String(value)]));
+  return query.size > 0 ? `${path}?${query}` : path;
 }

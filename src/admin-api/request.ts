@@ -17,8 +17,11 @@ export const BODY_LIMIT = 16 * 1024;
 
 const PAGE_PARAMETERS = ['limit', 'continue', 'org'];
 
-/** `?limit=&continue=&org=` and the list's own `filters`, each at most once; anything else is refused, naming it. */
-export function pageRequest(req: Request, filters: string[] = []): ops.PageRequest & { filters: Record<string, string | undefined> } {
+/**
+ * `?limit=&continue=&org=` and the list's own `filters`, each at most once; anything else is
+ * refused, naming it. `maxLimit`: the list's largest page, for the sentence (the operation checks it).
+ */
+export function pageRequest(req: Request, filters: string[] = [], maxLimit = ops.MAX_PAGE_SIZE): ops.PageRequest & { filters: Record<string, string | undefined> } {
   const query = req.query as Record<string, unknown>;
   const known = [...PAGE_PARAMETERS, ...filters];
   for (const name of Object.keys(query)) {
@@ -26,7 +29,7 @@ export function pageRequest(req: Request, filters: string[] = []): ops.PageReque
     if (typeof query[name] !== 'string') throw new ApiError(422, 'invalid', `query parameter "${name}" must be given once`);
   }
   const limitText = query.limit as string | undefined;
-  if (limitText !== undefined && !/^\d{1,6}$/.test(limitText)) throw new ApiError(422, 'invalid', `limit must be a whole number from 1 to ${ops.MAX_PAGE_SIZE}, not "${limitText.slice(0, 20)}"`);
+  if (limitText !== undefined && !/^\d{1,6}$/.test(limitText)) throw new ApiError(422, 'invalid', `limit must be a whole number from 1 to ${maxLimit}, not "${limitText.slice(0, 20)}"`);
   return {
     limit: limitText === undefined ? DEFAULT_PAGE_SIZE : Number(limitText),
     continue: query.continue as string | undefined,

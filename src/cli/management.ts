@@ -6,14 +6,17 @@
  * one on the issuer's side of its admin API, and both hand back the same
  * views (src/control/views.ts), so a command prints the same either way.
  */
-import { AdminApiClient } from '../admin-api/client.js';
+import { AdminApiClient, withQuery } from '../admin-api/client.js';
 import { OPERATOR } from '../control/caller.js';
 import { type ClusterStatus, clusterStatus } from '../control/cluster-status.js';
 import * as ops from '../control/operations.js';
 import * as grants from '../control/grants.js';
 import type { GrantRequest } from '../control/grants.js';
-import { type AdminView, adminView, type AgentView, agentView, type ClusterView, clusterView, type GrantView, grantView } from '../control/views.js';
+import * as sessions from '../control/sessions.js';
+import type { AuditQuery, Paging, SessionDetail, SessionQuery } from '../control/sessions.js';
+import { type AdminView, adminView, type AgentView, agentView, type AuditRecordView, type ClusterView, clusterView, type GrantView, grantView } from '../control/views.js';
 import type { Registry } from '../issuer/registry.js';
+import type { SessionView } from '../sessions/session.js';
 import { type FlagSpec, type Io, str, UsageError, type Values } from './command.js';
 import { adminKey, httpsUrl, readFileFlag } from './flag-values.js';
 import { STORE_FLAGS, withRegistry } from './local-store.js';
@@ -37,6 +40,10 @@ export interface Management {
   removeGrant(id: string): Promise<GrantView>;
   listRoles(cluster: string): Promise<grants.ClusterRoles>;
   clusterStatus(name: string): Promise<ClusterStatus>;
+  /** One page of each: sessions and records grow without end, so the caller says how much. */
+  listSessions(query: SessionQuery): Promise<ops.Page<SessionView>>;
+  showSession(id: string, paging: Paging): Promise<SessionDetail>;
+  queryAudit(query: AuditQuery): Promise<ops.Page<AuditRecordView>>;
 }
 
 export const REMOTE_FLAGS: FlagSpec[] = [
@@ -131,6 +138,9 @@ function localManagement(registry: Registry): Management {
     },
     listRoles: (cluster) => grants.listRoles(registry, OPERATOR, cluster),
     clusterStatus: (name) => clusterStatus(registry, OPERATOR, name),
+    listSessions: (query) => sessions.listSessions(registry, OPERATOR, query),
+    showSession: (id, paging) => sessions.showSession(registry, OPERATOR, id, paging),
+    queryAudit: (query) => sessions.queryAudit(registry, OPERATOR, query),
   };
 }
 
@@ -174,12 +184,12 @@ function remoteManagement(api: AdminApiClient): Management {
     },
     createGrant: ({ expiresInMs, ...request }) =>
       api.post<GrantView>('/v1/grants', { ...request, ...(expiresInMs === undefined ? {} : { expires: `${Math.round(expiresInMs / 1000)}s` }) }),
-    listGrants(filter) {
-      const query = new URLSearchParams(Object.entries(filter).filter((entry): entry is [string, string] => entry[1] !== undefined));
-      return api.list<GrantView>(`/v1/grants${query.size > 0 ? `?${query}` : ''}`);
-    },
+    listGrants: (filter) => api.list<GrantView>(withQuery('/v1/grants', filter)),
     removeGrant: (id) => api.delete<GrantView>(`/v1/grants/${encodeURIComponent(id)}`),
     listRoles: (cluster) => api.get<grants.ClusterRoles>(path('clusters', cluster, '/roles')),
     clusterStatus: (name) => api.get<ClusterStatus>(path('clusters', name, '/status')),
+    listSessions: (query) => api.listSessions(query),
+    showSession: (id, paging) => api.showSession(id, paging),
+    queryAudit: (query) => api.queryAudit(query),
   };
 }

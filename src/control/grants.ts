@@ -10,8 +10,8 @@ import { agentUser, isDnsLabel } from '../identity.js';
 import { BUILT_IN_ROLES, CLUSTER_ADMIN_ROLE, GRANT_ID, type Grant, grantState, type GranteeKind, newGrantId } from '../grants/grant.js';
 import { ForbiddenError, InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
 import { AlreadyExistsError } from '../issuer/store.js';
-import { type Caller, confinedOrg, mayManage } from './caller.js';
-import { getAgent, getCluster, MAX_PAGE_SIZE, type Page } from './operations.js';
+import { type Caller, mayManage } from './caller.js';
+import { getAgent, getCluster, listedOrg, MAX_PAGE_SIZE, type Page } from './operations.js';
 
 /** The longest `expires` a grant may have unless the issuer says otherwise (`--max-grant-duration`). */
 export const DEFAULT_MAX_GRANT_DURATION_MS = 30 * 24 * 3_600_000;
@@ -98,8 +98,7 @@ export interface GrantListRequest {
 }
 
 export async function listGrants(registry: Registry, caller: Caller, request: GrantListRequest = {}): Promise<Page<Grant>> {
-  const confined = confinedOrg(caller);
-  if (request.org !== undefined && confined !== undefined && request.org !== confined) throw new ForbiddenError(`an admin of org "${confined}" lists org "${confined}" only, not "${request.org}"`);
+  const org = listedOrg(caller, request.org);
   if (request.agent !== undefined && request.group !== undefined) throw new InvalidInputError('list the grants of an agent or of a group, not both at once');
   if (request.cluster !== undefined) await getCluster(registry, caller, request.cluster);
   const grantee = request.agent !== undefined ? { kind: 'agent' as const, name: (await getAgent(registry, caller, request.agent)).name } : request.group !== undefined ? { kind: 'group' as const, name: parseGroup(request.group).group } : undefined;
@@ -107,7 +106,7 @@ export async function listGrants(registry: Registry, caller: Caller, request: Gr
   const limit = request.limit === undefined ? undefined : Math.min(request.limit, MAX_PAGE_SIZE);
   if (request.continue !== undefined && !GRANT_ID.test(request.continue)) throw new InvalidInputError('continue is not one this issuer gave: pass the continue of the previous page unchanged, or leave it out for the first page');
   const items = await registry.grants.listGrants({
-    org: request.org ?? confined,
+    org,
     cluster: request.cluster,
     grantee,
     after: request.continue,

@@ -161,16 +161,24 @@ async function refuseNameOfAnotherOrg(caller: Caller, kind: Kind, name: string, 
   }
 }
 
-async function listPage<T extends { name: string }>(caller: Caller, page: PageRequest, list: (filter: ListFilter) => Promise<T[]>): Promise<Page<T>> {
+/**
+ * The org a list is confined to: the one asked for (an all-orgs caller, or an org admin naming
+ * its own), else the caller's own; undefined: every org. An org admin naming another org is 403.
+ */
+export function listedOrg(caller: Caller, requested: string | undefined): string | undefined {
   const confined = confinedOrg(caller);
-  if (page.org !== undefined) {
-    if (!isDnsLabel(page.org)) throw new InvalidInputError(`org "${page.org}" is not a DNS label`);
-    if (confined !== undefined && page.org !== confined) throw new ForbiddenError(`an admin of org "${confined}" lists org "${confined}" only, not "${page.org}"`);
-  }
+  if (requested === undefined) return confined;
+  if (!isDnsLabel(requested)) throw new InvalidInputError(`org "${requested.slice(0, 63)}" is not a DNS label`);
+  if (confined !== undefined && requested !== confined) throw new ForbiddenError(`an admin of org "${confined}" lists org "${confined}" only, not "${requested}"`);
+  return requested;
+}
+
+async function listPage<T extends { name: string }>(caller: Caller, page: PageRequest, list: (filter: ListFilter) => Promise<T[]>): Promise<Page<T>> {
+  const org = listedOrg(caller, page.org);
   if (page.limit !== undefined && (!Number.isInteger(page.limit) || page.limit < 1)) throw new InvalidInputError(`limit must be a whole number from 1 to ${MAX_PAGE_SIZE}`);
   const limit = page.limit === undefined ? undefined : Math.min(page.limit, MAX_PAGE_SIZE);
   const after = page.continue === undefined ? undefined : decodeContinue(page.continue);
-  const items = await list({ org: page.org ?? confined, after, ...(limit === undefined ? {} : { limit: limit + 1 }) });
+  const items = await list({ org, after, ...(limit === undefined ? {} : { limit: limit + 1 }) });
   if (limit === undefined || items.length <= limit) return { items };
   const shown = items.slice(0, limit);
   return { items: shown, continue: encodeContinue(shown[shown.length - 1]!.name) };

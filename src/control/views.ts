@@ -6,6 +6,7 @@
  */
 import { type Grant, grantState } from '../grants/grant.js';
 import type { Admin, Agent, Cluster } from '../issuer/store.js';
+import type { StoredAuditRecord } from '../issuer/store/audit-sql.js';
 
 export interface AgentView {
   name: string;
@@ -82,4 +83,14 @@ export function grantView(grant: Grant, now: Date): GrantView {
     ...(grant.applied.reason ? { reason: grant.applied.reason } : {}),
     ...(grant.applied.at ? { reportedAt: grant.applied.at.toISOString() } : {}),
   };
+}
+
+/**
+ * A central audit record (DESIGN §12): the record as the relay wrote it (docs/audit.md), with the
+ * cluster it was stored under, its org, and the id of its session (null: a request of no agent).
+ */
+export type AuditRecordView = Record<string, unknown> & { cluster: string; org: string; session: string | null };
+
+export function auditRecordView(stored: StoredAuditRecord): AuditRecordView {
+  return { ...stored.record, cluster: stored.cluster, org: stored.org, session: stored.sessionId ?? null };
 }

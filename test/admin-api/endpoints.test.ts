@@ -230,9 +230,6 @@ describe('request validation and authentication', () => {
   it.each([
     ['GET', '/v1/agents/worker/policy', /DESIGN §13/],
     ['PUT', '/v1/agents/worker/policy', /DESIGN §13/],
-    ['GET', '/v1/sessions', /DESIGN §12/],
-    ['GET', '/v1/sessions/s1', /DESIGN §12/],
-    ['GET', '/v1/audit', /DESIGN §12/],
   ])('%s %s: 501 not-implemented naming when', async (method, pathname, when) => {
     const res = await call(method, pathname, keys.acme);
     expect(res.status).toBe(501);
