@@ -56,13 +56,6 @@ export class AgentRequests {
       labelNames: ['code'],
       registers: [options.metrics],
     });
-    // A client that hangs up mid-response (a watch) must end the tunnelled request too; http-proxy only
-    // aborts upstream for requests whose body was still arriving.
-    this.proxy.on('proxyReq', (proxyReq: http.ClientRequest, _req: IncomingMessage, res: ServerResponse) => {
-      const abortIfUnfinished = () => !res.writableFinished && proxyReq.destroy();
-      if (res.closed) abortIfUnfinished();
-      else res.once('close', abortIfUnfinished);
-    });
   }
 
   /** True when the request is for a /clusters/ path (or a Kubernetes path missing it) and has been handled. */

@@ -31,6 +31,13 @@ export function createKubernetesProxy(options: httpProxy.ServerOptions, pathPref
     proxyReq.path = pathPrefix + req.url;
   };
   proxy.on('proxyReq', exactPath);
+  // A client that hangs up mid-response (a watch) must end the upstream request too: http-proxy only
+  // aborts upstream for requests whose body was still arriving (Node emits 'aborted' only then).
+  proxy.on('proxyReq', (proxyReq: ClientRequest, _req: IncomingMessage, res: ServerResponse) => {
+    const abortIfUnfinished = () => !res.writableFinished && proxyReq.destroy();
+    if (res.closed) abortIfUnfinished();
+    else res.once('close', abortIfUnfinished);
+  });
   proxy.on('proxyReqWs', exactPath);
   // A streamed answer (a watch, logs -f) must reach the client with its headers at once, as kube-apiserver
   // flushes them; Node would hold them back until the first body byte. http-proxy copies the headers

@@ -82,7 +82,7 @@ describe.each(['tunnel', 'direct'] as const)('a kubectl 1.33 script through a %s
     expect(shown.session.id).toBe(session!.id);
     expect(shown.requests.length).toBe(session!.requests);
     const verbs = shown.requests.map((r) => r.verb);
-    for (const verb of ['list', 'patch', 'exec', 'portforward', 'delete']) expect(verbs, verb).toContain(verb);
+    for (const verb of ['list', 'create', 'exec', 'portforward', 'delete']) expect(verbs, verb).toContain(verb);
     // In the order the requests began: the delete is the script's last.
     expect(verbs.lastIndexOf('delete')).toBeGreaterThan(verbs.indexOf('portforward'));
     expect(verbs.indexOf('exec')).toBeLessThan(verbs.indexOf('portforward'));

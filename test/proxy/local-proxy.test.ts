@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -74,6 +75,22 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
     } finally {
       await close();
     }
+  });
+
+  it('a client that leaves a watch ends it upstream too (the relay records it as ended, at once)', async () => {
+    const pending = stack.fake.nextWatch();
+    const left = new Promise<void>((resolve, reject) => {
+      const req = http.get(`${proxyUrl}/api/v1/namespaces/default/pods?watch=1&leaving=1`, (res) => {
+        expect(res.statusCode).toBe(200);
+        req.destroy();
+        resolve();
+      });
+      req.on('error', (err) => (err.message.includes('socket hang up') ? resolve() : reject(err)));
+    });
+    await pending;
+    await left;
+    const record = await stack.awaitRecord('/api/v1/namespaces/default/pods', (r) => r.query === 'watch=1&leaving=1');
+    expect(record).toMatchObject({ verb: 'watch', user: 'agent:deployer' });
   });
 
   it('writes a kubeconfig with its URL and no credential', () => {
