@@ -20,6 +20,7 @@ import { parseRequestInfo, type RequestInfo } from './request-info.js';
 export const PROXY_SESSION_HEADER = 'kube-relay-session';
 
 export type Decision = 'allowed' | 'denied-by-relay' | 'denied-by-cluster' | 'error';
+export const DECISIONS: readonly Decision[] = ['allowed', 'denied-by-relay', 'denied-by-cluster', 'error'];
 
 export type Stage = 'RequestReceived' | 'ResponseComplete';
 

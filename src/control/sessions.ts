@@ -13,7 +13,7 @@
 import { parseDuration } from '../duration.js';
 import { InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
 import type { AuditCursor, AuditFilter, SessionCursor, StoredAuditRecord } from '../issuer/store/audit-sql.js';
-import type { Decision } from '../audit/record.js';
+import { DECISIONS } from '../audit/record.js';
 import { type Session, type SessionView, sessionView } from '../sessions/session.js';
 import { type Caller, mayManage } from './caller.js';
 import { getAgent, getCluster, listedOrg, type Page } from './operations.js';
@@ -23,8 +23,6 @@ import { type AuditRecordView, auditRecordView } from './views.js';
 export const DEFAULT_AUDIT_PAGE_SIZE = 100;
 /** The largest page of sessions or records; more is refused (422), not cut. */
 export const MAX_AUDIT_PAGE_SIZE = 1000;
-
-export const DECISIONS: readonly Decision[] = ['allowed', 'denied-by-relay', 'denied-by-cluster', 'error'];
 
 export interface Paging {
   /** 1..MAX_AUDIT_PAGE_SIZE; default DEFAULT_AUDIT_PAGE_SIZE. */

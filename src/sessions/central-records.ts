@@ -7,6 +7,7 @@
  * derived from its content, so a batch sent twice still stores it once.
  */
 import { createHash } from 'node:crypto';
+import { DECISIONS } from '../audit/record.js';
 import type { IncomingAuditRecord } from '../issuer/store/audit-sql.js';
 
 /** 500 records a batch (the relay's default) of a few KiB at most each, with room: a larger batch gets 413 and is split. */
@@ -14,7 +15,6 @@ export const AUDIT_BATCH_BODY_LIMIT = 8 * 1024 * 1024;
 export const MAX_RECORDS_PER_BATCH = 2_000;
 /** No record the relay writes comes near this (its bounded fields total under 30 KiB). */
 const MAX_RECORD_BYTES = 64 * 1024;
-const DECISIONS = new Set(['allowed', 'denied-by-relay', 'denied-by-cluster', 'error']);
 const MAX_ID_LENGTH = 128;
 
 export class CentralRecordError extends Error {
@@ -59,7 +59,7 @@ export function centralRecord(entry: unknown, index: number): IncomingAuditRecor
   if (record.user !== null && !isString(record.user, 1024)) refuse(`record ${index}: "user" must be a string or null`);
   if (typeof record.durationMs !== 'number' || !Number.isFinite(record.durationMs) || record.durationMs < 0) refuse(`record ${index}: "durationMs" must be a number of milliseconds`);
   if (!Number.isInteger(record.status)) refuse(`record ${index}: "status" must be an HTTP status`);
-  if (!isString(record.decision) || !DECISIONS.has(record.decision)) refuse(`record ${index}: "decision" must be one of ${[...DECISIONS].join(', ')}`);
+  if (!isString(record.decision) || !(DECISIONS as readonly string[]).includes(record.decision)) refuse(`record ${index}: "decision" must be one of ${DECISIONS.join(', ')}`);
   for (const field of ['verb', 'namespace', 'name'] as const) if (!isString(record[field], 512)) refuse(`record ${index}: "${field}" must be a string`);
   for (const field of ['kubectlSession', 'kubectlCommand', 'proxySession', 'container'] as const) if (!optionalString(record[field], 512)) refuse(`record ${index}: "${field}" must be a string`);
   if (record.command !== undefined && (!Array.isArray(record.command) || record.command.some((arg) => typeof arg !== 'string'))) refuse(`record ${index}: "command" must be a list of strings`);

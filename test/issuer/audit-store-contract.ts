@@ -8,30 +8,12 @@ import type { IncomingAuditRecord } from '../../src/issuer/store/audit-sql.js';
 import { openStore, type StoreLocation } from '../../src/issuer/store/open.js';
 import type { IssuerStore } from '../../src/issuer/store/types.js';
 import { SESSION_GAP_MS, sessionView } from '../../src/sessions/session.js';
+import { auditRecord } from '../helpers/audit-records.js';
 
 const PROD = { name: 'prod', org: 'acme' };
 const T0 = Date.parse('2026-11-30T10:00:00.000Z');
-let counter = 0;
-
-/** A completed request of `agent` that began `atMs` and took `durationMs`. */
-function record(agent: string | null, atMs: number, fields: Partial<IncomingAuditRecord> = {}): IncomingAuditRecord {
-  const durationMs = fields.durationMs ?? 20;
-  return {
-    requestId: `req-${++counter}`,
-    stage: 'ResponseComplete',
-    time: new Date(atMs + durationMs).toISOString(),
-    durationMs,
-    cluster: 'prod',
-    user: agent === null ? null : `agent:${agent}`,
-    verb: 'get',
-    decision: 'allowed',
-    status: 200,
-    namespace: 'default',
-    resource: 'pods',
-    name: '',
-    ...fields,
-  };
-}
+/** A completed request of `agent` on cluster prod that began `atMs` (a record of another cluster names it in `fields`). */
+const record = (agent: string | null, atMs: number, fields: Partial<IncomingAuditRecord> = {}) => auditRecord(agent, 'prod', atMs, fields);
 
 export function describeAuditStoreContract(engineName: string, newLocation: () => Promise<StoreLocation>): void {
   const withStore = async (use: (store: IssuerStore) => Promise<void>) => {

@@ -5,7 +5,8 @@
  * API. Both grow without end, so each prints one page (`--limit`, default
  * 100): sessions newest first, records oldest first.
  */
-import { DECISIONS, DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE, type SessionDetail, type SessionQuery } from '../../control/sessions.js';
+import { DECISIONS } from '../../audit/record.js';
+import { DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE, type SessionDetail, type SessionQuery } from '../../control/sessions.js';
 import type { AuditRecordView } from '../../control/views.js';
 import { formatDuration } from '../../duration.js';
 import { agentOfUser, type SessionCommand, type SessionView } from '../../sessions/session.js';
