@@ -12,6 +12,7 @@ import { migrate, SCHEMA_VERSION, SchemaTooNewError } from '../../src/issuer/sto
 import { openEngine, openStore, type StoreLocation } from '../../src/issuer/store/open.js';
 import { sqlStore } from '../../src/issuer/store/sql-store.js';
 import { AlreadyExistsError, type IssuerStore, type RelayConnection } from '../../src/issuer/store/types.js';
+import { auditRecord } from '../helpers/audit-records.js';
 
 /** A relay connection as a hub replica records it, from `at` on, heard of then. */
 function connection(id: string, at: number, overrides: Partial<RelayConnection> = {}): RelayConnection {
@@ -296,10 +297,12 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
       await sourceStore.createAdmin({ name: 'root' }, 'admin-hash');
       await sourceStore.createGrant({ id: 'aaaaaaaaaaaa', cluster: 'prod-eu', org: 'acme', grantee: { kind: 'agent', name: 'deployer' }, role: 'view', createdAt: new Date(1), createdBy: 'operator' });
       await sourceStore.saveRelayConnections([connection('c-1', 1_000, { disconnectedAt: new Date(5_000) })]);
+      // More records than copyStore reads at a time, so the copy pages through them.
+      await sourceStore.ingestAudit({ name: 'prod-eu', org: 'acme' }, Array.from({ length: 1_001 }, (_, i) => auditRecord('deployer', 'prod-eu', 10_000 + i * 100)));
       const targetEngine = await openEngine(await newLocation());
       try {
         await migrate(targetEngine);
-        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, public_signing_keys: 1, signers: 1, store_settings: 1, relay_connections: 1, grants: 1, grantable_roles: 0 });
+        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, public_signing_keys: 1, signers: 1, store_settings: 1, relay_connections: 1, grants: 1, grantable_roles: 0, sessions: 1, audit_records: 1_001 });
         const target = sqlStore(targetEngine);
         expect(await target.findAgentByKeyHash('agent-hash')).toMatchObject({ name: 'deployer', revokedAt: new Date(9_000) });
         expect(await target.findClusterByKeyHash('cluster-hash')).toMatchObject({ name: 'prod-eu' });
@@ -308,6 +311,7 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect(await target.findAdminByKeyHash('admin-hash')).toMatchObject({ name: 'root' });
         expect(await target.findGrant('aaaaaaaaaaaa')).toMatchObject({ role: 'view', grantee: { kind: 'agent', name: 'deployer' } });
         expect(await target.relayConnectionsEndedAt('prod-eu')).toEqual(new Date(5_000));
+        expect((await target.listSessions({ agent: 'deployer', limit: 10 })).map((session) => session.requests)).toEqual([1_001]);
         await expect(copyStore(source, targetEngine)).rejects.toThrow(/is not empty/);
       } finally {
         await source.close();
