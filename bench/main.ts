@@ -16,6 +16,7 @@
  *        --phases watch-rounds [--rounds 5 --round-watches 2000 --heap-snapshots DIR --malloc-trim]
  *                  (opt-in: rounds of idle watches through a relay of its own, its memory after each
  *                  open and close; exits 1 when RSS grew more than 10 %, see watch-rounds.ts)
+ * The central audit store at 1M records (issue 18) is a script of its own: npx tsx bench/audit-scale.ts [--records 1000000 --json FILE]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
