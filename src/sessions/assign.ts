@@ -11,7 +11,8 @@
  *    new one.
  *
  * The assigner keeps what it loaded and decided in memory, so a batch costs
- * a lookup per agent and per kubectl invocation, not per record.
+ * one lookup for all its kubectl invocations and one per agent, not one per
+ * record.
  */
 import { randomBytes } from 'node:crypto';
 import { MAX_SESSION_COMMANDS, type Session, type SessionCommand, SESSION_GAP_MS } from './session.js';
@@ -36,8 +37,8 @@ export interface SessionInput {
 export interface SessionLookups {
   /** The agent's activity sessions on this cluster whose last request ended at or after `sinceMs`. */
   activitySessions(agent: string, sinceMs: number): Promise<Session[]>;
-  /** The session holding the agent's requests of this kubectl invocation on this cluster, if any. */
-  kubectlSession(agent: string, kubectlSession: string): Promise<Session | undefined>;
+  /** The sessions holding these kubectl invocations' requests on this cluster (whoever's they are: the assigner checks the agent). */
+  kubectlSessions(kubectlSessions: string[]): Promise<{ kubectlSession: string; session: Session }[]>;
   /** A session by id (any cluster, any agent: the assigner checks). */
   session(id: string): Promise<Session | undefined>;
 }
@@ -67,9 +68,21 @@ export class SessionAssigner {
     private readonly lookups: SessionLookups,
   ) {}
 
+  /** Looks up, in one go, the sessions of every kubectl invocation the batch names. Call before assign(). */
+  async prefetch(inputs: readonly SessionInput[]): Promise<void> {
+    const wanted = new Map<string, SessionInput>();
+    for (const input of inputs) if (input.kubectlSession !== undefined) wanted.set(this.perAgent(input.agent, input.kubectlSession), input);
+    const found = await this.lookups.kubectlSessions([...new Set([...wanted.values()].map((input) => input.kubectlSession!))]);
+    for (const key of wanted.keys()) this.byKubectl.set(key, null);
+    for (const { kubectlSession, session } of found) {
+      const key = this.perAgent(session.agent, kubectlSession);
+      if (wanted.has(key)) this.byKubectl.set(key, this.track(session, false));
+    }
+  }
+
   /** The id of the session `input` belongs to (making one if need be), with the session's span stretched over it. */
   async assign(input: SessionInput): Promise<string> {
-    const tracked = (await this.proxyRun(input)) ?? (await this.kubectlInvocation(input)) ?? (await this.activitySession(input));
+    const tracked = (await this.proxyRun(input)) ?? this.kubectlInvocation(input) ?? (await this.activitySession(input));
     const session = tracked.session;
     if (input.startedMs < session.startedAt.getTime()) session.startedAt = new Date(input.startedMs);
     if (input.endedMs > session.lastActivityAt.getTime()) session.lastActivityAt = new Date(input.endedMs);
@@ -137,16 +150,10 @@ export class SessionAssigner {
     return tracked ?? undefined;
   }
 
-  private async kubectlInvocation(input: SessionInput): Promise<Tracked | undefined> {
+  private kubectlInvocation(input: SessionInput): Tracked | undefined {
     if (input.kubectlSession === undefined) return undefined;
     const key = this.perAgent(input.agent, input.kubectlSession);
-    let tracked = this.byKubectl.get(key);
-    if (tracked === undefined) {
-      const session = await this.lookups.kubectlSession(input.agent, input.kubectlSession);
-      tracked = session ? this.track(session, false) : null;
-      this.byKubectl.set(key, tracked);
-    }
-    return tracked ?? undefined;
+    return this.byKubectl.get(key) ?? undefined;
   }
 
   private async activitySession(input: SessionInput): Promise<Tracked> {

@@ -6,15 +6,19 @@
  * `kube-relay proxy` (a kubeconfig without exec plugin) with kubectl 1.27
  * and 1.33 (get, a watch past the 60 s of a token, exec -i, port-forward)
  * and a plain HTTP client is one session for the proxy's run, ended when the
- * proxy stops.
+ * proxy stops; and a direct-mode relay cut off from the issuer for a minute
+ * delivers the records it held once the issuer is back, none twice.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { SessionCommand, SessionView } from '../../src/sessions/session.js';
+import { requestToken } from '../../src/client/token.js';
+import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
+import { createLogger } from '../../src/log.js';
 import { BIN, runCli } from '../helpers/cli.js';
-import { until } from '../helpers/http.js';
+import { request, until } from '../helpers/http.js';
 import { kubectlBinary, runKubectl } from '../helpers/kubectl.js';
 import { adminKubectl } from './cluster/bootstrap.js';
 import { execRoundTrip, portForwardRoundTrip, streamUntil } from './kubectl-streams.js';
@@ -165,5 +169,47 @@ describe('a kube-relay proxy run', () => {
     const ended = (await run())!;
     expect(ended.open).toBe(false);
     expect(ended.endedAt).not.toBeNull();
+  });
+});
+
+describe('a direct-mode relay cut off from the issuer for a minute', () => {
+  let relay: RelayUnderTest;
+  let restarted: RunningIssuer | undefined;
+
+  beforeAll(async () => {
+    relay = await startRelayFor(cluster, 'direct', { controlChannel: true });
+    await relay.agent('offline-reader', ['offline-readers']);
+    adminKubectl(cluster, ['create', 'rolebinding', 'offline-readers-view', '-n', 'e2e', '--clusterrole=view', '--group=acme/offline-readers']);
+  });
+  afterAll(async () => {
+    adminKubectl(cluster, ['delete', 'rolebinding', 'offline-readers-view', '-n', 'e2e', '--ignore-not-found']);
+    await relay?.relay.close();
+    await restarted?.close();
+  });
+
+  it('keeps serving, then delivers every record it held once the issuer is back, none twice', { timeout: 240_000 }, async () => {
+    const apiKey = readFileSync(path.join(relay.dataDir, 'offline-reader.api-key'), 'utf8').trim();
+    const ca = readFileSync(relay.issuer.caFile!, 'utf8');
+    const { token } = await requestToken({ issuer: relay.issuer.url, cluster: CLUSTER_NAME, apiKey, issuerCa: ca });
+    const port = Number(new URL(relay.issuer.url).port);
+    await relay.issuer.close();
+    const outageStarted = Date.now();
+    // Requests while the issuer is away, with the token minted before (the relay holds the issuer's keys).
+    const paths: string[] = [];
+    while (Date.now() - outageStarted < 50_000) {
+      const target = `/api/v1/namespaces/e2e/pods?offline=${paths.length}`;
+      expect((await request(`${relay.relay.url}${target}`, { ca, headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+      paths.push(target);
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, 60_000 - (Date.now() - outageStarted))));
+    restarted = await startIssuer({ dataDir: relay.dataDir, listen: { host: '127.0.0.1', port }, keyRotationIntervalMs: 86_400_000, audit: { file: path.join(relay.dataDir, 'hub-audit-restarted.jsonl') }, log: createLogger('error') });
+    const offlineRecords = () => relay.withRegistry((registry) => registry.audit.queryAudit({ agent: 'offline-reader', limit: 1000 }));
+    await until(async () => (await offlineRecords()).length >= paths.length, 60_000, `the ${paths.length} records of the outage at the issuer`);
+    const stored = await offlineRecords();
+    expect(stored.map((r) => `${r.record.path}?${r.record.query}`).sort()).toEqual([...paths].sort());
+    expect(new Set(stored.map((r) => r.id)).size).toBe(paths.length);
+    const sessions = await relay.withRegistry((registry) => registry.audit.listSessions({ agent: 'offline-reader', limit: 10 }));
+    expect(sessions.reduce((n, session) => n + session.requests, 0)).toBe(paths.length);
   });
 });

@@ -200,6 +200,32 @@ async function insertRecords(tx: SqlRunner, rows: unknown[][]): Promise<Set<stri
   return stored;
 }
 
+/** Values per `IN (…)`, the largest first (a few fixed statement texts, as INSERT_CHUNK_SIZES). */
+const LOOKUP_CHUNK_SIZES = [100, 10, 1];
+
+/** `values` in chunks of LOOKUP_CHUNK_SIZES, each with the `?, ?, …` it needs. */
+function* lookupChunks(values: readonly string[]): Generator<{ placeholders: string; params: string[] }> {
+  for (let at = 0; at < values.length; ) {
+    const size = LOOKUP_CHUNK_SIZES.find((n) => n <= values.length - at) ?? 1;
+    const chunk = values.slice(at, at + size);
+    at += size;
+    yield { placeholders: chunk.map(() => '?').join(', '), params: chunk };
+  }
+}
+
+/** The sessions of these kubectl invocations on `cluster`, in two queries a chunk: which session holds each, then the sessions. */
+async function kubectlSessionsOf(tx: SqlRunner, cluster: string, kubectlSessions: string[]): Promise<{ kubectlSession: string; session: Session }[]> {
+  const held: { kubectl_session: string; session_id: string }[] = [];
+  for (const { placeholders, params } of lookupChunks(kubectlSessions)) {
+    held.push(...(await tx.query<{ kubectl_session: string; session_id: string }>(`SELECT DISTINCT kubectl_session, session_id FROM audit_records WHERE cluster = ? AND session_id IS NOT NULL AND kubectl_session IN (${placeholders})`, [cluster, ...params])));
+  }
+  const sessions = new Map<string, Session>();
+  for (const { placeholders, params } of lookupChunks([...new Set(held.map((row) => row.session_id))])) {
+    for (const row of await tx.query<SessionRow>(`SELECT * FROM sessions WHERE id IN (${placeholders})`, params)) sessions.set(row.id, toSession(row));
+  }
+  return held.flatMap((row) => (sessions.has(row.session_id) ? [{ kubectlSession: row.kubectl_session, session: sessions.get(row.session_id)! }] : []));
+}
+
 async function saveSession(tx: SqlRunner, session: Session, isNew: boolean): Promise<void> {
   const commands = JSON.stringify(session.commands);
   if (isNew) {
@@ -237,10 +263,10 @@ export function auditStore(engine: SqlEngine): AuditStore {
           const assigner = new SessionAssigner(cluster.org, cluster.name, {
             activitySessions: async (agent, sinceMs) =>
               (await tx.query<SessionRow>("SELECT * FROM sessions WHERE cluster = ? AND agent = ? AND kind = 'activity' AND last_activity_ms >= ?", [cluster.name, agent, sinceMs])).map(toSession),
-            kubectlSession: (agent, kubectlSession) =>
-              oneSession('SELECT s.* FROM audit_records r JOIN sessions s ON s.id = r.session_id WHERE r.cluster = ? AND r.kubectl_session = ? AND s.agent = ? LIMIT 1', [cluster.name, kubectlSession, agent]),
+            kubectlSessions: (kubectlSessions) => kubectlSessionsOf(tx, cluster.name, kubectlSessions),
             session: (id) => oneSession('SELECT * FROM sessions WHERE id = ?', [id]),
           });
+          await assigner.prefetch(entries.flatMap(({ record, endedMs, agent }) => (agent === undefined ? [] : [sessionInput(agent, record, endedMs)])));
           const rows: unknown[][] = [];
           const placed: { id: string; sessionId: string; input: SessionInput }[] = [];
           const seen = new Set<string>();

@@ -172,7 +172,8 @@ export const MIGRATIONS: Migration[] = [
         PRIMARY KEY (cluster, id)
       )`,
       `CREATE INDEX IF NOT EXISTS audit_records_org_time ON audit_records (org, time_ms)`,
-      `CREATE INDEX IF NOT EXISTS audit_records_agent_time ON audit_records (org, agent, time_ms)`,
+      // Agent names are unique across orgs: an all-orgs admin asking by agent alone needs no org to use it.
+      `CREATE INDEX IF NOT EXISTS audit_records_agent_time ON audit_records (agent, time_ms)`,
       `CREATE INDEX IF NOT EXISTS audit_records_cluster_time ON audit_records (org, cluster, time_ms)`,
       `CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records (session_id, started_ms)`,
       `CREATE INDEX IF NOT EXISTS audit_records_kubectl_session ON audit_records (cluster, kubectl_session)`,
@@ -196,7 +197,7 @@ export const MIGRATIONS: Migration[] = [
         commands_omitted INTEGER NOT NULL
       )`,
       `CREATE INDEX IF NOT EXISTS sessions_org ON sessions (org, last_activity_ms)`,
-      `CREATE INDEX IF NOT EXISTS sessions_agent ON sessions (org, agent, last_activity_ms)`,
+      `CREATE INDEX IF NOT EXISTS sessions_agent ON sessions (agent, last_activity_ms)`,
       `CREATE INDEX IF NOT EXISTS sessions_cluster_agent ON sessions (cluster, agent, kind, last_activity_ms)`,
     ],
   },
