@@ -2,6 +2,7 @@
  * The agent principal and the token's shape, shared by the issuer that mints
  * tokens and the relay and hub that verify them (DESIGN §2).
  */
+import type { Policy } from './policy/policy.js';
 
 /** An RFC 1123 DNS label, the charset of agent, org, team and cluster names. */
 export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -29,6 +30,8 @@ export interface AgentIdentity {
   issuedAt: number;
   /** The token's `exp`, seconds since the epoch. */
   expiresAt: number;
+  /** The brakes the token carries (its `krl_policy` claim, DESIGN §13); none without the claim. */
+  policy?: Policy;
 }
 
 export function isDnsLabel(value: string): boolean {

@@ -19,8 +19,8 @@ import { parseRequestInfo, type RequestInfo } from './request-info.js';
 /** The header through which `kube-relay proxy` names its run's session (src/proxy/local-proxy.ts). */
 export const PROXY_SESSION_HEADER = 'kube-relay-session';
 
-export type Decision = 'allowed' | 'denied-by-relay' | 'denied-by-cluster' | 'error';
-export const DECISIONS: readonly Decision[] = ['allowed', 'denied-by-relay', 'denied-by-cluster', 'error'];
+export type Decision = 'allowed' | 'denied-by-relay' | 'denied-by-policy' | 'denied-by-cluster' | 'error';
+export const DECISIONS: readonly Decision[] = ['allowed', 'denied-by-relay', 'denied-by-policy', 'denied-by-cluster', 'error'];
 
 export type Stage = 'RequestReceived' | 'ResponseComplete';
 
@@ -93,6 +93,8 @@ export interface AuditRecord extends RequestFields {
   bytesOut: number;
   /** Why the relay refused, as a stable reason code (never token material). */
   reason?: string;
+  /** The agent policy's rule that refused the request, or `dry-run` for a change sent with dryRun=All (DESIGN §13). */
+  policyRule?: string;
   // Upgraded sessions only:
   protocol?: string;
   startedAt?: string;
@@ -156,6 +158,7 @@ export interface AuditedRequest {
   status?: number;
   decision?: Decision;
   reason?: string;
+  policyRule?: string;
   bytesIn: number;
   bytesOut: number;
   session?: { protocol: string; startedAt: number };
@@ -251,6 +254,7 @@ export function auditRecord(request: AuditedRequest, endedAt: number): AuditReco
     bytesOut: request.bytesOut,
   };
   if (request.reason) record.reason = request.reason;
+  if (request.policyRule) record.policyRule = request.policyRule;
   if (request.session) {
     record.protocol = request.session.protocol;
     record.startedAt = new Date(request.session.startedAt).toISOString();

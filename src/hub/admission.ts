@@ -1,7 +1,7 @@
 /**
  * Who may send a request into a tunnel, decided at the hub before anything
  * enters one (DESIGN §4): a token for the URL's cluster, an agent that is
- * not revoked, and room in the agent's quota of requests in flight through
+ * not revoked, what its policy allows (DESIGN §13), and room in the agent's quota of requests in flight through
  * the hub, the same cap each relay keeps (request-stages/agent-quotas.ts), so that one agent
  * cannot fill the tunnels every agent of the cluster shares. Refusals carry
  * the status the hub answers with.
@@ -12,9 +12,11 @@ import type { JSONWebKeySet } from 'jose';
 import type { AgentIdentity } from '../identity.js';
 import { StoreUnavailableError } from '../issuer/store.js';
 import type { Logger } from '../log.js';
+import { parseRequestInfo } from '../audit/request-info.js';
+import { applyPolicy, PolicyRateLimiter } from '../request-stages/agent-policy.js';
 import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT } from '../request-stages/agent-quotas.js';
 import { extractBearerToken } from '../request-stages/authenticate.js';
-import { RelayRefusal } from '../request-stages/errors.js';
+import { RelayRefusal, refusalHeaders } from '../request-stages/errors.js';
 import type { RevocationList } from '../request-stages/revocations.js';
 import { TokenVerifier } from '../request-stages/token-verifier.js';
 
@@ -29,9 +31,19 @@ export class HubRefusal extends Error {
   }
 }
 
-export function refusal(err: unknown): { code: number; reason: string; message: string; identity?: AgentIdentity | undefined } {
+export interface Refusal {
+  code: number;
+  reason: string;
+  message: string;
+  identity?: AgentIdentity | undefined;
+  /** A policy refusal's rule (DESIGN §13), and its headers (Retry-After). */
+  policyRule?: string | undefined;
+  headers?: Record<string, string>;
+}
+
+export function refusal(err: unknown): Refusal {
   if (err instanceof HubRefusal) return { code: err.status, reason: err.reason, message: err.message, identity: err.identity };
-  if (err instanceof RelayRefusal) return { code: err.status, reason: err.reason, message: err.clientMessage, identity: err.identity };
+  if (err instanceof RelayRefusal) return { code: err.status, reason: err.reason, message: err.clientMessage, identity: err.identity, policyRule: err.details.policyRule, headers: refusalHeaders(err) };
   if (err instanceof StoreUnavailableError) return { code: 503, reason: 'store-unavailable', message: 'the hub cannot read its store right now; retry in a few seconds' };
   return { code: 500, reason: 'internal-error', message: 'the hub failed to handle the request' };
 }
@@ -48,6 +60,7 @@ export interface AgentAdmissionOptions {
 export class AgentAdmission {
   private readonly verifiers = new Map<string, TokenVerifier>();
   private readonly inFlight: AgentQuota;
+  private readonly rateLimiter = new PolicyRateLimiter();
 
   constructor(private readonly options: AgentAdmissionOptions) {
     this.inFlight = new AgentQuota(options.maxRequestsPerAgent ?? DEFAULT_MAX_REQUESTS_PER_AGENT);
@@ -72,6 +85,16 @@ export class AgentAdmission {
     }
     if (this.options.revocations.isRevoked(identity)) throw new HubRefusal(401, 'agent-revoked', 'the agent has been revoked', identity);
     return identity;
+  }
+
+  /**
+   * The agent's policy, decided here as the relay decides it, so that what
+   * it refuses never enters a tunnel; a dry-run change goes on unchanged,
+   * for the relay to add dryRun=All to it.
+   */
+  applyPolicy(identity: AgentIdentity, method: string, target: string, upgrade: boolean): void {
+    this.rateLimiter.take(identity);
+    applyPolicy(identity, method, parseRequestInfo(method, target), target, upgrade);
   }
 
   /**

@@ -20,7 +20,7 @@ import { allowHalfClose, createKubernetesProxy } from '../request-stages/kuberne
 import { checkRequestTarget } from '../request-stages/request-target.js';
 import { validatedUpgrade } from '../request-stages/strip-headers.js';
 import type { MuxSession } from '../tunnel/mux.js';
-import { type AgentAdmission, ClosingTracker, HubRefusal, refusal } from './admission.js';
+import { type AgentAdmission, ClosingTracker, HubRefusal, type Refusal, refusal } from './admission.js';
 import type { RelayTunnels } from './relay-tunnels.js';
 
 /** Kubernetes API paths that arrived without the /clusters/<name> prefix. */
@@ -68,7 +68,7 @@ export class AgentRequests {
       return true;
     }
     const closes = new ClosingTracker(res);
-    this.admit(req, route, closes).then(
+    this.admit(req, route, closes, false).then(
       (session) => {
         if (closes.hasClosed) return; // the client left while it was admitted: nothing enters the tunnel
         continueIfExpected(req, res);
@@ -79,9 +79,9 @@ export class AgentRequests {
         });
       },
       (err: unknown) => {
-        const { code, message } = this.refuse(req, route, err);
+        const { code, message, headers } = this.refuse(req, route, err);
         discardRefusedBody(req, res);
-        writeStatus(res, code, message);
+        writeStatus(res, code, message, headers);
       },
     );
     return true;
@@ -100,7 +100,7 @@ export class AgentRequests {
     Promise.resolve()
       .then(() => {
         validatedUpgrade(req.rawHeaders); // h2c and friends never enter a tunnel
-        return this.admit(req, route, closes);
+        return this.admit(req, route, closes, true);
       })
       .then(
         (session) => {
@@ -126,10 +126,11 @@ export class AgentRequests {
    * this cluster, and the agent within its quota, before anything enters its
    * tunnel; the agent's slot is held until `closes` closes.
    */
-  private async admit(req: IncomingMessage, { cluster, rest }: ClusterRoute, closes: ClosingTracker): Promise<MuxSession> {
+  private async admit(req: IncomingMessage, { cluster, rest }: ClusterRoute, closes: ClosingTracker, upgrade: boolean): Promise<MuxSession> {
     const { admission, tunnels, registry } = this.options;
     checkRequestTarget(rest);
     const identity = await admission.identify(req, cluster);
+    admission.applyPolicy(identity, req.method ?? 'GET', rest, upgrade);
     // Only now, so that a caller without a valid token learns nothing of which clusters exist. A
     // connected relay proves the cluster exists: the store is asked only without one.
     if (!tunnels.hasRelay(cluster) && !(await registry.findCluster(cluster))) throw new HubRefusal(404, 'unknown-cluster', `no cluster named "${cluster}"`, identity);
@@ -144,7 +145,7 @@ export class AgentRequests {
    * relay would have seen it), and logs why (never the token: the path
    * without the query).
    */
-  private refuse(req: IncomingMessage, route: ClusterRoute, err: unknown): { code: number; message: string } {
+  private refuse(req: IncomingMessage, route: ClusterRoute, err: unknown): Refusal {
     const refused = refusal(err);
     this.refusals.inc({ code: String(refused.code) });
     if (refused.reason === 'internal-error') this.options.log.error('the hub failed to handle a request', { cluster: route.cluster, error: (err as Error).message });
@@ -153,8 +154,9 @@ export class AgentRequests {
       ...auditedRequest(req, route.cluster, 'tunnel', route.rest, randomUUID()),
       identity: refused.identity,
       status: refused.code,
-      decision: refused.code >= 500 ? 'error' : 'denied-by-relay',
+      decision: refused.code >= 500 ? 'error' : refused.policyRule !== undefined ? 'denied-by-policy' : 'denied-by-relay',
       reason: refused.reason,
+      policyRule: refused.policyRule,
     };
     this.options.audit.writeIfRoom(auditRecord(request, Date.now()));
     return refused;

@@ -38,6 +38,17 @@ export function createRelayMetrics() {
       labelNames: ['reason'],
       registers,
     }),
+    policyRefusals: new Counter({
+      name: 'kube_relay_policy_refusals_total',
+      help: "Requests refused by the agent's policy (DESIGN §13), by rule: read-only, dry-run, deny, rate.",
+      labelNames: ['rule'],
+      registers,
+    }),
+    policyDryRuns: new Counter({
+      name: 'kube_relay_policy_dry_runs_total',
+      help: "Changes of dry-run agents forwarded with dryRun=All.",
+      registers,
+    }),
   };
 }
 

@@ -2,8 +2,8 @@
  * The relay's request pipeline, composed in one place (DESIGN §3):
  *
  *   audit (outermost: room first, the record on close) → check target →
- *   authenticate → refuse client impersonation → the agent's quotas →
- *   strip → impersonate → forward
+ *   authenticate → refuse client impersonation → the agent's policy (rate,
+ *   then its rules) → the agent's quotas → strip → impersonate → forward
  *
  * The same code serves direct mode and requests that arrive through a
  * tunnel: it never asks which transport a connection came from.
@@ -15,7 +15,8 @@ import { type AuditedRequest, auditedRequest, auditRecord, decisionForUpstreamSt
 import { AuditUnavailableError, type AuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
 import { authenticate } from '../request-stages/authenticate.js';
-import { isAuthenticationFailure, RelayRefusal, refuseUpgrade, writeStatus } from '../request-stages/errors.js';
+import { applyPolicy, type PolicyRateLimiter } from '../request-stages/agent-policy.js';
+import { isAuthenticationFailure, isPolicyRefusal, RelayRefusal, refusalHeaders, refuseUpgrade, writeStatus } from '../request-stages/errors.js';
 import type { Forwarder, Forwarding, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
 import { admitWithinQuotas, type AgentQuotas } from '../request-stages/agent-quotas.js';
@@ -40,6 +41,7 @@ export interface PipelineDeps {
   metrics: RelayMetrics;
   streams: LiveStreams;
   quotas: AgentQuotas;
+  rateLimiter: PolicyRateLimiter;
   log: Logger;
 }
 
@@ -70,17 +72,23 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     return { ...auditedRequest(req, deps.cluster, deps.mode, req.url ?? '', randomUUID()), finished: false };
   }
 
-  /** Stages 1-3, after room in the audit trail: everything that must hold before a byte goes upstream. */
-  async function admit(ctx: RequestContext, upgrade: UpgradeProtocol | undefined): Promise<OutgoingHttpHeaders> {
+  /** Stages 1-3, after room in the audit trail: everything that must hold before a byte goes upstream; the headers and target to forward. */
+  async function admit(ctx: RequestContext, upgrade: UpgradeProtocol | undefined): Promise<{ headers: OutgoingHttpHeaders; target: string }> {
     await roomInAuditTrail(ctx);
     checkRequestTarget(ctx.target);
     ctx.identity = await authenticate(ctx.rawHeaders, ctx.target, deps.verifier, deps.revocations);
     refuseClientImpersonation(ctx.rawHeaders);
+    deps.rateLimiter.take(ctx.identity);
+    const { target, dryRun } = applyPolicy(ctx.identity, ctx.method, ctx.info, ctx.target, upgrade !== undefined);
+    if (dryRun) {
+      ctx.policyRule = 'dry-run';
+      metrics.policyDryRuns.inc();
+    }
     ctx.releaseSlots = admitWithinQuotas(deps.quotas, ctx.identity, isLongRunning(ctx.info.verb, ctx.info.subresource));
     // The client left while it was authenticated: its close, which gives slots back, has come and gone.
     if (ctx.finished) ctx.releaseSlots();
     await recordReceived(ctx, upgrade !== undefined);
-    return addImpersonation(stripClientHeaders(ctx.rawHeaders, upgrade), ctx.identity, deps.upstream.authorization(), ctx.requestId);
+    return { headers: addImpersonation(stripClientHeaders(ctx.rawHeaders, upgrade), ctx.identity, deps.upstream.authorization(), ctx.requestId), target };
   }
 
   /** Nothing is forwarded that could not be audited (DESIGN §5): wait for room, or refuse, as configured. */
@@ -114,15 +122,17 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   }
 
   /** Maps a failure before forwarding to a status; refusals are expected, anything else is a relay bug. */
-  function refusal(ctx: RequestContext, err: unknown): { code: number; message: string } {
+  function refusal(ctx: RequestContext, err: unknown): { code: number; message: string; headers?: Record<string, string> } {
     if (err instanceof RelayRefusal) {
       ctx.identity ??= err.identity;
       ctx.status = err.status;
-      ctx.decision = err.status >= 500 ? 'error' : 'denied-by-relay';
+      ctx.decision = err.status >= 500 ? 'error' : isPolicyRefusal(err) ? 'denied-by-policy' : 'denied-by-relay';
       ctx.reason = err.reason;
+      ctx.policyRule = err.details.policyRule;
       if (isAuthenticationFailure(err)) metrics.authFailures.inc({ reason: err.reason });
+      if (isPolicyRefusal(err)) metrics.policyRefusals.inc({ rule: err.reason.slice('policy-'.length) });
       log.info('request refused', { requestId: ctx.requestId, reason: err.reason, user: ctx.identity?.user, method: ctx.method, path: pathOf(ctx.target) });
-      return { code: err.status, message: err.clientMessage };
+      return { code: err.status, message: err.clientMessage, headers: refusalHeaders(err) };
     }
     ctx.status = 500;
     ctx.decision = 'error';
@@ -182,8 +192,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       const ctx = newContext(req);
       res.on('close', () => finish(ctx));
       admit(ctx, undefined).then(
-        (headers) => {
+        ({ headers, target }) => {
           if (res.destroyed) return; // the client left while we authenticated: nothing goes upstream
+          req.url = target;
           if (isLongRunning(ctx.info.verb, ctx.info.subresource)) {
             countActiveStream(res, 'long-running');
             const refuse = (code: number, message: string) => {
@@ -204,9 +215,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
           });
         },
         (err: unknown) => {
-          const { code, message } = refusal(ctx, err);
+          const { code, message, headers } = refusal(ctx, err);
           discardRefusedBody(req, res);
-          writeStatus(res, code, message);
+          writeStatus(res, code, message, headers);
         },
       );
     },
@@ -222,7 +233,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
           return admit(ctx, upgrade);
         })
         .then(
-          (headers) => {
+          ({ headers }) => {
             if (socket.destroyed) return;
             let endSession: (() => void) | undefined;
             const refuse = (code: number, message: string) => refuseUpgrade(socket, code, message);

@@ -32,6 +32,7 @@ import { createRelayMetrics } from './metrics.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { checkImpersonationPermissions, MissingPermissionError } from './self-check.js';
 import { type CentralGrantsConfig, missingGrantPermission, type RunningCentralGrants, startCentralGrants } from '../grants/central-grants.js';
+import { PolicyRateLimiter } from '../request-stages/agent-policy.js';
 import { RevocationList } from '../request-stages/revocations.js';
 import { TokenVerifier } from '../request-stages/token-verifier.js';
 import type { Upstream } from './upstream.js';
@@ -132,6 +133,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     audit,
     metrics,
     streams,
+    rateLimiter: new PolicyRateLimiter(),
     quotas: {
       requests: new AgentQuota(config.maxRequestsPerAgent ?? DEFAULT_MAX_REQUESTS_PER_AGENT),
       longRunning: new AgentQuota(config.maxStreamsPerAgent ?? DEFAULT_MAX_STREAMS_PER_AGENT),

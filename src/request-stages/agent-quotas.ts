@@ -30,10 +30,10 @@ export class AgentQuota {
 
   constructor(readonly perAgent: number) {}
 
-  /** Takes a slot for `user`: its release (idempotent), or undefined when the agent has none left. */
-  take(user: string): (() => void) | undefined {
+  /** Takes a slot for `user` (of `limit`, when its policy sets one): its release (idempotent), or undefined when the agent has none left. */
+  take(user: string, limit = this.perAgent): (() => void) | undefined {
     const held = this.held.get(user) ?? 0;
-    if (held >= this.perAgent) return undefined;
+    if (held >= limit) return undefined;
     this.held.set(user, held + 1);
     let released = false;
     return () => {
@@ -64,12 +64,14 @@ export function admitWithinQuotas(quotas: AgentQuotas, identity: AgentIdentity, 
     throw new RelayRefusal('too-many-requests', `the agent already has ${quotas.requests.perAgent} requests in flight through kube-relay; wait for some to finish and retry`, identity);
   }
   if (!longRunning) return releaseRequest;
-  const releaseStream = quotas.longRunning.take(identity.user);
+  // An agent's policy may set its own cap (max-streams, DESIGN §13).
+  const streamLimit = identity.policy?.maxStreams ?? quotas.longRunning.perAgent;
+  const releaseStream = quotas.longRunning.take(identity.user, streamLimit);
   if (!releaseStream) {
     releaseRequest();
     throw new RelayRefusal(
       'too-many-streams',
-      `the agent already holds ${quotas.longRunning.perAgent} long-running requests (watches, logs -f, exec, attach, port-forward) through this relay; end some and retry`,
+      `the agent already holds ${streamLimit} long-running requests (watches, logs -f, exec, attach, port-forward) through this relay; end some and retry`,
       identity,
     );
   }

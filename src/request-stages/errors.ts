@@ -32,6 +32,11 @@ export type RefusalReason =
   // 429: the agent has as many requests in flight, or holds as many long-running streams, as it may
   | 'too-many-requests'
   | 'too-many-streams'
+  // 403 (429 for the rate): the agent's policy (DESIGN §13) forbids it, whatever RBAC says
+  | 'policy-read-only'
+  | 'policy-dry-run'
+  | 'policy-deny'
+  | 'policy-rate'
   // 400: requests the relay will not forward in any form
   | 'bad-request-target'
   | 'unsupported-upgrade'
@@ -61,6 +66,10 @@ const STATUS_OF: Record<RefusalReason, number> = {
   'impersonation-forbidden': 403,
   'too-many-requests': 429,
   'too-many-streams': 429,
+  'policy-read-only': 403,
+  'policy-dry-run': 403,
+  'policy-deny': 403,
+  'policy-rate': 429,
   'bad-request-target': 400,
   'unsupported-upgrade': 400,
   'jwks-unavailable': 503,
@@ -92,10 +101,21 @@ export class RelayRefusal extends Error {
     readonly clientMessage: string,
     /** Who was refused, when the token was valid but its agent may not pass (revoked): for the audit record. */
     readonly identity?: AgentIdentity,
+    /** A policy refusal's rule, for the audit record, and how long a rate-limited client should wait. */
+    readonly details: { policyRule?: string; retryAfterSeconds?: number } = {},
   ) {
     super(`${reason}: ${clientMessage}`);
     this.status = STATUS_OF[reason];
   }
+}
+
+/** The refusal's extra response headers (Retry-After for a rate limit). */
+export function refusalHeaders(err: RelayRefusal): Record<string, string> {
+  return err.details.retryAfterSeconds === undefined ? {} : { 'retry-after': String(err.details.retryAfterSeconds) };
+}
+
+export function isPolicyRefusal(err: RelayRefusal): boolean {
+  return err.reason.startsWith('policy-');
 }
 
 export function isAuthenticationFailure(err: RelayRefusal): boolean {
@@ -121,13 +141,14 @@ function statusBody(code: number, message: string): string {
 }
 
 /** Answers a plain request with a Kubernetes Status. */
-export function writeStatus(res: ServerResponse, code: number, message: string): void {
+export function writeStatus(res: ServerResponse, code: number, message: string, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const body = statusBody(code, message);
   res.writeHead(code, {
+    ...headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',

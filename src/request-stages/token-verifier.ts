@@ -32,6 +32,7 @@ import {
   TOKEN_LIFETIME_SECONDS,
   JWKS_REFRESH_COOLDOWN_MS,
 } from '../identity.js';
+import { POLICY_CLAIM, readPolicyClaim } from '../policy/policy.js';
 import { RelayRefusal } from './errors.js';
 
 /** Time to wait for the issuer's JWKS before failing closed. */
@@ -81,7 +82,17 @@ export function validateClaims(payload: JWTPayload, expect: ClaimExpectations, n
   if (new Set((groups as string[]).map((group) => group.slice(0, group.indexOf('/')))).size > 1) {
     throw new RelayRefusal('invalid-claims', 'token groups must all be of one org');
   }
-  return { user: sub, groups: [...(groups as string[])], tokenId: jti, issuedAt: iat, expiresAt: exp };
+  const identity: AgentIdentity = { user: sub, groups: [...(groups as string[])], tokenId: jti, issuedAt: iat, expiresAt: exp };
+  const claim = (payload as Record<string, unknown>)[POLICY_CLAIM];
+  if (claim !== undefined) {
+    try {
+      identity.policy = readPolicyClaim(claim);
+    } catch (err) {
+      // Inside the signature, so a bad one is a broken or newer issuer: refused, never a brake dropped.
+      throw new RelayRefusal('invalid-claims', `token policy cannot be read: ${(err as Error).message}`);
+    }
+  }
+  return identity;
 }
 
 function isWholeSeconds(value: unknown): value is number {
