@@ -1,10 +1,11 @@
 /**
  * Minting the 60-second agent token (DESIGN §2): exactly the claims relays
- * trust, nothing else.
+ * trust, nothing else: the agent, its groups, and its policy (DESIGN §13).
  */
 import { randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { agentUser, teamGroup, TOKEN_LIFETIME_SECONDS } from '../identity.js';
+import { isEmptyPolicy, type Policy, POLICY_CLAIM, policyClaim } from '../policy/policy.js';
 import { SIGNING_ALGORITHM, type SigningKeys } from './signing-keys.js';
 import type { Agent, Cluster } from './store.js';
 
@@ -20,12 +21,15 @@ export async function mintAgentToken(
   agent: Agent,
   cluster: string,
   now: Date = new Date(),
+  /** The agent's effective policy (DESIGN §13), carried as `krl_policy` when it sets any brake. */
+  policy: Policy = {},
 ): Promise<MintedToken> {
   const { kid, key } = await keys.current();
   const issuedAt = Math.floor(now.getTime() / 1000);
   const expiresAt = issuedAt + TOKEN_LIFETIME_SECONDS;
   const tokenId = randomUUID();
-  const token = await new SignJWT({ groups: agent.teams.map((team) => teamGroup(agent.org, team)) })
+  const claims = { groups: agent.teams.map((team) => teamGroup(agent.org, team)), ...(isEmptyPolicy(policy) ? {} : { [POLICY_CLAIM]: policyClaim(policy) }) };
+  const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: SIGNING_ALGORITHM, kid, typ: 'JWT' })
     .setIssuer(issuer)
     .setSubject(agentUser(agent.name))
