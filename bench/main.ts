@@ -16,6 +16,7 @@
  *        --phases watch-rounds [--rounds 5 --round-watches 2000 --heap-snapshots DIR --malloc-trim]
  *                  (opt-in: rounds of idle watches through a relay of its own, its memory after each
  *                  open and close; exits 1 when RSS grew more than 10 %, see watch-rounds.ts)
+ *        central audit (issuer intake of POST /v1/audit on SQLite and PostgreSQL, a relay's forwarding cost): npx tsx bench/central-audit.ts
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
