@@ -16,7 +16,8 @@
  *        --phases watch-rounds [--rounds 5 --round-watches 2000 --heap-snapshots DIR --malloc-trim]
  *                  (opt-in: rounds of idle watches through a relay of its own, its memory after each
  *                  open and close; exits 1 when RSS grew more than 10 %, see watch-rounds.ts)
- * The central audit store at 1M records (issue 18) is a script of its own: npx tsx bench/audit-scale.ts [--records 1000000 --json FILE]
+ * Central audit has scripts of its own (issue 18): npx tsx bench/audit-scale.ts [--records 1000000 --json FILE]
+ *   (the store at 1M records) and npx tsx bench/central-audit.ts (issuer intake of POST /v1/audit, a relay's forwarding cost)
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
