@@ -11,8 +11,8 @@
  *    new one.
  *
  * The assigner keeps what it loaded and decided in memory, so a batch costs
- * one lookup for all its kubectl invocations and one per agent, not one per
- * record.
+ * one lookup for all its kubectl invocations and one for all its agents'
+ * sessions, not one per record.
  */
 import { randomBytes } from 'node:crypto';
 import { MAX_SESSION_COMMANDS, type Session, type SessionCommand, SESSION_GAP_MS } from './session.js';
@@ -35,8 +35,8 @@ export interface SessionInput {
 }
 
 export interface SessionLookups {
-  /** The agent's activity sessions on this cluster whose last request ended at or after `sinceMs`. */
-  activitySessions(agent: string, sinceMs: number): Promise<Session[]>;
+  /** These agents' activity sessions on this cluster whose last request ended at or after `sinceMs`. */
+  activitySessions(agents: string[], sinceMs: number): Promise<Session[]>;
   /** The sessions holding these kubectl invocations' requests on this cluster (whoever's they are: the assigner checks the agent). */
   kubectlSessions(kubectlSessions: string[]): Promise<{ kubectlSession: string; session: Session }[]>;
   /** A session by id (any cluster, any agent: the assigner checks). */
@@ -68,8 +68,14 @@ export class SessionAssigner {
     private readonly lookups: SessionLookups,
   ) {}
 
-  /** Looks up, in one go, the sessions of every kubectl invocation the batch names. Call before assign(). */
+  /** Looks up, in one go each, the sessions of every kubectl invocation and of every agent the batch names. Call before assign(). */
   async prefetch(inputs: readonly SessionInput[]): Promise<void> {
+    if (inputs.length === 0) return;
+    const agents = [...new Set(inputs.map((input) => input.agent))];
+    // Everything this batch could join: a session whose span comes within the gap of its earliest request.
+    const sinceMs = Math.min(...inputs.map((input) => input.startedMs)) - SESSION_GAP_MS;
+    for (const agent of agents) this.activity.set(agent, []);
+    for (const session of await this.lookups.activitySessions(agents, sinceMs)) this.activity.get(session.agent)?.push(this.track(session, false));
     const wanted = new Map<string, SessionInput>();
     for (const input of inputs) if (input.kubectlSession !== undefined) wanted.set(this.perAgent(input.agent, input.kubectlSession), input);
     const found = await this.lookups.kubectlSessions([...new Set([...wanted.values()].map((input) => input.kubectlSession!))]);
@@ -82,7 +88,7 @@ export class SessionAssigner {
 
   /** The id of the session `input` belongs to (making one if need be), with the session's span stretched over it. */
   async assign(input: SessionInput): Promise<string> {
-    const tracked = (await this.proxyRun(input)) ?? this.kubectlInvocation(input) ?? (await this.activitySession(input));
+    const tracked = (await this.proxyRun(input)) ?? this.kubectlInvocation(input) ?? this.activitySession(input);
     const session = tracked.session;
     if (input.startedMs < session.startedAt.getTime()) session.startedAt = new Date(input.startedMs);
     if (input.endedMs > session.lastActivityAt.getTime()) session.lastActivityAt = new Date(input.endedMs);
@@ -120,8 +126,8 @@ export class SessionAssigner {
   }
 
   /** Sessions to write: the new ones that hold a stored record, and the changed ones. */
-  sessionsToSave(): { session: Session; isNew: boolean }[] {
-    return [...this.tracked.values()].filter((t) => t.changed && (!t.isNew || t.session.requests > 0)).map((t) => ({ session: t.session, isNew: t.isNew }));
+  sessionsToSave(): Session[] {
+    return [...this.tracked.values()].filter((t) => t.changed && (!t.isNew || t.session.requests > 0)).map((t) => t.session);
   }
 
   /** Sessions are looked up per agent: another agent naming the same id never shares what one agent found. */
@@ -156,13 +162,9 @@ export class SessionAssigner {
     return this.byKubectl.get(key) ?? undefined;
   }
 
-  private async activitySession(input: SessionInput): Promise<Tracked> {
+  private activitySession(input: SessionInput): Tracked {
     let candidates = this.activity.get(input.agent);
-    if (candidates === undefined) {
-      // Everything this batch could join: its records come in roughly the order they began.
-      candidates = (await this.lookups.activitySessions(input.agent, input.startedMs - SESSION_GAP_MS)).map((s) => this.track(s, false));
-      this.activity.set(input.agent, candidates);
-    }
+    if (candidates === undefined) this.activity.set(input.agent, (candidates = []));
     const joinable = candidates
       .filter((t) => input.startedMs >= t.session.startedAt.getTime() - SESSION_GAP_MS && input.startedMs <= t.session.lastActivityAt.getTime() + SESSION_GAP_MS)
       .sort((a, b) => b.session.startedAt.getTime() - a.session.startedAt.getTime())[0];

@@ -1,9 +1,10 @@
 /**
  * Central audit records and sessions in the store (DESIGN §12, migration
  * 7), over the same SqlEngine as the rest of the IssuerStore. A batch of one
- * cluster's records is stored in one transaction that also places each
- * record in its session (src/sessions/assign.ts); batches of one cluster
- * take a named lock, so two issuer replicas never split one session.
+ * cluster's records is stored in short transactions of a chunk each, which
+ * also place each record in its session (src/sessions/assign.ts); they take
+ * a lock named after the cluster, so two issuer replicas never split one
+ * session, and pass an IntakeGate, so intake never holds the whole store.
  * Records are de-duplicated by (cluster, requestId): a batch sent again
  * after a lost answer stores nothing twice and counts nothing twice.
  *
@@ -13,6 +14,7 @@
 import { SessionAssigner, type SessionInput } from '../../sessions/assign.js';
 import { agentOfUser, type Session, type SessionCommand, type SessionKind } from '../../sessions/session.js';
 import type { SqlEngine, SqlRunner } from './engine.js';
+import { IntakeGate } from './intake-gate.js';
 
 /** A completed request's record as a relay sends it (src/audit/record.ts AuditRecord); the ingest route checks its shape. */
 export interface IncomingAuditRecord {
@@ -125,6 +127,10 @@ interface RecordRow {
 }
 
 const RECORD_COLUMNS = ['cluster', 'id', 'org', 'agent', 'time_ms', 'started_ms', 'verb', 'decision', 'session_id', 'kubectl_session', 'record'];
+/** Records stored per transaction: a batch of 500 is a few short transactions, not one long one. */
+const INGEST_CHUNK_RECORDS = 100;
+/** Intake transactions one process runs at once (intake-gate.ts). */
+const INTAKE_CONCURRENCY = 2;
 /** Rows per INSERT, the largest first. */
 const INSERT_CHUNK_SIZES = [100, 10, 1];
 /** Records deleted per statement while pruning are those of at most this span of time. */
@@ -226,68 +232,94 @@ async function kubectlSessionsOf(tx: SqlRunner, cluster: string, kubectlSessions
   return held.flatMap((row) => (sessions.has(row.session_id) ? [{ kubectlSession: row.kubectl_session, session: sessions.get(row.session_id)! }] : []));
 }
 
-async function saveSession(tx: SqlRunner, session: Session, isNew: boolean): Promise<void> {
-  const commands = JSON.stringify(session.commands);
-  if (isNew) {
-    await tx.execute(
-      `INSERT INTO sessions (id, org, cluster, agent, kind, started_ms, last_activity_ms, ended_ms, proxy_seen_ms, requests, refusals, commands, commands_omitted)
-       VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)`,
-      [session.id, session.org, session.cluster, session.agent, session.kind, session.startedAt.getTime(), session.lastActivityAt.getTime(), session.requests, session.refusals, commands, session.commandsOmitted],
-    );
-    return;
-  }
-  await tx.execute('UPDATE sessions SET started_ms = ?, last_activity_ms = ?, requests = ?, refusals = ?, commands = ?, commands_omitted = ? WHERE id = ?', [
+const SESSION_COLUMNS = ['id', 'org', 'cluster', 'agent', 'kind', 'started_ms', 'last_activity_ms', 'ended_ms', 'proxy_seen_ms', 'requests', 'refusals', 'commands', 'commands_omitted'];
+
+/** New sessions inserted, changed ones updated, a chunk per statement; a proxy run's end and last sign of life are the proxy's to write. */
+async function saveSessions(tx: SqlRunner, sessions: readonly Session[]): Promise<void> {
+  const rows = sessions.map((session) => [
+    session.id,
+    session.org,
+    session.cluster,
+    session.agent,
+    session.kind,
     session.startedAt.getTime(),
     session.lastActivityAt.getTime(),
+    null,
+    null,
     session.requests,
     session.refusals,
-    commands,
+    JSON.stringify(session.commands),
     session.commandsOmitted,
-    session.id,
   ]);
+  for (let at = 0; at < rows.length; ) {
+    const size = INSERT_CHUNK_SIZES.find((n) => n <= rows.length - at)!;
+    const chunk = rows.slice(at, at + size);
+    at += size;
+    await tx.execute(
+      `INSERT INTO sessions (${SESSION_COLUMNS.join(', ')}) VALUES ${chunk.map(() => `(${SESSION_COLUMNS.map(() => '?').join(', ')})`).join(', ')}
+       ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, last_activity_ms = excluded.last_activity_ms, requests = excluded.requests,
+         refusals = excluded.refusals, commands = excluded.commands, commands_omitted = excluded.commands_omitted`,
+      chunk.flat(),
+    );
+  }
+}
+
+type IngestEntry = { record: IncomingAuditRecord; endedMs: number; agent: string | undefined };
+
+/** One chunk of a batch in one transaction, under the cluster's lock: each record stored once and placed in its session; returns how many were new. */
+function ingestChunk(engine: SqlEngine, cluster: { name: string; org: string }, entries: readonly IngestEntry[]): Promise<number> {
+  return engine.transaction(
+    async (tx) => {
+      const assigner = new SessionAssigner(cluster.org, cluster.name, {
+        activitySessions: async (agents, sinceMs) => {
+          const sessions: Session[] = [];
+          for (const { placeholders, params } of lookupChunks(agents)) {
+            const rows = await tx.query<SessionRow>(`SELECT * FROM sessions WHERE cluster = ? AND kind = 'activity' AND last_activity_ms >= ? AND agent IN (${placeholders})`, [cluster.name, sinceMs, ...params]);
+            sessions.push(...rows.map(toSession));
+          }
+          return sessions;
+        },
+        kubectlSessions: (kubectlSessions) => kubectlSessionsOf(tx, cluster.name, kubectlSessions),
+        session: async (id) => {
+          const [row] = await tx.query<SessionRow>('SELECT * FROM sessions WHERE id = ?', [id]);
+          return row && toSession(row);
+        },
+      });
+      const inputs = entries.map(({ record, endedMs, agent }) => (agent === undefined ? undefined : sessionInput(agent, record, endedMs)));
+      await assigner.prefetch(inputs.filter((input) => input !== undefined));
+      const rows: unknown[][] = [];
+      const placed: { id: string; sessionId: string; input: SessionInput }[] = [];
+      for (const [index, { record, endedMs, agent }] of entries.entries()) {
+        const input = inputs[index];
+        const sessionId = input === undefined ? null : await assigner.assign(input);
+        if (input !== undefined && sessionId !== null) placed.push({ id: record.requestId, sessionId, input });
+        rows.push([cluster.name, record.requestId, cluster.org, agent ?? null, endedMs, endedMs - Math.max(0, record.durationMs), record.verb, record.decision, sessionId, record.kubectlSession ?? null, JSON.stringify(record)]);
+      }
+      const stored = await insertRecords(tx, rows);
+      for (const { id, sessionId, input } of placed) if (stored.has(id)) assigner.count(sessionId, input);
+      await saveSessions(tx, assigner.sessionsToSave());
+      return stored.size;
+    },
+    { lock: `audit:${cluster.name}` },
+  );
 }
 
 export function auditStore(engine: SqlEngine): AuditStore {
+  const intake = new IntakeGate(INTAKE_CONCURRENCY);
   return {
     async ingestAudit(cluster, records) {
-      // The order the requests began, so each session grows forward.
+      // Once each, in the order the requests began, so each session grows forward.
+      const seen = new Set<string>();
       const entries = records
+        .filter((record) => !seen.has(record.requestId) && seen.add(record.requestId))
         .map((record) => ({ record, endedMs: Date.parse(record.time), agent: agentOfUser(record.user) }))
         .sort((a, b) => a.endedMs - Math.max(0, a.record.durationMs) - (b.endedMs - Math.max(0, b.record.durationMs)));
-      return engine.transaction(
-        async (tx) => {
-          const oneSession = async (sql: string, params: unknown[]) => {
-            const [row] = await tx.query<SessionRow>(sql, params);
-            return row && toSession(row);
-          };
-          const assigner = new SessionAssigner(cluster.org, cluster.name, {
-            activitySessions: async (agent, sinceMs) =>
-              (await tx.query<SessionRow>("SELECT * FROM sessions WHERE cluster = ? AND agent = ? AND kind = 'activity' AND last_activity_ms >= ?", [cluster.name, agent, sinceMs])).map(toSession),
-            kubectlSessions: (kubectlSessions) => kubectlSessionsOf(tx, cluster.name, kubectlSessions),
-            session: (id) => oneSession('SELECT * FROM sessions WHERE id = ?', [id]),
-          });
-          await assigner.prefetch(entries.flatMap(({ record, endedMs, agent }) => (agent === undefined ? [] : [sessionInput(agent, record, endedMs)])));
-          const rows: unknown[][] = [];
-          const placed: { id: string; sessionId: string; input: SessionInput }[] = [];
-          const seen = new Set<string>();
-          for (const { record, endedMs, agent } of entries) {
-            if (seen.has(record.requestId)) continue;
-            seen.add(record.requestId);
-            let sessionId: string | null = null;
-            if (agent !== undefined) {
-              const input = sessionInput(agent, record, endedMs);
-              sessionId = await assigner.assign(input);
-              placed.push({ id: record.requestId, sessionId, input });
-            }
-            rows.push([cluster.name, record.requestId, cluster.org, agent ?? null, endedMs, endedMs - Math.max(0, record.durationMs), record.verb, record.decision, sessionId, record.kubectlSession ?? null, JSON.stringify(record)]);
-          }
-          const stored = await insertRecords(tx, rows);
-          for (const { id, sessionId, input } of placed) if (stored.has(id)) assigner.count(sessionId, input);
-          for (const { session, isNew } of assigner.sessionsToSave()) await saveSession(tx, session, isNew);
-          return { stored: stored.size, duplicates: records.length - stored.size };
-        },
-        { lock: `audit:${cluster.name}` },
-      );
+      return intake.run(cluster.name, async () => {
+        let stored = 0;
+        // A transaction a chunk: the store (and SQLite's one queue) serves others between chunks.
+        for (let at = 0; at < entries.length; at += INGEST_CHUNK_RECORDS) stored += await ingestChunk(engine, cluster, entries.slice(at, at + INGEST_CHUNK_RECORDS));
+        return { stored, duplicates: records.length - stored };
+      });
     },
 
     async queryAudit(filter) {
