@@ -4,9 +4,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { openStore } from '../../src/issuer/store/open.js';
-import { createDatabase, startPostgres } from '../../test/postgres/server.js';
 import type { History } from './history.js';
 import { type EngineFigures, ingest, type QueryFigures, querySpecs, timeQuery } from './measure.js';
+import { postgresDatabase, show } from './postgres.js';
 
 /** Statements kept from the GC, as sqlite-engine.ts keeps its own (a better-sqlite3 Statement destructor can abort Node 24). */
 const RETAINED: unknown[] = [];
@@ -51,37 +51,6 @@ export async function runSqlite(history: History, work: string, log: (line: stri
   } finally {
     await store.close();
   }
-}
-
-/** A server setting, as SHOW gives it. */
-async function show(client: pg.Client, name: string): Promise<string> {
-  return (await client.query<Record<string, string>>(`SHOW ${name}`)).rows[0]![name]!;
-}
-
-/** The PostgreSQL database: on yours (on this machine), or on a throwaway server (durable unless `noSync`). */
-async function postgresDatabase(noSync: boolean): Promise<{ url: string; version: string; close(): Promise<void> }> {
-  const adminUrl = process.env.KUBE_RELAY_BENCH_POSTGRES_ADMIN_URL;
-  if (adminUrl) {
-    const { hostname, username } = new URL(adminUrl);
-    if (!['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) throw new Error('KUBE_RELAY_BENCH_POSTGRES_ADMIN_URL must name a server on this machine (127.0.0.1, localhost or [::1])');
-    const server = { adminUrl, url: adminUrl, user: decodeURIComponent(username) };
-    const name = `kube_relay_bench_${process.pid}_audit`;
-    const url = await createDatabase(server, name);
-    const client = new pg.Client({ connectionString: adminUrl });
-    await client.connect();
-    const version = (await show(client, 'server_version')).split(' ')[0]!;
-    return {
-      url,
-      version,
-      async close() {
-        await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-        await client.end();
-      },
-    };
-  }
-  const durable: Record<string, boolean> = noSync ? {} : { fsync: true, full_page_writes: true, synchronous_commit: true };
-  const server = await startPostgres({ settings: durable });
-  return { url: await server.createDatabase(), version: server.version, close: () => server.stop() };
 }
 
 export async function runPostgres(history: History, work: string, log: (line: string) => void, { noSync }: { noSync: boolean }): Promise<EngineFigures> {
