@@ -234,7 +234,7 @@ describe('refusals', () => {
   it.each([
     ['/v1/sessions?since=yesterday', 'since: "yesterday" is neither an RFC 3339 time nor a duration such as 1h'],
     ['/v1/audit?until=2026-05-04', 'until: "2026-05-04" is neither an RFC 3339 time nor a duration such as 1h'],
-    ['/v1/audit?decision=maybe', 'decision: "maybe" is not one of allowed, denied-by-relay, denied-by-cluster, error'],
+    ['/v1/audit?decision=maybe', 'decision: "maybe" is not one of allowed, denied-by-relay, denied-by-policy, denied-by-cluster, error'],
     ['/v1/audit?verb=GET', 'verb: "GET" is not a Kubernetes verb (lowercase letters, such as get, list, delete or exec)'],
     ['/v1/audit?limit=1001', 'limit must be a whole number from 1 to 1000, not 1001'],
     ['/v1/sessions?limit=0', 'limit must be a whole number from 1 to 1000, not 0'],

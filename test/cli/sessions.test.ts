@@ -179,7 +179,7 @@ describe('audit', () => {
   it.each([
     [['audit', '--since', 'yesterday'], 'kube-relay: since: "yesterday" is neither an RFC 3339 time nor a duration such as 1h\n'],
     [['sessions', 'list', '--until', 'noon'], 'kube-relay: until: "noon" is neither an RFC 3339 time nor a duration such as 1h\n'],
-    [['audit', '--decision', 'maybe'], 'kube-relay: decision: "maybe" is not one of allowed, denied-by-relay, denied-by-cluster, error\n'],
+    [['audit', '--decision', 'maybe'], 'kube-relay: decision: "maybe" is not one of allowed, denied-by-relay, denied-by-policy, denied-by-cluster, error\n'],
     [['audit', '--limit', '5000'], 'kube-relay: limit must be a whole number from 1 to 1000, not 5000\n'],
   ])('%j is refused with exit 2 and the same sentence on both paths', async (args, stderr) => {
     const here = await runCli([...args, ...local()]);
