@@ -8,7 +8,9 @@
  */
 import type { Page } from '../control/operations.js';
 import type { AuditQuery, Paging, SessionDetail, SessionQuery } from '../control/sessions.js';
-import type { AuditRecordView } from '../control/views.js';
+import { policySubject, type PolicySubjectRequest } from '../control/policies.js';
+import type { AuditRecordView, PolicyView } from '../control/views.js';
+import { formatDenyRule, type Policy } from '../policy/policy.js';
 import type { SessionView } from '../sessions/session.js';
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from '../issuer/registry.js';
 import { AlreadyExistsError } from '../issuer/store.js';
@@ -55,8 +57,34 @@ export class AdminApiClient {
     return this.request<T>('POST', path, body);
   }
 
+  put<T>(path: string, body: object): Promise<T> {
+    return this.request<T>('PUT', path, body);
+  }
+
   delete<T>(path: string): Promise<T> {
     return this.request<T>('DELETE', path);
+  }
+
+  /** An agent's or a team's policy (`GET …/policy`): an empty one when it has none. */
+  getPolicy(subject: PolicySubjectRequest): Promise<PolicyView> {
+    return this.get(policyPath(subject));
+  }
+
+  /** Replaces the whole policy (`PUT …/policy`); `now`: cut the tokens of the agents it applies to. */
+  setPolicy(subject: PolicySubjectRequest, policy: Policy, now: boolean): Promise<PolicyView> {
+    return this.put(policyPath(subject), {
+      ...(policy.readOnly ? { readOnly: true } : {}),
+      ...(policy.dryRun ? { dryRun: true } : {}),
+      ...(policy.deny?.length ? { deny: policy.deny.map(formatDenyRule) } : {}),
+      ...(policy.rate ? { rate: { perSecond: policy.rate.perSecond, burst: policy.rate.burst } } : {}),
+      ...(policy.maxStreams !== undefined ? { maxStreams: policy.maxStreams } : {}),
+      ...(now ? { now: true } : {}),
+    });
+  }
+
+  /** Removes the policy (`DELETE …/policy`, `?now=true` to cut tokens too). */
+  clearPolicy(subject: PolicySubjectRequest, now: boolean): Promise<PolicyView> {
+    return this.delete(withQuery(policyPath(subject), { now: now ? 'true' : undefined }));
   }
 
   /** Every item of a list, following `continue` to the last page. */
@@ -126,6 +154,14 @@ function refusalError(status: number, answer: unknown, request: string, origin: 
   if (status === 422) return new InvalidInputError(message);
   if (status === 401) return new AdminApiError(status, error, `the issuer refused the admin key: ${message}`);
   return new AdminApiError(status, error, `the issuer refused ${request}: ${message}`);
+}
+
+/** `/v1/agents/{name}/policy` or `/v1/teams/{org}/{team}/policy`; a malformed subject is refused here, as the issuer would. */
+function policyPath(request: PolicySubjectRequest): string {
+  const subject = policySubject(request);
+  if (subject.kind === 'agent') return `/v1/agents/${encodeURIComponent(subject.name)}/policy`;
+  const [org, team] = subject.name.split('/') as [string, string];
+  return `/v1/teams/${encodeURIComponent(org)}/${encodeURIComponent(team)}/policy`;
 }
 
 /** `path?name=value&…` of the parameters that have a value. */

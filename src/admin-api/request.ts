@@ -38,7 +38,8 @@ export function pageRequest(req: Request, filters: string[] = [], maxLimit = ops
   };
 }
 
-export type FieldRule = 'string' | 'string?' | 'strings' | 'boolean?';
+/** `strings`: a non-empty list; `strings?`: a list, maybe empty; `object?`: a JSON object (its own fields are the route's to read). */
+export type FieldRule = 'string' | 'string?' | 'strings' | 'strings?' | 'boolean?' | 'number?' | 'object?';
 
 /**
  * The JSON object body of `endpoint`: every field known and of its type; `optionalBody`: an
@@ -56,16 +57,26 @@ export function readBody(req: Request, endpoint: string, rules: Record<string, F
   for (const [name, rule] of Object.entries(rules)) {
     const value = fields[name];
     if (value === undefined) {
-      if (rule === 'string?' || rule === 'boolean?') continue;
+      if (rule.endsWith('?')) continue;
       throw new ApiError(422, 'invalid', `field "${name}" is required by ${endpoint}`);
     }
+    const shown = () => JSON.stringify(value).slice(0, 70);
     if (rule === 'boolean?') {
-      if (typeof value !== 'boolean') throw new ApiError(422, 'invalid', `field "${name}" must be true or false, not ${JSON.stringify(value).slice(0, 70)}`);
+      if (typeof value !== 'boolean') throw new ApiError(422, 'invalid', `field "${name}" must be true or false, not ${shown()}`);
       continue;
     }
-    const values = rule === 'strings' ? value : [value];
-    if (!Array.isArray(values) || (rule === 'strings' && values.length === 0)) throw new ApiError(422, 'invalid', `field "${name}" must be a non-empty list of strings`);
-    if (values.some((item) => typeof item !== 'string')) throw new ApiError(422, 'invalid', `field "${name}" must be ${rule === 'strings' ? 'a list of strings' : 'a string'}, not ${JSON.stringify(value).slice(0, 70)}`);
+    if (rule === 'number?') {
+      if (typeof value !== 'number') throw new ApiError(422, 'invalid', `field "${name}" must be a number, not ${shown()}`);
+      continue;
+    }
+    if (rule === 'object?') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ApiError(422, 'invalid', `field "${name}" must be a JSON object, not ${shown()}`);
+      continue;
+    }
+    const list = rule === 'strings' || rule === 'strings?';
+    const values = list ? value : [value];
+    if (!Array.isArray(values) || (rule === 'strings' && values.length === 0)) throw new ApiError(422, 'invalid', `field "${name}" must be a ${rule === 'strings' ? 'non-empty ' : ''}list of strings`);
+    if (values.some((item) => typeof item !== 'string')) throw new ApiError(422, 'invalid', `field "${name}" must be ${list ? 'a list of strings' : 'a string'}, not ${shown()}`);
   }
   return fields;
 }

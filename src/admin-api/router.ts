@@ -9,9 +9,9 @@
  * type (422 naming the field otherwise); whether a name is a DNS label is
  * the Registry's rule, the same on the local CLI's path. Every change is
  * written to the audit trail as a `kind: "admin"` record (docs/audit.md).
- * Grants have their routes in grant-routes.ts, sessions and the central
- * audit trail theirs in session-routes.ts. The endpoints a later issue
- * fills (agent policy) authenticate and answer 501 until then.
+ * Grants have their routes in grant-routes.ts, agent and team policies
+ * theirs in policy-routes.ts, sessions and the central audit trail theirs
+ * in session-routes.ts.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { AdminCaller } from '../control/caller.js';
@@ -30,6 +30,7 @@ import { discardRefusedBody } from '../request-body.js';
 import { BODY_LIMIT, pageRequest, readBody, toApiError } from './request.js';
 import { authenticateAdmin } from './authenticate.js';
 import { addGrantRoutes } from './grant-routes.js';
+import { addPolicyRoutes } from './policy-routes.js';
 import { addSessionRoutes } from './session-routes.js';
 import { DEFAULT_MAX_GRANT_DURATION_MS } from '../control/grants.js';
 
@@ -173,13 +174,10 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
     send(res, 200, { ...adminView(rotated.admin), adminKey: rotated.adminKey });
   });
 
-  // ---- grants, sessions and audit, in their own files ----
+  // ---- grants, policies, sessions and audit, in their own files ----
   addGrantRoutes(router, { registry: deps.registry, authenticate, json, caller, audit, send, now, maxGrantDurationMs: deps.maxGrantDurationMs === undefined ? DEFAULT_MAX_GRANT_DURATION_MS : deps.maxGrantDurationMs || undefined, onGrantsChanged: deps.onGrantsChanged });
+  addPolicyRoutes(router, { registry: deps.registry, authenticate, json, caller, audit, send, now });
   addSessionRoutes(router, { registry: deps.registry, authenticate, caller, send, now });
-
-  // ---- a later issue: the routes and their authentication exist now ----
-  router.get('/v1/agents/:name/policy', authenticate, notImplemented('agent policy', 'the agent policy issue, DESIGN §13'));
-  router.put('/v1/agents/:name/policy', authenticate, notImplemented('agent policy', 'the agent policy issue, DESIGN §13'));
 
   router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
     const apiError = toApiError(err);
@@ -192,12 +190,6 @@ export function adminApiRouter(deps: AdminApiDeps): express.Router {
     res.status(apiError.status).set({ 'cache-control': 'no-store', ...apiError.headers }).json({ error: apiError.code, message: apiError.message });
   });
   return router;
-}
-
-function notImplemented(what: string, when: string) {
-  return () => {
-    throw new ApiError(501, 'not-implemented', `${what} through the admin API come${what.endsWith('s') ? '' : 's'} with ${when}; this issuer does not serve it yet`);
-  };
 }
 
 function param(req: Request): string {

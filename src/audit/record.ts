@@ -68,7 +68,7 @@ export interface AdminAuditRecord {
   adminOrg: string | null;
   action: AdminAction;
   /** An all-orgs admin's org is null. */
-  object: { kind: 'agent' | 'cluster' | 'admin' | 'grant'; name: string; org: string | null };
+  object: { kind: 'agent' | 'cluster' | 'admin' | 'grant' | 'team'; name: string; org: string | null };
   /** `mint-token` only: the cluster the token is for. */
   cluster?: string;
   /** `mint-token` only: the token's jti, as the relays' records carry it. */
@@ -76,7 +76,7 @@ export interface AdminAuditRecord {
   sourceIp: string | null;
 }
 
-export type AdminAction = 'create' | 'revoke' | 'rotate-key' | 'mint-token' | 'remove';
+export type AdminAction = 'create' | 'revoke' | 'rotate-key' | 'mint-token' | 'remove' | 'set-policy' | 'clear-policy';
 
 /** Written before the request is forwarded: who asks what, without an outcome. */
 export interface ReceivedRecord extends RequestFields {

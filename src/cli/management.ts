@@ -14,8 +14,11 @@ import * as grants from '../control/grants.js';
 import type { GrantRequest } from '../control/grants.js';
 import * as sessions from '../control/sessions.js';
 import type { AuditQuery, Paging, SessionDetail, SessionQuery } from '../control/sessions.js';
-import { type AdminView, adminView, type AgentView, agentView, type AuditRecordView, type ClusterView, clusterView, type GrantView, grantView } from '../control/views.js';
+import * as policies from '../control/policies.js';
+import type { PolicySubjectRequest } from '../control/policies.js';
+import { type AdminView, adminView, type AgentView, agentView, type AuditRecordView, type ClusterView, clusterView, type GrantView, grantView, type PolicyView, policyView } from '../control/views.js';
 import type { Registry } from '../issuer/registry.js';
+import type { Policy } from '../policy/policy.js';
 import type { SessionView } from '../sessions/session.js';
 import { type FlagSpec, type Io, str, UsageError, type Values } from './command.js';
 import { adminKey, httpsUrl, readFileFlag } from './flag-values.js';
@@ -44,6 +47,10 @@ export interface Management {
   listSessions(query: SessionQuery): Promise<ops.Page<SessionView>>;
   showSession(id: string, paging: Paging): Promise<SessionDetail>;
   queryAudit(query: AuditQuery): Promise<ops.Page<AuditRecordView>>;
+  /** `now`: cut the tokens of the agents the policy applies to. */
+  setPolicy(subject: PolicySubjectRequest, policy: Policy, now: boolean): Promise<PolicyView>;
+  showPolicy(subject: PolicySubjectRequest): Promise<PolicyView>;
+  clearPolicy(subject: PolicySubjectRequest, now: boolean): Promise<PolicyView>;
 }
 
 export const REMOTE_FLAGS: FlagSpec[] = [
@@ -141,6 +148,9 @@ function localManagement(registry: Registry): Management {
     listSessions: (query) => sessions.listSessions(registry, OPERATOR, query),
     showSession: (id, paging) => sessions.showSession(registry, OPERATOR, id, paging),
     queryAudit: (query) => sessions.queryAudit(registry, OPERATOR, query),
+    setPolicy: async (subject, policy, now) => policyView(await policies.setPolicy(registry, OPERATOR, subject, policy, { now })),
+    showPolicy: async (subject) => policyView(await policies.getPolicy(registry, OPERATOR, subject)),
+    clearPolicy: async (subject, now) => policyView(await policies.clearPolicy(registry, OPERATOR, subject, { now })),
   };
 }
 
@@ -191,5 +201,8 @@ function remoteManagement(api: AdminApiClient): Management {
     listSessions: (query) => api.listSessions(query),
     showSession: (id, paging) => api.showSession(id, paging),
     queryAudit: (query) => api.queryAudit(query),
+    setPolicy: (subject, policy, now) => api.setPolicy(subject, policy, now),
+    showPolicy: (subject) => api.getPolicy(subject),
+    clearPolicy: (subject, now) => api.clearPolicy(subject, now),
   };
 }

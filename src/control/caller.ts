@@ -36,3 +36,8 @@ export function describeCaller(caller: Caller): string {
   if (caller.kind === 'operator') return 'the operator (local store)';
   return caller.org === undefined ? `all-orgs admin "${caller.name}"` : `admin "${caller.name}" of org "${caller.org}"`;
 }
+
+/** Who made a change, as grants and policies record it: `operator` or `admin:NAME`. */
+export function actorOf(caller: Caller): string {
+  return caller.kind === 'operator' ? 'operator' : `admin:${caller.name}`;
+}

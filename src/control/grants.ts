@@ -10,7 +10,7 @@ import { agentUser, isDnsLabel } from '../identity.js';
 import { BUILT_IN_ROLES, CLUSTER_ADMIN_ROLE, GRANT_ID, type Grant, grantState, type GranteeKind, newGrantId } from '../grants/grant.js';
 import { ForbiddenError, InvalidInputError, NotFoundError, type Registry } from '../issuer/registry.js';
 import { AlreadyExistsError } from '../issuer/store.js';
-import { type Caller, mayManage } from './caller.js';
+import { actorOf, type Caller, mayManage } from './caller.js';
 import { getAgent, getCluster, listedOrg, MAX_PAGE_SIZE, type Page } from './operations.js';
 
 /** The longest `expires` a grant may have unless the issuer says otherwise (`--max-grant-duration`). */
@@ -64,7 +64,7 @@ export async function createGrant(registry: Registry, caller: Caller, request: G
     ...(request.namespace === undefined ? {} : { namespace: request.namespace }),
     ...(expiresAt ? { expiresAt } : {}),
     createdAt: now,
-    createdBy: caller.kind === 'operator' ? 'operator' : `admin:${caller.name}`,
+    createdBy: actorOf(caller),
   };
   await registry.grants.createGrant(grant);
   return (await registry.grants.findGrant(grant.id))!;
@@ -156,10 +156,11 @@ async function granteeOf(registry: Registry, caller: Caller, request: GrantReque
   throw new InvalidInputError('a grant needs a grantee: an agent, or a group ORG/TEAM');
 }
 
-function parseGroup(value: string): { org: string; group: string } {
+/** A team's group `ORG/TEAM` (`what` names it in the sentence: a grant's group, a policy's team). */
+export function parseGroup(value: string, what = 'group'): { org: string; group: string } {
   const [org, team, ...rest] = value.split('/');
   if (rest.length > 0 || org === undefined || team === undefined || !isDnsLabel(org) || !isDnsLabel(team)) {
-    throw new InvalidInputError(`group "${value.slice(0, 130)}" is not ORG/TEAM (two DNS labels, as an agent's groups are)`);
+    throw new InvalidInputError(`${what} "${value.slice(0, 130)}" is not ORG/TEAM (two DNS labels, as an agent's groups are)`);
   }
   return { org, group: `${org}/${team}` };
 }

@@ -7,6 +7,8 @@
 import { type Grant, grantState } from '../grants/grant.js';
 import type { Admin, Agent, Cluster } from '../issuer/store.js';
 import type { StoredAuditRecord } from '../issuer/store/audit-sql.js';
+import { formatDenyRule, type Policy } from '../policy/policy.js';
+import type { PolicyState } from './policies.js';
 
 export interface AgentView {
   name: string;
@@ -93,4 +95,50 @@ export type AuditRecordView = Record<string, unknown> & { cluster: string; org: 
 
 export function auditRecordView(stored: StoredAuditRecord): AuditRecordView {
   return { ...stored.record, cluster: stored.cluster, org: stored.org, session: stored.sessionId ?? null };
+}
+
+/** A policy with every field present: false, [] and null where it sets no brake. Deny rules as --deny spells them. */
+export interface PolicyFieldsView {
+  readOnly: boolean;
+  dryRun: boolean;
+  deny: string[];
+  rate: { perSecond: number; burst: number } | null;
+  maxStreams: number | null;
+}
+
+/**
+ * An agent's or a team's own policy (DESIGN §13); for an agent also `effective`, its own merged with
+ * its teams' (what its tokens carry). `updatedAt` and `updatedBy` are null while it has none of its
+ * own. `tokensCut` only in the answer of a change made with `now`: whose tokens were cut, and when.
+ */
+export interface PolicyView {
+  subject: { kind: 'agent' | 'team'; name: string };
+  org: string;
+  policy: PolicyFieldsView;
+  updatedAt: string | null;
+  updatedBy: string | null;
+  effective?: PolicyFieldsView;
+  tokensCut?: { at: string; agents: string[] };
+}
+
+export function policyFieldsView(policy: Policy): PolicyFieldsView {
+  return {
+    readOnly: policy.readOnly === true,
+    dryRun: policy.dryRun === true,
+    deny: (policy.deny ?? []).map(formatDenyRule),
+    rate: policy.rate ? { perSecond: policy.rate.perSecond, burst: policy.rate.burst } : null,
+    maxStreams: policy.maxStreams ?? null,
+  };
+}
+
+export function policyView(state: PolicyState): PolicyView {
+  return {
+    subject: { kind: state.subject.kind, name: state.subject.name },
+    org: state.org,
+    policy: policyFieldsView(state.policy),
+    updatedAt: state.updatedAt?.toISOString() ?? null,
+    updatedBy: state.updatedBy ?? null,
+    ...(state.effective ? { effective: policyFieldsView(state.effective) } : {}),
+    ...(state.tokensCut ? { tokensCut: { at: state.tokensCut.at.toISOString(), agents: state.tokensCut.agents } } : {}),
+  };
 }

@@ -9,6 +9,7 @@ import { isDnsLabel } from '../identity.js';
 import { generateKey, hashKey, hashesEqual, keyKindOf } from './secrets.js';
 import type { AuditStore } from './store/audit-sql.js';
 import type { GrantStore } from './store/grant-sql.js';
+import type { PolicyStore } from './store/policy-sql.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type RelayConnection } from './store.js';
 
 /** Input a person can correct (the admin API answers 422). */
@@ -25,6 +26,8 @@ export class Registry {
   readonly grants: GrantStore;
   /** Central audit records and sessions hold no secret either (src/control/sessions.ts checks input and caller). */
   readonly audit: AuditStore;
+  /** Agent and team policies and token cuts hold no secret either (src/control/policies.ts checks input and caller). */
+  readonly policies: PolicyStore;
 
   constructor(
     private readonly store: IssuerStore,
@@ -33,6 +36,7 @@ export class Registry {
   ) {
     this.grants = store;
     this.audit = store;
+    this.policies = store;
   }
 
   /** Returns the agent's API key; only its HMAC is stored. */

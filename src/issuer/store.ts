@@ -11,3 +11,4 @@ export { StoreUnavailableError } from './store/engine.js';
 export { SchemaTooNewError } from './store/migrations.js';
 export { type Admin, type Agent, AlreadyExistsError, type Cluster, type ListFilter, type IssuerStore, type PublicSigningKey, RELAY_CONNECTION_STALE_HEARTBEATS, type RelayConnection, type Revocation } from './store/types.js';
 export type { GrantFilter, GrantStateReport, GrantStore } from './store/grant-sql.js';
+export type { PolicyStore, PolicySubject, PolicySubjectKind, StoredPolicy } from './store/policy-sql.js';

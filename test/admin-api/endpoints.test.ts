@@ -3,7 +3,7 @@
  * listener (issue 16 item 2): agents and clusters created, read, revoked and given new keys,
  * tokens minted for an agent by its platform, two orgs with an admin each kept apart (another
  * org's object is 404, creating in another org 403), bodies validated (422 naming the field),
- * 409 for a taken name, 501 for the endpoints later issues fill, and every change an audit
+ * 409 for a taken name, and every change an audit
  * record of kind "admin" without a key; tokens minted past the per-admin, per-agent budget are 429.
  */
 import { readFileSync } from 'node:fs';
@@ -225,15 +225,6 @@ describe('request validation and authentication', () => {
     const res = await call(method, pathname, keys.acme, body);
     expect(res.status, res.text).toBe(422);
     expect(res.body).toEqual({ error: 'invalid', message: expect.stringMatching(message) });
-  });
-
-  it.each([
-    ['GET', '/v1/agents/worker/policy', /DESIGN §13/],
-    ['PUT', '/v1/agents/worker/policy', /DESIGN §13/],
-  ])('%s %s: 501 not-implemented naming when', async (method, pathname, when) => {
-    const res = await call(method, pathname, keys.acme);
-    expect(res.status).toBe(501);
-    expect(res.body).toEqual({ error: 'not-implemented', message: expect.stringMatching(when) });
   });
 });
 

@@ -100,6 +100,46 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         ]);
       }));
 
+    it("keeps one policy per agent and per team, replaced whole, and gives an agent its own and its teams' only", () =>
+      withStore(async (store) => {
+        const at = new Date(1_700_000_000_000);
+        const own = { subject: { kind: 'agent' as const, name: 'deployer' }, org: 'acme', policy: { readOnly: true, deny: [{ verbs: ['delete'], resources: ['pods'], namespaces: ['kube-system'] }] }, updatedAt: at, updatedBy: 'operator' };
+        const sre = { subject: { kind: 'team' as const, name: 'acme/sre' }, org: 'acme', policy: { rate: { perSecond: 2.5, burst: 5 } }, updatedAt: at, updatedBy: 'admin:acme-admin' };
+        await store.setPolicy(own);
+        await store.setPolicy(sre);
+        await store.setPolicy({ ...sre, subject: { kind: 'team', name: 'globex/sre' }, org: 'globex' });
+        // An agent and a team may share a name: the kind is half the key.
+        await store.setPolicy({ ...sre, subject: { kind: 'agent', name: 'acme/dev' } });
+        expect(await store.findPolicy({ kind: 'agent', name: 'deployer' })).toEqual(own);
+        expect(await store.findPolicy({ kind: 'team', name: 'deployer' })).toBeUndefined();
+        expect(await store.policiesFor('deployer', ['acme/sre', 'acme/dev', 'acme/sre'])).toEqual([own, sre]);
+        expect(await store.policiesFor('nobody', [])).toEqual([]);
+        const replaced = { ...own, policy: { maxStreams: 0 }, updatedAt: new Date(at.getTime() + 1), updatedBy: 'admin:root' };
+        await store.setPolicy(replaced);
+        expect(await store.findPolicy({ kind: 'agent', name: 'deployer' })).toEqual(replaced);
+        expect(await store.deletePolicy({ kind: 'agent', name: 'deployer' })).toBe(true);
+        expect(await store.deletePolicy({ kind: 'agent', name: 'deployer' })).toBe(false);
+        expect(await store.policiesFor('deployer', ['acme/sre'])).toEqual([sre]);
+      }));
+
+    it('gives token cuts in the revocation feed with revoked agents, in time order, each cut kept at its latest', () =>
+      withStore(async (store) => {
+        for (const name of ['a', 'b']) await store.createAgent({ name, org: 'acme', teams: ['t'] }, `h-${name}`);
+        await store.revokeAgent('a', new Date(2_000));
+        await store.cutTokens(['agent:b', 'agent:c', 'agent:b'], new Date(3_000));
+        await store.cutTokens(['agent:c'], new Date(1_000));
+        await store.cutTokens(['agent:d'], new Date(1_500));
+        await store.cutTokens([], new Date(9_000));
+        expect(await store.revocationsSince(new Date(2_000))).toEqual([
+          { subject: 'agent:a', revokedAt: new Date(2_000) },
+          { subject: 'agent:b', revokedAt: new Date(3_000) },
+          { subject: 'agent:c', revokedAt: new Date(3_000) },
+        ]);
+        expect((await store.revocationsSince(new Date(0))).map((r) => r.subject)).toEqual(['agent:d', 'agent:a', 'agent:b', 'agent:c']);
+        await store.cutTokens(['agent:a'], new Date(4_000));
+        expect(await store.revocationsSince(new Date(3_500))).toEqual([{ subject: 'agent:a', revokedAt: new Date(4_000) }]);
+      }));
+
     it('keeps clusters like agents', () =>
       withStore(async (store) => {
         await store.createCluster({ name: 'prod-eu', org: 'acme' }, 'c-hash');
@@ -297,12 +337,14 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
       await sourceStore.createAdmin({ name: 'root' }, 'admin-hash');
       await sourceStore.createGrant({ id: 'aaaaaaaaaaaa', cluster: 'prod-eu', org: 'acme', grantee: { kind: 'agent', name: 'deployer' }, role: 'view', createdAt: new Date(1), createdBy: 'operator' });
       await sourceStore.saveRelayConnections([connection('c-1', 1_000, { disconnectedAt: new Date(5_000) })]);
+      await sourceStore.setPolicy({ subject: { kind: 'team', name: 'acme/sre' }, org: 'acme', policy: { readOnly: true }, updatedAt: new Date(6_000), updatedBy: 'operator' });
+      await sourceStore.cutTokens(['agent:deployer'], new Date(7_000));
       // More records than copyStore reads at a time, so the copy pages through them.
       await sourceStore.ingestAudit({ name: 'prod-eu', org: 'acme' }, Array.from({ length: 1_001 }, (_, i) => auditRecord('deployer', 'prod-eu', 10_000 + i * 100)));
       const targetEngine = await openEngine(await newLocation());
       try {
         await migrate(targetEngine);
-        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, public_signing_keys: 1, signers: 1, store_settings: 1, relay_connections: 1, grants: 1, grantable_roles: 0, sessions: 1, audit_records: 1_001 });
+        expect(await copyStore(source, targetEngine)).toEqual({ agents: 1, clusters: 1, admins: 1, public_signing_keys: 1, signers: 1, store_settings: 1, relay_connections: 1, grants: 1, grantable_roles: 0, policies: 1, token_cuts: 1, sessions: 1, audit_records: 1_001 });
         const target = sqlStore(targetEngine);
         expect(await target.findAgentByKeyHash('agent-hash')).toMatchObject({ name: 'deployer', revokedAt: new Date(9_000) });
         expect(await target.findClusterByKeyHash('cluster-hash')).toMatchObject({ name: 'prod-eu' });
@@ -311,6 +353,8 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect(await target.findAdminByKeyHash('admin-hash')).toMatchObject({ name: 'root' });
         expect(await target.findGrant('aaaaaaaaaaaa')).toMatchObject({ role: 'view', grantee: { kind: 'agent', name: 'deployer' } });
         expect(await target.relayConnectionsEndedAt('prod-eu')).toEqual(new Date(5_000));
+        expect(await target.policiesFor('deployer', ['acme/sre'])).toMatchObject([{ subject: { kind: 'team', name: 'acme/sre' }, policy: { readOnly: true } }]);
+        expect(await target.revocationsSince(new Date(6_500))).toEqual([{ subject: 'agent:deployer', revokedAt: new Date(7_000) }, { subject: 'agent:deployer', revokedAt: new Date(9_000) }]);
         expect((await target.listSessions({ agent: 'deployer', limit: 10 })).map((session) => session.requests)).toEqual([1_001]);
         await expect(copyStore(source, targetEngine)).rejects.toThrow(/is not empty/);
       } finally {

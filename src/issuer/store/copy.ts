@@ -13,6 +13,8 @@ const TABLES: { name: string; key: string[] }[] = [
   { name: 'admins', key: ['name'] },
   { name: 'grants', key: ['id'] },
   { name: 'grantable_roles', key: ['cluster', 'role'] },
+  { name: 'policies', key: ['subject_kind', 'subject'] },
+  { name: 'token_cuts', key: ['subject'] },
   { name: 'public_signing_keys', key: ['kid'] },
   { name: 'signers', key: ['id'] },
   { name: 'store_settings', key: ['name'] },

@@ -201,6 +201,29 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX IF NOT EXISTS sessions_cluster_agent ON sessions (cluster, agent, kind, last_activity_ms)`,
     ],
   },
+  {
+    version: 8,
+    name: 'agent and team policies, and the token cuts of policy set --now (DESIGN §13)',
+    statements: [
+      // subject_kind 'agent' (subject: the agent's name) or 'team' (subject: its group ORG/TEAM);
+      // policy: the JSON of a Policy (src/policy/policy.ts), replaced whole by each policy set.
+      `CREATE TABLE IF NOT EXISTS policies (
+        subject_kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        org TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        updated_by TEXT NOT NULL,
+        PRIMARY KEY (subject_kind, subject)
+      )`,
+      // subject: agent:NAME. Tokens of that agent issued at or before cut_at are refused (the revocation feed carries it).
+      `CREATE TABLE IF NOT EXISTS token_cuts (
+        subject TEXT PRIMARY KEY,
+        cut_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX IF NOT EXISTS token_cuts_cut_at ON token_cuts (cut_at)`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -6,6 +6,7 @@
 import type { SqlEngine } from './engine.js';
 import { auditStore } from './audit-sql.js';
 import { grantStore } from './grant-sql.js';
+import { policyStore } from './policy-sql.js';
 import { UniqueViolationError } from './engine.js';
 import { relayConnectionQueries } from './relay-connections.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type PublicSigningKey } from './types.js';
@@ -79,6 +80,7 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
   return {
     location: engine.location,
     ...grantStore(engine),
+    ...policyStore(engine),
     ...auditStore(engine),
     async createAgent(agent, apiKeyHash) {
       await insertUnique(
@@ -177,11 +179,14 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
       await engine.execute('INSERT INTO signers (id, last_seen_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET last_seen_at = excluded.last_seen_at', [signer, at.getTime()]);
     },
     async revocationsSince(since) {
-      const rows = await engine.query<{ name: string; revoked_at: number | string }>(
-        'SELECT name, revoked_at FROM agents WHERE revoked_at IS NOT NULL AND revoked_at >= ? ORDER BY revoked_at',
-        [since.getTime()],
+      // Revoked agents and cut tokens (policy set --now) are one feed: a relay refuses the agent's tokens issued at or before the time, and ends its live streams.
+      const rows = await engine.query<{ subject: string; at: number | string }>(
+        `SELECT 'agent:' || name AS subject, revoked_at AS at FROM agents WHERE revoked_at IS NOT NULL AND revoked_at >= ?
+         UNION ALL SELECT subject, cut_at AS at FROM token_cuts WHERE cut_at >= ?
+         ORDER BY at, subject`,
+        [since.getTime(), since.getTime()],
       );
-      return rows.map((row) => ({ subject: `agent:${row.name}`, revokedAt: millis(row.revoked_at) }));
+      return rows.map((row) => ({ subject: row.subject, revokedAt: millis(row.at) }));
     },
     async setting(name) {
       return (await one<{ value: string }>('SELECT value FROM store_settings WHERE name = ?', [name]))?.value;

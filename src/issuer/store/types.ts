@@ -1,6 +1,7 @@
 /** What the issuer keeps (DESIGN §9), whichever engine holds it. */
 import type { AuditStore } from './audit-sql.js';
 import type { GrantStore } from './grant-sql.js';
+import type { PolicyStore } from './policy-sql.js';
 
 export interface Agent {
   name: string;
@@ -79,7 +80,7 @@ export const RELAY_CONNECTION_STALE_HEARTBEATS = 3;
 
 export class AlreadyExistsError extends Error {}
 
-export interface IssuerStore extends GrantStore, AuditStore {
+export interface IssuerStore extends GrantStore, AuditStore, PolicyStore {
   /** Where the store is, for messages (a file, or a URL without its password). */
   readonly location: string;
   createAgent(agent: { name: string; org: string; teams: string[] }, apiKeyHash: string): Promise<void>;
@@ -113,7 +114,7 @@ export interface IssuerStore extends GrantStore, AuditStore {
   publicSigningKeys(signersSeenSince: Date): Promise<PublicSigningKey[]>;
   /** A signer (an issuer replica) says it is alive. */
   touchSigner(signer: string, at: Date): Promise<void>;
-  /** Agents revoked at or after `since`, as Kubernetes user names. */
+  /** Agents revoked, and agents' tokens cut (policy set --now), at or after `since`, as Kubernetes user names, oldest first. */
   revocationsSince(since: Date): Promise<Revocation[]>;
   /** Writes each connection's whole state, inserted or replacing the row of its id, in one transaction. */
   saveRelayConnections(connections: readonly RelayConnection[]): Promise<void>;
