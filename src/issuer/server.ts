@@ -12,9 +12,11 @@ import { relayApiRouter } from '../relay-api/routes.js';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { type AuditConfig, type AuditSink, type DestinationEvents, openAuditSink } from '../audit/sink.js';
 import { DEFAULT_AUDIT_RETENTION_MS, startAuditRetention } from '../sessions/retention.js';
+import { effectivePolicy } from '../control/policies.js';
+import { PolicyError, validatePolicy } from '../policy/policy.js';
 import { addProxyRunRoutes } from '../sessions/proxy-run-routes.js';
 import { StoreAuditDestination } from '../sessions/store-destination.js';
-import { isDnsLabel } from '../identity.js';
+import { agentUser, isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
 import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
 import { type HostPort, listenerUrl } from '../net.js';
@@ -74,7 +76,14 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
 
   /** The one minting path: the agent's own POST /v1/token and the admin API's POST /v1/agents/{name}/tokens. */
   const mint = async (agent: Agent, cluster: string): Promise<MintedToken> => {
-    const minted = await mintAgentToken(deps.keys, deps.publicUrl, agent, cluster, now());
+    const [policy, cutAt] = await Promise.all([effectivePolicy(deps.registry, agent), deps.registry.policies.tokenCutAt(agentUser(agent.name))]);
+    try {
+      validatePolicy(policy);
+    } catch (err) {
+      if (!(err instanceof PolicyError)) throw err;
+      throw new ApiError(409, 'policy-too-large', `agent "${agent.name}"'s policy and its teams' together cannot be carried in a token (${err.message}); simplify them`);
+    }
+    const minted = await mintAgentToken(deps.keys, deps.publicUrl, agent, cluster, issuedAfterCut(now(), cutAt), policy);
     tokensIssued.inc({ cluster });
     return minted;
   };
@@ -201,6 +210,16 @@ function hubRecordsToStore(registry: () => Registry | undefined, events: Destina
     },
     events,
   );
+}
+
+/**
+ * Relays refuse an agent's tokens issued at or before its last cut (`policy set --now`), in
+ * whole seconds (`iat`): a token minted in the second of a cut would be refused for its whole
+ * life, so it is dated the next second (within the 5 s skew every verifier allows).
+ */
+function issuedAfterCut(at: Date, cutAt: Date | undefined): Date {
+  if (!cutAt || Math.floor(at.getTime() / 1000) * 1000 > cutAt.getTime()) return at;
+  return new Date((Math.floor(cutAt.getTime() / 1000) + 1) * 1000);
 }
 
 function isBodyParseError(err: unknown): boolean {

@@ -39,6 +39,8 @@ export interface PolicyStore {
   policiesFor(agentName: string, teamGroups: readonly string[]): Promise<StoredPolicy[]>;
   /** Refuses the tokens of each subject (`agent:NAME`) issued at or before `at`; a later cut of a subject replaces an earlier one, never the reverse. */
   cutTokens(subjects: readonly string[], at: Date): Promise<void>;
+  /** When the tokens of `subject` (agent:NAME) were last cut, if ever. */
+  tokenCutAt(subject: string): Promise<Date | undefined>;
 }
 
 interface PolicyRow {
@@ -79,6 +81,10 @@ export function policyStore(engine: SqlEngine): PolicyStore {
       const teams = groups.length > 0 ? ` OR (subject_kind = 'team' AND subject IN (${groups.map(() => '?').join(', ')}))` : '';
       const rows = await engine.query<PolicyRow>(`SELECT * FROM policies WHERE (subject_kind = 'agent' AND subject = ?)${teams} ORDER BY subject_kind, subject`, [agentName, ...groups]);
       return rows.map(toStored);
+    },
+    async tokenCutAt(subject) {
+      const [row] = await engine.query<{ cut_at: number | string }>('SELECT cut_at FROM token_cuts WHERE subject = ?', [subject]);
+      return row === undefined ? undefined : new Date(Number(row.cut_at));
     },
     async cutTokens(subjects, at) {
       if (subjects.length === 0) return;
