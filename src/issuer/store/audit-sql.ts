@@ -127,8 +127,8 @@ interface RecordRow {
 }
 
 const RECORD_COLUMNS = ['cluster', 'id', 'org', 'agent', 'time_ms', 'started_ms', 'verb', 'decision', 'session_id', 'kubectl_session', 'record'];
-/** Records stored per transaction: a batch of 500 is a few short transactions, not one long one. */
-const INGEST_CHUNK_RECORDS = 100;
+/** Records stored per transaction: a relay's batch (500) is one; a larger one is cut, so no transaction holds the store (and SQLite's one queue) for long. */
+const INGEST_CHUNK_RECORDS = 500;
 /** Intake transactions one process runs at once (intake-gate.ts). */
 const INTAKE_CONCURRENCY = 2;
 /** Rows per INSERT, the largest first. */
