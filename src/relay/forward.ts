@@ -9,7 +9,7 @@ import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type Outg
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import type { Duplex } from 'node:stream';
+import { type Duplex, Readable } from 'node:stream';
 import type httpProxy from 'http-proxy';
 import { allowHalfClose, createKubernetesProxy } from '../request-stages/kubernetes-proxy.js';
 import type { Upstream } from './upstream.js';
@@ -68,7 +68,8 @@ export class Forwarder {
     this.observeProxy();
   }
 
-  forwardRequest(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks): Forwarding {
+  /** `body`: sent in place of the client's, which has been read (a dry-run delete's options). */
+  forwardRequest(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks, body?: Buffer): Forwarding {
     const state: InFlight = { hooks, abandoned: false };
     this.inFlight.set(req, state);
     req.on('data', (chunk: Buffer) => hooks.onBytes('in', chunk.length));
@@ -76,7 +77,7 @@ export class Forwarder {
     res.on('close', () => {
       if (!res.writableFinished) abandon(state);
     });
-    this.proxy.web(withHeaders(req, headers), res, {}, (err) => hooks.onError(err));
+    this.proxy.web(withHeaders(req, headers), res, body ? { buffer: Readable.from([body]) } : {}, (err) => hooks.onError(err));
     return { abort: () => abandon(state) };
   }
 

@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { authenticate } from '../request-stages/authenticate.js';
 import { applyPolicy, type PolicyRateLimiter } from '../request-stages/agent-policy.js';
 import { isAuthenticationFailure, isPolicyRefusal, RelayRefusal, refusalHeaders, refuseUpgrade, writeStatus } from '../request-stages/errors.js';
+import { dryRunDeleteOptions, isDeleteWithBody } from './dry-run-delete.js';
 import type { Forwarder, Forwarding, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
 import { admitWithinQuotas, type AgentQuotas } from '../request-stages/agent-quotas.js';
@@ -206,12 +207,28 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
           }
           continueIfExpected(req, res);
           const hooks = hooksFor(ctx, () => writeStatus(res, 502, 'kube-relay could not reach the Kubernetes API server'), () => undefined);
-          ctx.forwarding = deps.forwarder.forwardRequest(req, res, headers, {
-            ...hooks,
-            onResponse(status, upstream) {
-              hooks.onResponse(status);
-              if (upstream && !ctx.cutBeforeAnswer && isJsonWatchResponse(ctx.info.verb, upstream)) ctx.watchTermination = new WatchTermination(upstream, res);
-            },
+          const forward = (body?: Buffer) => {
+            if (res.destroyed) return;
+            ctx.forwarding = deps.forwarder.forwardRequest(
+              req,
+              res,
+              headers,
+              {
+                ...hooks,
+                onResponse(status, upstream) {
+                  hooks.onResponse(status);
+                  if (upstream && !ctx.cutBeforeAnswer && isJsonWatchResponse(ctx.info.verb, upstream)) ctx.watchTermination = new WatchTermination(upstream, res);
+                },
+              },
+              body,
+            );
+          };
+          if (ctx.policyRule !== 'dry-run' || !isDeleteWithBody(req)) return forward();
+          // The API server would take a delete's options from its body and ignore the query's dryRun.
+          dryRunDeleteOptions(req, headers, ctx.identity!).then(forward, (err: unknown) => {
+            const refused = refusal(ctx, err);
+            discardRefusedBody(req, res);
+            writeStatus(res, refused.code, refused.message, refused.headers);
           });
         },
         (err: unknown) => {

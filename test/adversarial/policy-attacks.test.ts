@@ -47,8 +47,8 @@ describe.each(['direct', 'tunnel'] as const)('policy attacks, %s mode', (mode) =
     await until(() => find() !== undefined, 5_000, `the audit record of ${marker}`);
     return find()!;
   };
-  const call = async (token: string, method: string, target: string, headers: Record<string, string> = {}) =>
-    request(`${stack.relay.url}${target}`, { method, ca: stack.caPem, headers: { authorization: `Bearer ${token}`, ...headers } });
+  const call = async (token: string, method: string, target: string, { body, ...headers }: Record<string, string> = {}) =>
+    request(`${stack.relay.url}${target}`, { method, ca: stack.caPem, headers: { authorization: `Bearer ${token}`, ...headers, ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }) }, ...(body === undefined ? {} : { body }) });
 
   it('a read-only agent cannot change anything, whatever the method, and is told the rule', async () => {
     const token = await withPolicy({ readOnly: true });
@@ -97,6 +97,24 @@ describe.each(['direct', 'tunnel'] as const)('policy attacks, %s mode', (mode) =
     // Reads are left alone.
     await call(token, 'GET', '/api/v1/namespaces/default/pods?dr-get=1');
     expect(seen('dr-get').map((r) => r.url)).toEqual(['/api/v1/namespaces/default/pods?dr-get=1']);
+  });
+
+  it("a dry-run agent's delete with a body (the options the API server reads instead of the query) gets dryRun All in its body too", async () => {
+    const token = await withPolicy({ dryRun: true });
+    const options = JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', dryRun: [] });
+    const answer = await call(token, 'DELETE', '/api/v1/namespaces/default/pods/web?dr-body=1', { 'content-type': 'application/json', body: options });
+    expect(answer.status).toBe(200);
+    const [forwarded] = seen('dr-body');
+    expect(forwarded!.url).toBe('/api/v1/namespaces/default/pods/web?dr-body=1&dryRun=All');
+    expect(JSON.parse(forwarded!.body.toString())).toEqual({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', dryRun: ['All'] });
+    expect(forwarded!.headers['content-length']).toBe(String(forwarded!.body.length));
+    // A body that is not DeleteOptions JSON is refused, never forwarded as it is.
+    for (const [marker, body, type] of [['dr-yaml', 'dryRun: []', 'application/yaml'], ['dr-junk', '{"dryRun":', 'application/json'], ['dr-list', '[]', 'application/json']] as const) {
+      const refused = await call(token, 'DELETE', `/api/v1/namespaces/default/pods/web?${marker}=1`, { 'content-type': type, body });
+      expect(refused.status, marker).toBe(403);
+      expect(refused.json()).toMatchObject({ message: expect.stringMatching(/dry-run mode/) });
+      expect(seen(marker)).toEqual([]);
+    }
   });
 
   it('a deny rule refuses exactly what it names', async () => {

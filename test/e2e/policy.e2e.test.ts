@@ -34,8 +34,7 @@ describe.each(['direct', 'tunnel'] as const)('agent policy through a %s-mode rel
   ];
   const setPolicy = async (...flags: string[]) => {
     const set = await runCli(['policy', 'set', '--agent', agent, ...flags, '--data', relay.dataDir]);
-    expect(set.stderr).toBe('');
-    expect(set.code).toBe(0);
+    expect(set.code, set.stderr).toBe(0);
   };
 
   beforeAll(async () => {
