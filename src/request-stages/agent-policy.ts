@@ -23,8 +23,6 @@ const SELF_REVIEWS = new Set(['selfsubjectaccessreviews', 'selfsubjectrulesrevie
 const STREAMING_SUBRESOURCES = new Set(['exec', 'attach', 'portforward', 'proxy']);
 const MUTATING_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
 
-export type PolicyRuleName = 'read-only' | 'dry-run' | 'deny' | 'rate';
-
 /** What the request becomes under the policy: forwarded as it is, or with `dryRun=All` in its target. */
 export interface PolicyOutcome {
   /** The request target to forward (the client's, or with dryRun=All added). */
