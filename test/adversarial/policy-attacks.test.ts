@@ -2,7 +2,8 @@
  * Attacks on the agent policy (DESIGN §13), through a relay in each mode and
  * the recording fake API server, with tokens the issuer's own key signs: a
  * read-only agent's methods and upgrades (WebSocket exec is a GET), a
- * dry-run agent's own dryRun values, a method-override header, a tampered
+ * dry-run agent's own dryRun values and delete bodies, methods in another
+ * letter case, a method-override header, a tampered
  * or unknown-version claim, and the rate's 429. Each refusal is a 403 (429)
  * Status naming the rule, nothing reaches the API server, and the audit
  * record says denied-by-policy with the rule.
@@ -67,6 +68,17 @@ describe.each(['direct', 'tunnel'] as const)('policy attacks, %s mode', (mode) =
     const token = await withPolicy({ readOnly: true });
     expect((await call(token, 'GET', '/api/v1/namespaces/default/pods/web?override=1', { 'x-http-method-override': 'DELETE' })).status).toBe(200);
     expect(seen('override=1').map((r) => r.method)).toEqual(['GET']);
+  });
+
+  it("a method in another letter case is not a method: 400 from the listener, nothing forwarded (the API server's methods are case-sensitive too)", async () => {
+    const token = await withPolicy({ readOnly: true });
+    const url = new URL(stack.relay.url);
+    const prefix = url.pathname.replace(/\/$/, '');
+    for (const method of ['Delete', 'delete', 'pOST']) {
+      const answer = await sendRaw({ url: stack.relay.url, ca: stack.caPem }, `${method} ${prefix}/api/v1/namespaces/default/pods/web?case-${method}=1 HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${token}\r\nContent-Length: 0\r\n\r\n`);
+      expect(answer.status, method).toBe(400);
+      expect(seen(`case-${method}`)).toEqual([]);
+    }
   });
 
   it('a read-only agent cannot exec over WebSocket, a GET, nor over SPDY', async () => {
