@@ -79,7 +79,11 @@ export class StoreAuditDestination implements Destination {
       const byCluster = new Map<string, IncomingAuditRecord[]>();
       for (const line of lines) {
         const record = storable(line);
-        if (record) byCluster.set(record.cluster as string, [...(byCluster.get(record.cluster as string) ?? []), record]);
+        if (!record) continue;
+        const cluster = record.cluster as string;
+        const records = byCluster.get(cluster);
+        if (records) records.push(record);
+        else byCluster.set(cluster, [record]);
       }
       for (const [cluster, records] of byCluster) {
         const org = await this.deps.orgOf(cluster);
