@@ -10,6 +10,7 @@ import { proxyKubeconfig } from '../../src/client/kubeconfig.js';
 import { createLogger } from '../../src/log.js';
 import { type RunningLocalProxy, startLocalProxy } from '../../src/proxy/local-proxy.js';
 import { TokenSource } from '../../src/proxy/token-source.js';
+import { until } from '../helpers/http.js';
 import { kubectlBinary, runKubectl } from '../helpers/kubectl.js';
 import { adminKubectl } from './cluster/bootstrap.js';
 import { CLUSTER_NAME, type RelayUnderTest, startRelayFor } from './relay-harness.js';
@@ -59,7 +60,9 @@ describe('kube-relay proxy', () => {
     const res = await fetch(`${proxy.url}/api/v1/namespaces/e2e/pods`);
     expect(res.status).toBe(200);
     expect(((await res.json()) as { items: { metadata: { name: string } }[] }).items.map((p) => p.metadata.name)).toContain('web');
-    const record = relay.auditRecords().filter((r) => r.path === '/api/v1/namespaces/e2e/pods').at(-1);
+    const listed = () => relay.auditRecords().filter((r) => r.path === '/api/v1/namespaces/e2e/pods');
+    await until(() => listed().length > 0, 10_000, 'the relay record of the list');
+    const record = listed().at(-1);
     expect(record).toMatchObject({ user: 'agent:proxied', decision: 'allowed' });
   });
 });
