@@ -73,6 +73,8 @@ export interface AdminAuditRecord {
   cluster?: string;
   /** `mint-token` only: the token's jti, as the relays' records carry it. */
   tokenId?: string;
+  /** `console`: made in the web console (DESIGN §14); absent: through the admin API. */
+  via?: 'console';
   sourceIp: string | null;
 }
 

@@ -10,6 +10,7 @@ import { generateKey, hashKey, hashesEqual, keyKindOf } from './secrets.js';
 import type { AuditStore } from './store/audit-sql.js';
 import type { GrantStore } from './store/grant-sql.js';
 import type { PolicyStore } from './store/policy-sql.js';
+import type { ConsoleSessionStore } from './store/console-session-sql.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type RelayConnection } from './store.js';
 
 /** Input a person can correct (the admin API answers 422). */
@@ -28,6 +29,8 @@ export class Registry {
   readonly audit: AuditStore;
   /** Agent and team policies and token cuts hold no secret either (src/control/policies.ts checks input and caller). */
   readonly policies: PolicyStore;
+  /** The web console's sign-in sessions, keyed by digests only (src/console/session-store.ts). */
+  readonly consoleSessions: ConsoleSessionStore;
 
   constructor(
     private readonly store: IssuerStore,
@@ -37,6 +40,7 @@ export class Registry {
     this.grants = store;
     this.audit = store;
     this.policies = store;
+    this.consoleSessions = store;
   }
 
   /** Returns the agent's API key; only its HMAC is stored. */
@@ -110,6 +114,29 @@ export class Registry {
     if (!admin || !hashesEqual(admin.keyHash, hash)) return undefined;
     const { keyHash: _hash, ...rest } = admin;
     return rest;
+  }
+
+  /** What a console session keeps of the admin key it was opened with: the key's HMAC, as the admins table keeps it. */
+  adminKeyDigest(adminKey: string): string {
+    return hashKey(this.pepper, adminKey);
+  }
+
+  /** The admin whose current key has `digest`, revoked or not: a rotated or revoked key ends the console sessions opened with it. */
+  async adminForKeyDigest(digest: string): Promise<Admin | undefined> {
+    const admin = await this.store.findAdminByKeyHash(digest);
+    if (!admin || !hashesEqual(admin.keyHash, digest)) return undefined;
+    const { keyHash: _hash, ...rest } = admin;
+    return rest;
+  }
+
+  /** The console's session rows are keyed by this HMAC of the cookie's session id, never by the id. */
+  consoleSessionDigest(sessionId: string): string {
+    return hashKey(this.pepper, `console-session:${sessionId}`);
+  }
+
+  /** The secret the console signs its cookie with: derived from the pepper, so every replica of one store shares it. */
+  consoleCookieSecret(): string {
+    return hashKey(this.pepper, 'console-cookie-signing');
   }
 
   findAdmin(name: string): Promise<Admin | undefined> {

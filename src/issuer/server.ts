@@ -3,12 +3,15 @@
  * discovery documents relays verify against, and the revocation feed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { adminApiRouter } from '../admin-api/router.js';
 import { relayApiRouter } from '../relay-api/routes.js';
+import { consoleRouter } from '../console/console.js';
+import { DEFAULT_MAX_GRANT_DURATION_MS } from '../control/grants.js';
 import { boundPort, closeServer, listenOn, startAdminServer } from '../admin.js';
 import { type AuditConfig, type AuditSink, type DestinationEvents, openAuditSink } from '../audit/sink.js';
 import { DEFAULT_AUDIT_RETENTION_MS, startAuditRetention } from '../sessions/retention.js';
@@ -57,6 +60,8 @@ export interface IssuerDeps {
   maxGrantDurationMs?: number | undefined;
   /** A grant of `cluster` was added or removed through the admin API. */
   onGrantsChanged?: ((cluster: string) => void) | undefined;
+  /** The web console's settings: the CA that issued the listener's certificate (for the helm command it fills in) and its idle timeout. */
+  console?: { issuerCaPem?: string | undefined; idleTimeoutMs?: number | undefined } | undefined;
 }
 
 export function createIssuerApp(deps: IssuerDeps): express.Express {
@@ -172,7 +177,9 @@ export function createIssuerApp(deps: IssuerDeps): express.Express {
   });
 
   app.use(relayApiRouter({ registry: deps.registry, brakes, log: deps.log, now }));
-  app.use(adminApiRouter({ registry: deps.registry, brakes: deps.adminBrakes ?? new AuthFailureBrakes(), log: deps.log, mint, audit: deps.audit, now, maxGrantDurationMs: deps.maxGrantDurationMs, onGrantsChanged: deps.onGrantsChanged }));
+  const adminBrakes = deps.adminBrakes ?? new AuthFailureBrakes();
+  app.use(adminApiRouter({ registry: deps.registry, brakes: adminBrakes, log: deps.log, mint, audit: deps.audit, now, maxGrantDurationMs: deps.maxGrantDurationMs, onGrantsChanged: deps.onGrantsChanged }));
+  app.use('/ui', consoleRouter({ registry: deps.registry, brakes: adminBrakes, log: deps.log, audit: deps.audit, now, publicUrl: deps.publicUrl, issuerCaPem: deps.console?.issuerCaPem, idleTimeoutMs: deps.console?.idleTimeoutMs, maxGrantDurationMs: deps.maxGrantDurationMs === undefined ? DEFAULT_MAX_GRANT_DURATION_MS : deps.maxGrantDurationMs || undefined, onGrantsChanged: deps.onGrantsChanged }));
 
   app.use((_req, _res, next) => next(new ApiError(404, 'not-found', 'no such endpoint')));
 
@@ -257,6 +264,8 @@ export interface IssuerConfig {
   audit?: AuditConfig | undefined;
   /** How long the central audit keeps records and sessions (default 30 days). */
   auditRetentionMs?: number | undefined;
+  /** `--console-idle-timeout`: a web console session ends after this long without activity (default 30 min). */
+  consoleIdleTimeoutMs?: number | undefined;
   /** This hub's replica id and the number of replicas behind the public URL (DESIGN §9; default: one, named after the host). */
   hubReplica?: { id: string; count: number } | undefined;
   /** How often the store's record of the relay connections this hub holds is refreshed (default 10 s; tests shorten it). */
@@ -309,7 +318,8 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   // Called only for requests, which come once the listener below is up and the hub exists.
-  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit, maxGrantDurationMs: config.maxGrantDurationMs, onGrantsChanged: (cluster) => hub.notifyGrantsChanged(cluster) });
+  const console = { issuerCaPem: tls.caFile ? readFileSync(tls.caFile, 'utf8') : undefined, idleTimeoutMs: config.consoleIdleTimeoutMs };
+  const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit, maxGrantDurationMs: config.maxGrantDurationMs, onGrantsChanged: (cluster) => hub.notifyGrantsChanged(cluster), console });
   const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica, relayHeartbeatMs: config.relayHeartbeatMs });
   serveKubernetesApi(server, {
     request: (req: IncomingMessage, res: ServerResponse) => {

@@ -224,6 +224,19 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX IF NOT EXISTS token_cuts_cut_at ON token_cuts (cut_at)`,
     ],
   },
+  {
+    version: 9,
+    name: 'web console sign-in sessions (DESIGN §14)',
+    statements: [
+      // id_digest: HMAC of the session cookie's id with the pepper; data: express-session's JSON.
+      `CREATE TABLE IF NOT EXISTS console_sessions (
+        id_digest TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX IF NOT EXISTS console_sessions_expires_at ON console_sessions (expires_at)`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -7,6 +7,7 @@ import type { SqlEngine } from './engine.js';
 import { auditStore } from './audit-sql.js';
 import { grantStore } from './grant-sql.js';
 import { policyStore } from './policy-sql.js';
+import { consoleSessionStore } from './console-session-sql.js';
 import { UniqueViolationError } from './engine.js';
 import { relayConnectionQueries } from './relay-connections.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type PublicSigningKey } from './types.js';
@@ -82,6 +83,7 @@ export function sqlStore(engine: SqlEngine, now: () => number = Date.now): Issue
     ...grantStore(engine),
     ...policyStore(engine),
     ...auditStore(engine),
+    ...consoleSessionStore(engine),
     async createAgent(agent, apiKeyHash) {
       await insertUnique(
         () => engine.execute('INSERT INTO agents (name, org, teams, api_key_hash, created_at) VALUES (?, ?, ?, ?, ?)', [agent.name, agent.org, JSON.stringify(agent.teams), apiKeyHash, now()]),

@@ -2,6 +2,7 @@
 import type { AuditStore } from './audit-sql.js';
 import type { GrantStore } from './grant-sql.js';
 import type { PolicyStore } from './policy-sql.js';
+import type { ConsoleSessionStore } from './console-session-sql.js';
 
 export interface Agent {
   name: string;
@@ -80,7 +81,7 @@ export const RELAY_CONNECTION_STALE_HEARTBEATS = 3;
 
 export class AlreadyExistsError extends Error {}
 
-export interface IssuerStore extends GrantStore, AuditStore, PolicyStore {
+export interface IssuerStore extends GrantStore, AuditStore, PolicyStore, ConsoleSessionStore {
   /** Where the store is, for messages (a file, or a URL without its password). */
   readonly location: string;
   createAgent(agent: { name: string; org: string; teams: string[] }, apiKeyHash: string): Promise<void>;
