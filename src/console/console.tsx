@@ -12,14 +12,16 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
+import { toApiError } from '../admin-api/request.js';
 import type { AuditSink } from '../audit/sink.js';
+import type { AdminCaller } from '../control/caller.js';
 import type { AuthFailureBrakes } from '../issuer/failure-limiter.js';
 import type { Registry } from '../issuer/registry.js';
 import type { Logger } from '../log.js';
 import { type ConsoleAuthDeps, consoleSession, csrfToken, DEFAULT_IDLE_TIMEOUT_MS, formProtection, isCsrfError, signIn, signOut, type SignInReason } from './auth.js';
 import { addClusterPages } from './clusters.js';
 import { changeRecorder, formText, queryText } from './forms.js';
-import { Banner, CsrfField, Field, sendPage } from './layout.js';
+import { Banner, CsrfField, Field, type PageContext, sendPage } from './layout.js';
 import type { ConsolePageDeps } from './page-deps.js';
 
 export interface ConsoleDeps {
@@ -98,10 +100,20 @@ export function consoleRouter(deps: ConsoleDeps): express.Router {
 
   addClusterPages(router, pages);
 
-  router.use((req, res) => sendPage(res, { csrf: csrfToken(req) }, 'Not found', <Banner kind="error">There is no such page. Go to <a href="/ui/clusters">Clusters</a>.</Banner>, 404));
+  router.use((req, res) => sendPage(res, errorContext(req, res), 'Not found', <Banner kind="error">There is no such page. Go to <a href="/ui/clusters">Clusters</a>.</Banner>, 404));
   router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    if (isCsrfError(err) && req.path === '/sign-in') {
+      signInPage(req, res, 'The sign-in form was open too long or came from another site. Sign in again.', 403);
+      return;
+    }
     if (isCsrfError(err)) {
-      sendPage(res, { csrf: csrfToken(req) }, 'Form refused', <Banner kind="error">This form was not sent from a page of this console, or the page was open too long: nothing was done. Go back, reload the page and try again.</Banner>, 403);
+      sendPage(res, errorContext(req, res), 'Form refused', <Banner kind="error">This form was not sent from a page of this console, or the page was open too long: nothing was done. Go back, reload the page and try again.</Banner>, 403);
+      return;
+    }
+    const refusal = toApiError(err);
+    if (refusal) {
+      // A control operation's refusal on any page or live part: its status and its sentence.
+      sendPage(res, errorContext(req, res), refusal.status === 404 ? 'Not found' : 'Refused', <Banner kind="error">{refusal.message}</Banner>, refusal.status);
       return;
     }
     deps.log.error('console request failed', { error: (err as Error).message, path: req.path });
@@ -123,6 +135,12 @@ function signInPage(req: Request, res: Response, problem?: string, status = 200)
     </form>
   );
   sendPage(res, { csrf: csrfToken(req) }, 'Sign in', body, status);
+}
+
+/** A page that refuses: the signed-in admin's frame when there is one; no session made for a visitor who has none. */
+function errorContext(req: Request, res: Response): PageContext {
+  const caller = res.locals.caller as AdminCaller | undefined;
+  return { caller, csrf: caller ? csrfToken(req) : '' };
 }
 
 /** Only a path of this console: an address elsewhere in `next` would make sign-in an open redirect. */

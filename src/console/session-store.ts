@@ -10,6 +10,8 @@ import type { Registry } from '../issuer/registry.js';
 
 /** Expired rows are deleted at most this often, on the way to saving a session. */
 const PRUNE_INTERVAL_MS = 60_000;
+/** A sign-in form left open longer than this is refused (its CSRF token is gone) and shown again. */
+const VISITOR_LIFETIME_MS = 10 * 60_000;
 
 export class ConsoleSessionStore extends session.Store {
   private lastPrunedMs = 0;
@@ -44,9 +46,10 @@ export class ConsoleSessionStore extends session.Store {
     this.registry.consoleSessions.deleteConsoleSession(this.registry.consoleSessionDigest(sid)).then(() => callback?.(), (err: unknown) => callback?.(err));
   }
 
+  /** A signed-in session lives until its cookie expires; a visitor's (the sign-in form's CSRF token only) for minutes. */
   private expiresAt(data: session.SessionData): number {
-    const expires = data.cookie.expires;
-    return expires ? new Date(expires).getTime() : this.now() + 24 * 3_600_000;
+    const expires = data.cookie.expires ? new Date(data.cookie.expires).getTime() : this.now() + 12 * 3_600_000;
+    return data.admin ? expires : Math.min(expires, this.now() + VISITOR_LIFETIME_MS);
   }
 
   private async pruneNow(): Promise<void> {

@@ -287,6 +287,22 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect(await store.relayConnectionsEndedAt('prod-eu')).toEqual(new Date(t + 600_000));
       }));
 
+    it('keeps console sessions by digest until they expire, replaced whole, touched without their data, deleted and pruned', () =>
+      withStore(async (store) => {
+        const t = 1_800_000_000_000;
+        await store.saveConsoleSession('digest-a', '{"admin":"root"}', t + 60_000);
+        await store.saveConsoleSession('digest-b', '{"csrfToken":"x"}', t + 1_000);
+        expect(await store.findConsoleSession('digest-a', t)).toBe('{"admin":"root"}');
+        expect(await store.findConsoleSession('digest-b', t + 1_000)).toBeUndefined(); // expired at its expiry
+        await store.saveConsoleSession('digest-a', '{"admin":"root","lastActiveMs":1}', t + 60_000);
+        await store.touchConsoleSession('digest-a', t + 120_000);
+        expect(await store.findConsoleSession('digest-a', t + 90_000)).toBe('{"admin":"root","lastActiveMs":1}');
+        expect(await store.pruneConsoleSessions(t + 100_000)).toBe(1); // b only
+        await store.deleteConsoleSession('digest-a');
+        expect(await store.findConsoleSession('digest-a', t)).toBeUndefined();
+        expect(await store.pruneConsoleSessions(t + 200_000)).toBe(0);
+      }));
+
     it('settings: the first writer wins', () =>
       withStore(async (store) => {
         expect(await store.setting('pepper-check')).toBeUndefined();

@@ -1,5 +1,6 @@
 /** `kube-relay issuer` and `issuer rotate-keys` (DESIGN §2, §6, §9). */
 import { hostname } from 'node:os';
+import { DEFAULT_IDLE_TIMEOUT_MS } from '../../console/auth.js';
 import { startIssuer } from '../../issuer/server.js';
 import { PROPAGATION_MS, SigningKeys } from '../../issuer/signing-keys.js';
 import { createLogger } from '../../log.js';
@@ -50,6 +51,7 @@ export const issuerCommands: CommandSpec[] = [
       { name: 'max-requests-per-agent', value: 'N', description: 'Requests one agent may have in flight through the hub at once (tunnelled clusters, long-running ones included); more get 429.', default: String(DEFAULT_MAX_REQUESTS_PER_AGENT) },
       MAX_GRANT_DURATION_FLAG,
       { name: 'audit-retention', value: 'DURATION', description: 'How long the central audit (the relays\' records, sessions) is kept in the store; older records are pruned in the background (at least 1h).', default: '30d' },
+      { name: 'console-idle-timeout', value: 'DURATION', description: 'A web console (/ui/) session ends after this long without a page view or form; the admin signs in again (1m to 12h).', default: '30m' },
       ...STORE_FLAGS,
       ...CONNECTION_FLAGS,
       ...AUDIT_FLAGS,
@@ -70,6 +72,7 @@ export const issuerCommands: CommandSpec[] = [
         limits: connectionLimits(values),
         maxGrantDurationMs: maxGrantDuration(values),
         auditRetentionMs: auditRetention(str(values, 'audit-retention')),
+        consoleIdleTimeoutMs: consoleIdleTimeout(str(values, 'console-idle-timeout')),
         maxRequestsPerAgent: positiveInteger(str(values, 'max-requests-per-agent') ?? String(DEFAULT_MAX_REQUESTS_PER_AGENT), '--max-requests-per-agent'),
         hubReplica: {
           id: replicaId(str(values, 'hub-replica-id') ?? hostname()),
@@ -103,6 +106,14 @@ export const issuerCommands: CommandSpec[] = [
     },
   },
 ];
+
+/** --console-idle-timeout in milliseconds: under a minute nobody could fill a form; a session lasts 12 h however active. */
+function consoleIdleTimeout(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_IDLE_TIMEOUT_MS;
+  const ms = duration(value, '--console-idle-timeout');
+  if (ms < 60_000 || ms > 12 * 3_600_000) throw new UsageError(`--console-idle-timeout ${value} is outside 1m to 12h: give a duration such as 30m`);
+  return ms;
+}
 
 /** --audit-retention in milliseconds: a day's records must survive at least an hour. */
 function auditRetention(value: string | undefined): number {
