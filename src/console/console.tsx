@@ -20,6 +20,7 @@ import type { Registry } from '../issuer/registry.js';
 import type { Logger } from '../log.js';
 import { type ConsoleAuthDeps, consoleSession, csrfToken, DEFAULT_IDLE_TIMEOUT_MS, formProtection, isCsrfError, signIn, signOut, type SignInReason } from './auth.js';
 import { addClusterPages } from './clusters.js';
+import { addGrantPages } from './grants.js';
 import { changeRecorder, formText, queryText } from './forms.js';
 import { Banner, CsrfField, Field, type PageContext, sendPage } from './layout.js';
 import type { ConsolePageDeps } from './page-deps.js';
@@ -99,6 +100,7 @@ export function consoleRouter(deps: ConsoleDeps): express.Router {
   router.post('/sign-out', ...formProtection, (req, res) => signOut(req, res));
 
   addClusterPages(router, pages);
+  addGrantPages(router, pages);
 
   router.use((req, res) => sendPage(res, errorContext(req, res), 'Not found', <Banner kind="error">There is no such page. Go to <a href="/ui/clusters">Clusters</a>.</Banner>, 404));
   router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {

@@ -254,18 +254,24 @@ export function TextAreaField(props: { label: string; name: string; value?: stri
   );
 }
 
-/** A labelled checkbox (the label is clickable). */
-export function CheckboxField(props: { label: string; name: string; checked?: boolean; hint?: string }): VNode {
+/** A labelled checkbox (the label is clickable), with the refusal beside it when it had to be ticked. */
+export function CheckboxField(props: { label: string; name: string; checked?: boolean; hint?: string; error?: string | undefined }): VNode {
   const id = `field-${props.name}`;
+  const described = [props.hint ? `${id}-hint` : '', props.error ? `${id}-error` : ''].filter(Boolean).join(' ');
   return (
-    <div class="field checks">
+    <div class={props.error ? 'field checks invalid' : 'field checks'}>
       <label for={id}>
-        <input type="checkbox" id={id} name={props.name} value="on" checked={props.checked} aria-describedby={props.hint ? `${id}-hint` : undefined} />
+        <input type="checkbox" id={id} name={props.name} value="on" checked={props.checked} aria-invalid={props.error ? 'true' : undefined} aria-describedby={described || undefined} />
         {props.label}
       </label>
       {props.hint ? (
         <small id={`${id}-hint`} class="hint">
           {props.hint}
+        </small>
+      ) : null}
+      {props.error ? (
+        <small id={`${id}-error`} class="error" role="alert">
+          {props.error}
         </small>
       ) : null}
     </div>
