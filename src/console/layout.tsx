@@ -38,6 +38,7 @@ export function sendPage(res: Response, ctx: PageContext, title: string, body: V
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="htmx-config" content={HTMX_CONFIG} />
         <title>{`${title} · kube-relay`}</title>
+        <link rel="icon" href="/ui/assets/favicon.svg" type="image/svg+xml" />
         <link rel="stylesheet" href="/ui/assets/console.css" />
         <script src="/ui/assets/htmx.min.js" defer />
         <script src="/ui/assets/console.js" defer />
