@@ -18,6 +18,7 @@ import type { AdminCaller } from '../control/caller.js';
 import type { AuthFailureBrakes } from '../issuer/failure-limiter.js';
 import type { Registry } from '../issuer/registry.js';
 import type { Logger } from '../log.js';
+import { addAgentPages } from './agents.js';
 import { type ConsoleAuthDeps, consoleSession, csrfToken, DEFAULT_IDLE_TIMEOUT_MS, formProtection, isCsrfError, signIn, signOut, type SignInReason } from './auth.js';
 import { addClusterPages } from './clusters.js';
 import { addGrantPages } from './grants.js';
@@ -100,6 +101,7 @@ export function consoleRouter(deps: ConsoleDeps): express.Router {
   router.post('/sign-out', ...formProtection, (req, res) => signOut(req, res));
 
   addClusterPages(router, pages);
+  addAgentPages(router, pages);
   addGrantPages(router, pages);
 
   router.use((req, res) => sendPage(res, errorContext(req, res), 'Not found', <Banner kind="error">There is no such page. Go to <a href="/ui/clusters">Clusters</a>.</Banner>, 404));
