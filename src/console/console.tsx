@@ -16,11 +16,13 @@ import type { AuditSink } from '../audit/sink.js';
 import type { AuthFailureBrakes } from '../issuer/failure-limiter.js';
 import type { Registry } from '../issuer/registry.js';
 import type { Logger } from '../log.js';
+import { addAuditPages } from './audit.js';
 import { type ConsoleAuthDeps, consoleSession, csrfToken, DEFAULT_IDLE_TIMEOUT_MS, formProtection, isCsrfError, signIn, signOut, type SignInReason } from './auth.js';
 import { addClusterPages } from './clusters.js';
 import { changeRecorder, formText, queryText } from './forms.js';
 import { Banner, CsrfField, Field, sendPage } from './layout.js';
 import type { ConsolePageDeps } from './page-deps.js';
+import { addSessionPages } from './sessions.js';
 
 export interface ConsoleDeps {
   registry: Registry;
@@ -97,6 +99,8 @@ export function consoleRouter(deps: ConsoleDeps): express.Router {
   router.post('/sign-out', ...formProtection, (req, res) => signOut(req, res));
 
   addClusterPages(router, pages);
+  addSessionPages(router, pages);
+  addAuditPages(router, pages);
 
   router.use((req, res) => sendPage(res, { csrf: csrfToken(req) }, 'Not found', <Banner kind="error">There is no such page. Go to <a href="/ui/clusters">Clusters</a>.</Banner>, 404));
   router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
