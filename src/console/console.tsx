@@ -19,12 +19,14 @@ import type { AuthFailureBrakes } from '../issuer/failure-limiter.js';
 import type { Registry } from '../issuer/registry.js';
 import type { Logger } from '../log.js';
 import { addAgentPages } from './agents.js';
+import { addAuditPages } from './audit.js';
 import { type ConsoleAuthDeps, consoleSession, csrfToken, DEFAULT_IDLE_TIMEOUT_MS, formProtection, isCsrfError, signIn, signOut, type SignInReason } from './auth.js';
 import { addClusterPages } from './clusters.js';
 import { addGrantPages } from './grants.js';
 import { changeRecorder, formText, queryText } from './forms.js';
 import { Banner, CsrfField, Field, type PageContext, sendPage } from './layout.js';
 import type { ConsolePageDeps } from './page-deps.js';
+import { addSessionPages } from './sessions.js';
 
 export interface ConsoleDeps {
   registry: Registry;
@@ -103,6 +105,8 @@ export function consoleRouter(deps: ConsoleDeps): express.Router {
   addClusterPages(router, pages);
   addAgentPages(router, pages);
   addGrantPages(router, pages);
+  addSessionPages(router, pages);
+  addAuditPages(router, pages);
 
   router.use((req, res) => sendPage(res, errorContext(req, res), 'Not found', <Banner kind="error">There is no such page. Go to <a href="/ui/clusters">Clusters</a>.</Banner>, 404));
   router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
