@@ -58,7 +58,9 @@ export function listAgents(registry: Registry, caller: Caller, page: PageRequest
 export async function revokeAgent(registry: Registry, caller: Caller, name: string): Promise<Agent> {
   await getAgent(registry, caller, name);
   await registry.revokeAgent(name);
-  return (await registry.findAgent(name))!;
+  const revoked = (await registry.findAgent(name))!;
+  await registry.audit.endAgentSessions(name, revoked.revokedAt!);
+  return revoked;
 }
 
 export async function rotateAgentKey(registry: Registry, caller: Caller, name: string): Promise<{ agent: Agent; apiKey: string }> {

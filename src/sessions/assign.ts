@@ -167,6 +167,8 @@ export class SessionAssigner {
     if (candidates === undefined) this.activity.set(input.agent, (candidates = []));
     const joinable = candidates
       .filter((t) => input.startedMs >= t.session.startedAt.getTime() - SESSION_GAP_MS && input.startedMs <= t.session.lastActivityAt.getTime() + SESSION_GAP_MS)
+      // A session ended by the agent's revocation takes nothing begun after it: the refusals that follow are a session of their own.
+      .filter((t) => t.session.endedAt === undefined || input.startedMs <= t.session.endedAt.getTime())
       .sort((a, b) => b.session.startedAt.getTime() - a.session.startedAt.getTime())[0];
     if (joinable) return joinable;
     const session: Session = {

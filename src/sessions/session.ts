@@ -42,7 +42,7 @@ export interface Session {
   startedAt: Date;
   /** When its last request ended. */
   lastActivityAt: Date;
-  /** A proxy run that ended cleanly. */
+  /** A proxy run that ended cleanly, or any session of an agent revoked while it was open. */
   endedAt?: Date | undefined;
   /** A proxy run's last sign of life. */
   proxySeenAt?: Date | undefined;
@@ -71,8 +71,8 @@ export interface SessionView {
 
 /** When the session ended, or undefined while it is open at `now`. */
 export function sessionEnd(session: Session, now: Date): Date | undefined {
+  if (session.endedAt) return session.endedAt;
   if (session.kind === 'proxy') {
-    if (session.endedAt) return session.endedAt;
     const seen = Math.max(session.proxySeenAt?.getTime() ?? 0, session.lastActivityAt.getTime());
     return now.getTime() - seen > PROXY_SILENCE_MS ? new Date(seen) : undefined;
   }

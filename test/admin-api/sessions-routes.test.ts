@@ -29,6 +29,7 @@ const MINUTE = 60_000;
 let issuer: RunningIssuer;
 let fetch: ReturnType<typeof fetchWithCa>;
 let auditFile: string;
+let dataDir: string;
 const keys: Record<string, string> = {};
 
 const acmeRecords = [
@@ -43,7 +44,7 @@ const acmeRecords = [
 const globexRecords = [auditRecord('tester', 'lab', T0 + 30 * MINUTE), auditRecord('tester', 'lab', T0 + 31 * MINUTE, { verb: 'create', decision: 'error', status: 502 })];
 
 beforeAll(async () => {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-sessions-routes-'));
+  dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-sessions-routes-'));
   auditFile = path.join(dataDir, 'hub-audit.jsonl');
   const store = await openStore({ dataDir });
   const registry = new Registry(store, loadOrCreatePepper(dataDir, {}));
@@ -263,5 +264,20 @@ describe('the admin audit trail', () => {
       trail = readFileSync(auditFile, 'utf8');
     } catch {}
     expect(trail.split('\n').filter((line) => line.includes('"kind":"admin"'))).toEqual([]);
+  });
+});
+
+// Last: it revokes an agent, which writes an admin record and adds a session the tests above do not expect.
+describe('revoking an agent', () => {
+  it('ends the open sessions of an agent when it is revoked (DELETE /v1/agents/{name}), at its revocation', async () => {
+    const store = await openStore({ dataDir });
+    await ops.createAgent(new Registry(store, loadOrCreatePepper(dataDir, {})), OPERATOR, { name: 'leaver', org: 'acme', teams: ['t'] });
+    await store.close();
+    await ingestInto(dataDir, [{ cluster: PROD, records: [auditRecord('leaver', 'prod', Date.now() - MINUTE)] }]);
+    expect((await sessionOf('leaver'))[0]).toMatchObject({ open: true, endedAt: null });
+    const revoked = await fetch(`${issuer.url}/v1/agents/leaver`, { method: 'DELETE', headers: { authorization: `Bearer ${keys.acme}` } });
+    expect(revoked.status).toBe(200);
+    const { revokedAt } = (await revoked.json()) as { revokedAt: string };
+    expect((await sessionOf('leaver'))[0]).toMatchObject({ open: false, endedAt: revokedAt });
   });
 });

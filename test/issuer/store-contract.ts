@@ -287,6 +287,25 @@ export function describeStoreContract(engineName: string, newLocation: () => Pro
         expect(await store.relayConnectionsEndedAt('prod-eu')).toEqual(new Date(t + 600_000));
       }));
 
+    it("ends an agent's open sessions at its revocation, leaves ended ones be, and starts a new one for what comes after", () =>
+      withStore(async (store) => {
+        const cluster = { name: 'prod-eu', org: 'acme' };
+        const t = 1_800_000_000_000;
+        await store.ingestAudit(cluster, [auditRecord('leaver', 'prod-eu', t), auditRecord('leaver', 'prod-eu', t + 3_600_000), auditRecord('stayer', 'prod-eu', t + 3_600_000)]);
+        const revokedAt = new Date(t + 3_660_000);
+        expect(await store.endAgentSessions('leaver', revokedAt)).toBe(1);
+        const [latest, earliest] = await store.listSessions({ agent: 'leaver', limit: 10 });
+        expect(latest!.endedAt).toEqual(revokedAt);
+        expect(earliest!.endedAt).toBeUndefined(); // it ended by its gap an hour before
+        expect((await store.listSessions({ agent: 'stayer', limit: 10 }))[0]!.endedAt).toBeUndefined();
+        await store.ingestAudit(cluster, [auditRecord('leaver', 'prod-eu', t + 3_700_000, { decision: 'denied', status: 401 })]);
+        const after = await store.listSessions({ agent: 'leaver', limit: 10 });
+        expect(after).toHaveLength(3);
+        expect(after[0]!.id).not.toBe(latest!.id);
+        expect(after[0]!.refusals).toBe(1);
+        expect((await store.findSession(latest!.id))!.requests).toBe(1);
+      }));
+
     it('keeps console sessions by digest until they expire, replaced whole, touched without their data, deleted and pruned', () =>
       withStore(async (store) => {
         const t = 1_800_000_000_000;

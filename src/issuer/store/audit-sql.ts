@@ -12,7 +12,7 @@
  * as in relay-connections.ts (the SQLite engine keeps every text it prepared).
  */
 import { SessionAssigner, type SessionInput } from '../../sessions/assign.js';
-import { agentOfUser, type Session, type SessionCommand, type SessionKind } from '../../sessions/session.js';
+import { agentOfUser, PROXY_SILENCE_MS, type Session, type SessionCommand, SESSION_GAP_MS, type SessionKind } from '../../sessions/session.js';
 import type { SqlEngine, SqlRunner } from './engine.js';
 import { IntakeGate } from './intake-gate.js';
 
@@ -96,6 +96,8 @@ export interface AuditStore {
   openProxySession(session: { id: string; org: string; cluster: string; agent: string; at: Date }): Promise<void>;
   /** A proxy run says it is alive, or (`end`) that it ended; false when there is no such open run of that agent. */
   touchProxySession(id: string, agent: string, at: Date, end: boolean): Promise<boolean>;
+  /** The agent was revoked `at`: its sessions open then end then; returns how many. */
+  endAgentSessions(agent: string, at: Date): Promise<number>;
   /** Deletes records that ended, and sessions whose last activity was, before `beforeMs`. */
   pruneAudit(beforeMs: number): Promise<{ records: number; sessions: number }>;
 }
@@ -373,6 +375,16 @@ export function auditStore(engine: SqlEngine): AuditStore {
         agent,
       ]);
       return changed > 0;
+    },
+
+    endAgentSessions(agent, at) {
+      const atMs = at.getTime();
+      // Open at `at` as sessionEnd decides it: an activity session within the gap, a proxy run heard of recently.
+      return engine.execute(
+        `UPDATE sessions SET ended_ms = ? WHERE agent = ? AND ended_ms IS NULL
+           AND ((kind = 'activity' AND last_activity_ms >= ?) OR (kind = 'proxy' AND (last_activity_ms >= ? OR proxy_seen_ms >= ?)))`,
+        [atMs, agent, atMs - SESSION_GAP_MS, atMs - PROXY_SILENCE_MS, atMs - PROXY_SILENCE_MS],
+      );
     },
 
     async pruneAudit(beforeMs) {
