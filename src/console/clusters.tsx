@@ -46,8 +46,26 @@ export function addClusterPages(router: Router, deps: ConsolePageDeps): void {
     await detailPage(req, res, deps);
   });
   router.get('/clusters/:name/live', requireAdmin(deps.auth, { live: true }), async (req, res) => {
-    const status = await clusterStatus(deps.registry, callerOf(res), String(req.params.name), deps.now());
-    sendFragment(res, <RelayTable status={status} name={String(req.params.name)} />);
+    const name = String(req.params.name);
+    let cluster: Cluster;
+    let status: ClusterStatus;
+    try {
+      cluster = await ops.getCluster(deps.registry, callerOf(res), name);
+      status = await clusterStatus(deps.registry, callerOf(res), name, deps.now());
+    } catch (err) {
+      // Another org's cluster, or none: 404 as the page itself (nothing for htmx to swap in).
+      const refused = formProblem(err);
+      res.status(refused.status).type('text/plain').send(refused.message);
+      return;
+    }
+    // The relays, and the cluster's state among the page's facts (out of band), so the two never disagree.
+    sendFragment(
+      res,
+      <>
+        <RelayTable status={status} name={cluster.name} />
+        <ClusterState cluster={cluster} status={status} outOfBand />
+      </>,
+    );
   });
   router.post('/clusters/:name/rotate-key', ...forms, async (req, res) => {
     try {
@@ -177,6 +195,15 @@ function StateBadge(props: { cluster: Cluster; status: ClusterStatus | undefined
   return <span class="state up">connected{notReady ? ` (${status.relays.filter((relay) => relay.ready).length} of ${status.relays.length} ready)` : ''}</span>;
 }
 
+/** The state on a cluster's page; the live refresh of its relays replaces it too (`outOfBand`: htmx's hx-swap-oob). */
+function ClusterState(props: { cluster: Cluster; status: ClusterStatus | undefined; outOfBand?: boolean }): VNode {
+  return (
+    <span id="cluster-state" hx-swap-oob={props.outOfBand ? 'true' : undefined}>
+      <StateBadge cluster={props.cluster} status={props.status} />
+    </span>
+  );
+}
+
 async function detailPage(req: Request, res: Response, deps: ConsolePageDeps, problem?: FormProblem): Promise<void> {
   const ctx = pageContext(req, res, 'clusters');
   const name = String(req.params.name);
@@ -203,7 +230,7 @@ async function detailPage(req: Request, res: Response, deps: ConsolePageDeps, pr
         </dd>
         <dt>State</dt>
         <dd>
-          <StateBadge cluster={cluster} status={status} />
+          <ClusterState cluster={cluster} status={status} />
         </dd>
       </dl>
       {status ? <RelayTable status={status} name={cluster.name} /> : null}
