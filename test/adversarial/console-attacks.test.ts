@@ -71,9 +71,9 @@ describe('attacks on the web console', () => {
   it('a session id planted before sign-in is not the one after it', async () => {
     const browser = client();
     await browser.get('/ui/sign-in');
-    const before = (browser as unknown as { cookie: string }).cookie;
+    const before = browser.cookie;
     expect((await browser.post('/ui/sign-in', { key: keys.root! })).status).toBe(303);
-    const after = (browser as unknown as { cookie: string }).cookie;
+    const after = browser.cookie;
     expect(after).toBeDefined();
     expect(after).not.toBe(before);
   });
@@ -82,13 +82,13 @@ describe('attacks on the web console', () => {
     const browser = client();
     await browser.signIn(keys.root!);
     await browser.get('/ui/clusters');
-    const kept = (browser as unknown as { cookie: string }).cookie;
+    const kept = browser.cookie;
     const csrf = browser.csrf!;
     const out = await browser.post('/ui/sign-out');
     expect(out.status).toBe(303);
     expect(out.location).toBe('/ui/sign-in?reason=signed-out');
     const replay = client();
-    (replay as unknown as { cookie: string }).cookie = kept;
+    replay.cookie = kept;
     expect((await replay.get('/ui/clusters')).status).toBe(303);
     expect((await replay.post('/ui/clusters', { _csrf: csrf, name: 'after-sign-out', org: 'acme' })).status).not.toBe(201);
     expect(await clusterNames()).not.toContain('after-sign-out');
@@ -138,8 +138,8 @@ describe('attacks on the web console', () => {
   it('the store keeps digests of session ids, never the ids', async () => {
     const browser = client();
     await browser.signIn(keys.root!);
-    const cookie = (browser as unknown as { cookie: string }).cookie;
-    const sessionId = /^__Host-kube-relay-console=s%3A([^.]+)\./.exec(cookie)?.[1];
+    const cookie = browser.cookie;
+    const sessionId = /^__Host-kube-relay-console=s%3A([^.]+)\./.exec(cookie ?? '')?.[1];
     expect(sessionId).toBeDefined();
     const db = new Database(path.join(dataDir, 'issuer.db'), { readonly: true });
     try {

@@ -8,7 +8,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,9 +18,11 @@ import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
 import { openStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
+import { ConsoleClient, decodeEntities, fieldError } from '../helpers/console-client.js';
+import { request } from '../helpers/http.js';
 
 let issuer: RunningIssuer;
-let ca: Buffer;
+let ca: string;
 let auditFile: string;
 const adminKeys: Record<'acme' | 'root', string> = { acme: '', root: '' };
 /** Every key the console showed, which no audit record may hold. */
@@ -38,77 +39,15 @@ beforeAll(async () => {
   adminKeys.root = (await ops.createAdmin(registry, OPERATOR, { name: 'root', allOrgs: true })).adminKey;
   await store.close();
   issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, audit: { file: auditFile }, log: createLogger('error') });
-  ca = readFileSync(issuer.caFile!);
+  ca = readFileSync(issuer.caFile!, 'utf8');
 });
 afterAll(async () => {
   await issuer?.close();
 });
 
-interface Answer {
-  status: number;
-  location: string | undefined;
-  body: string;
-}
-
-function send(method: string, pathname: string, headers: Record<string, string>, body?: string): Promise<Answer & { setCookie: string[] }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(new URL(pathname, issuer.url), { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-length': String(Buffer.byteLength(body)) }) }, ca }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location, body: text, setCookie: res.headers['set-cookie'] ?? [] }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-/** A browser of one admin: keeps the session cookie and the CSRF token the pages carry. */
-class ConsoleVisitor {
-  private cookie = '';
-  private csrf = '';
-
-  async get(pathname: string): Promise<Answer> {
-    return this.keep(await send('GET', pathname, this.cookie ? { cookie: this.cookie } : {}));
-  }
-
-  async post(pathname: string, fields: Record<string, string>, options: { csrf?: boolean } = {}): Promise<Answer> {
-    if (!this.csrf) await this.get('/ui/sign-in');
-    const form = new URLSearchParams({ ...(options.csrf === false ? {} : { _csrf: this.csrf }), ...fields }).toString();
-    return this.keep(await send('POST', pathname, { 'content-type': 'application/x-www-form-urlencoded', ...(this.cookie ? { cookie: this.cookie } : {}) }, form));
-  }
-
-  async signIn(key: string): Promise<void> {
-    await this.get('/ui/sign-in');
-    const answer = await this.post('/ui/sign-in', { key });
-    expect(answer.status, answer.body).toBe(303);
-    // The session was regenerated at sign-in: its token comes with the first page.
-    this.csrf = '';
-    await this.get('/ui/agents');
-  }
-
-  private keep(answer: Answer & { setCookie: string[] }): Answer {
-    const cookie = answer.setCookie.map((line) => line.split(';')[0]!).find((pair) => pair.startsWith('__Host-kube-relay-console='));
-    if (cookie) this.cookie = cookie;
-    const token = /name="_csrf" value="([^"]+)"/.exec(answer.body)?.[1];
-    if (token) this.csrf = token;
-    return answer;
-  }
-}
-
-function decode(html: string): string {
-  return html.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
-}
-
 function heading(html: string): string | undefined {
   const text = /<h1>([^<]*)<\/h1>/.exec(html)?.[1];
-  return text === undefined ? undefined : decode(text);
-}
-
-/** The sentence shown beside a form field, if any. */
-function fieldError(html: string, field: string): string | undefined {
-  const text = new RegExp(`<small id="field-${field}-error"[^>]*>([^<]*)</small>`).exec(html)?.[1];
-  return text === undefined ? undefined : decode(text);
+  return text === undefined ? undefined : decodeEntities(text);
 }
 
 function errorsBesideFields(html: string): string[] {
@@ -118,38 +57,43 @@ function errorsBesideFields(html: string): string[] {
 function inputValue(html: string, id: string): string | undefined {
   const tag = new RegExp(`<input[^>]*id="${id}"[^>]*>`).exec(html)?.[0];
   const value = tag && /value="([^"]*)"/.exec(tag)?.[1];
-  return value === undefined || value === null ? undefined : decode(value);
+  return value === undefined || value === null ? undefined : decodeEntities(value);
 }
 
 function preText(html: string, id: string): string | undefined {
   const text = new RegExp(`<pre id="${id}"[^>]*>([^<]*)</pre>`).exec(html)?.[1];
-  return text === undefined ? undefined : decode(text);
+  return text === undefined ? undefined : decodeEntities(text);
 }
 
 async function api(method: string, pathname: string, bearer: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-  const answer = await send(method, pathname, { authorization: `Bearer ${bearer}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body === undefined ? undefined : JSON.stringify(body));
-  return { status: answer.status, body: JSON.parse(answer.body) as Record<string, unknown> };
+  const answer = await request(`${issuer.url}${pathname}`, {
+    method,
+    ca,
+    headers: { authorization: `Bearer ${bearer}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: answer.status, body: answer.json() };
 }
 
-const acme = new ConsoleVisitor();
-const root = new ConsoleVisitor();
+let acme: ConsoleClient;
+let root: ConsoleClient;
 const EMPTY_POLICY = { readOnly: false, dryRun: false, deny: [], rate: null, maxStreams: null };
 const POLICY_FORM = { readOnly: '', dryRun: '', deny: '', rate: '', burst: '', maxStreams: '' };
 
 describe('creating an agent', () => {
   beforeAll(async () => {
-    await acme.signIn(adminKeys.acme);
-    await root.signIn(adminKeys.root);
+    acme = await ConsoleClient.signedIn(issuer.url, ca, adminKeys.acme, '/ui/agents');
+    root = await ConsoleClient.signedIn(issuer.url, ca, adminKeys.root, '/ui/agents');
   });
 
   it('shows its API key once with the commands that store it and write its kubeconfig, and the key gets tokens', async () => {
     const created = await acme.post('/ui/agents', { name: 'deployer', teams: 'sre, dev' });
-    expect(created.status, created.body).toBe(201);
-    expect(heading(created.body)).toBe('Agent deployer created');
-    const apiKey = inputValue(created.body, 'api-key')!;
+    expect(created.status, created.html).toBe(201);
+    expect(heading(created.html)).toBe('Agent deployer created');
+    const apiKey = inputValue(created.html, 'api-key')!;
     expect(apiKey).toMatch(/^krl_agent_/);
     shownKeys.push(apiKey);
-    const commands = preText(created.body, 'kubeconfig-command')!;
+    const commands = preText(created.html, 'kubeconfig-command')!;
     expect(commands).toContain(`umask 077; printf '%s' '${apiKey}' > deployer.api-key`);
     expect(commands).toContain(`kube-relay kubeconfig --issuer ${issuer.url} --issuer-ca-file issuer-ca.crt`);
     expect(commands).toContain(`--cluster CLUSTER --server ${issuer.url}/clusters/CLUSTER --ca-file issuer-ca.crt`);
@@ -159,19 +103,19 @@ describe('creating an agent', () => {
     expect((await api('POST', '/v1/token', apiKey, { cluster: 'prod' })).status).toBe(200);
     const detail = await acme.get('/ui/agents/deployer');
     expect(detail.status).toBe(200);
-    expect(detail.body).not.toContain(apiKey);
+    expect(detail.html).not.toContain(apiKey);
     const list = await acme.get('/ui/agents');
-    expect(list.body).not.toContain(apiKey);
-    expect(list.body).toMatch(/<tr data-agent="deployer">.*<td data-label="Teams">sre, dev<\/td><td data-label="Policy" class="muted">none<\/td><td data-label="State"><span class="state up">active<\/span>/s);
+    expect(list.html).not.toContain(apiKey);
+    expect(list.html).toMatch(/<tr data-agent="deployer">.*<td data-label="Teams">sre, dev<\/td><td data-label="Policy" class="muted">none<\/td><td data-label="State"><span class="state up">active<\/span>/s);
   });
 
   it("an org admin's form has no org field; an all-orgs admin's does, and lists every org", async () => {
-    expect((await acme.get('/ui/agents')).body).not.toContain('name="org"');
+    expect((await acme.get('/ui/agents')).html).not.toContain('name="org"');
     const list = await root.get('/ui/agents');
-    expect(list.body).toContain('name="org"');
-    expect(list.body).toContain('data-agent="g-bot"');
-    expect(list.body).toContain('data-agent="deployer"');
-    expect((await root.get('/ui/agents?org=globex')).body).not.toContain('data-agent="deployer"');
+    expect(list.html).toContain('name="org"');
+    expect(list.html).toContain('data-agent="g-bot"');
+    expect(list.html).toContain('data-agent="deployer"');
+    expect((await root.get('/ui/agents?org=globex')).html).not.toContain('data-agent="deployer"');
   });
 
   it.each([
@@ -182,44 +126,44 @@ describe('creating an agent', () => {
     [{ name: 'helper', teams: 'sre Dev' }, 'teams', 422, 'Team "Dev" is not a DNS label: use 1-63 lower-case letters, digits and \'-\', starting and ending with a letter or digit.'],
   ])('refuses %j with the sentence beside the %s field (%d), keeping what was typed', async (fields, field, status, sentence) => {
     const answer = await acme.post('/ui/agents', fields);
-    expect(answer.status, answer.body).toBe(status);
-    expect(fieldError(answer.body, field)).toBe(sentence);
-    expect(errorsBesideFields(answer.body)).toEqual([field]);
-    expect(inputValue(answer.body, 'field-name')).toBe(fields.name);
-    expect(answer.body).not.toContain('id="api-key"');
+    expect(answer.status, answer.html).toBe(status);
+    expect(fieldError(answer.html, field)).toBe(sentence);
+    expect(errorsBesideFields(answer.html)).toEqual([field]);
+    expect(inputValue(answer.html, 'field-name')).toBe(fields.name);
+    expect(answer.html).not.toContain('id="api-key"');
   });
 
   it("an all-orgs admin must name the org: the operation's sentence beside the org field", async () => {
     const answer = await root.post('/ui/agents', { name: 'helper', teams: 'sre', org: '' });
     expect(answer.status).toBe(422);
-    expect(fieldError(answer.body, 'org')).toBe('An agent needs an org.');
+    expect(fieldError(answer.html, 'org')).toBe('An agent needs an org.');
   });
 });
 
 describe("an agent's policy", () => {
   it('set through the form is what GET /v1/agents/{name}/policy returns, and the list sums it up', async () => {
     const saved = await acme.post('/ui/agents/deployer/policy', { ...POLICY_FORM, readOnly: 'on', deny: 'delete:pods@kube-system\r\ncreate:pods/exec\r\n', rate: '5/s', burst: '10', maxStreams: '3' });
-    expect(saved.status, saved.body).toBe(303);
+    expect(saved.status, saved.html).toBe(303);
     expect(saved.location).toBe('/ui/agents/deployer?done=policy-set');
     const read = await api('GET', '/v1/agents/deployer/policy', adminKeys.acme);
     expect(read.body.policy).toEqual({ readOnly: true, dryRun: false, deny: ['delete:pods@kube-system', 'create:pods/exec'], rate: { perSecond: 5, burst: 10 }, maxStreams: 3 });
     expect(read.body.updatedBy).toBe('admin:acme-admin');
 
     const detail = await acme.get(saved.location!);
-    expect(detail.body).toContain('The policy of deployer was saved.');
-    expect(detail.body).toContain('tokens it already holds keep the old policy until they expire');
-    expect(detail.body).toMatch(/<input type="checkbox" id="field-readOnly" name="readOnly" value="on" checked/);
-    expect(detail.body).toContain('>delete:pods@kube-system\ncreate:pods/exec</textarea>');
-    expect((await acme.get('/ui/agents')).body).toContain('read-only, rate 5/s burst 10, max streams 3, deny delete:pods@kube-system create:pods/exec');
+    expect(detail.html).toContain('The policy of deployer was saved.');
+    expect(detail.html).toContain('tokens it already holds keep the old policy until they expire');
+    expect(detail.html).toMatch(/<input type="checkbox" id="field-readOnly" name="readOnly" value="on" checked/);
+    expect(detail.html).toContain('>delete:pods@kube-system\ncreate:pods/exec</textarea>');
+    expect((await acme.get('/ui/agents')).html).toContain('read-only, rate 5/s burst 10, max streams 3, deny delete:pods@kube-system create:pods/exec');
   });
 
   it('with "apply now" the agent\'s tokens are cut: the revocation feed names it', async () => {
     const saved = await acme.post('/ui/agents/deployer/policy', { ...POLICY_FORM, dryRun: 'on', now: 'on' });
     expect(saved.location).toBe('/ui/agents/deployer?done=policy-set&cut=1');
     expect((await api('GET', '/v1/agents/deployer/policy', adminKeys.acme)).body.policy).toEqual({ ...EMPTY_POLICY, dryRun: true });
-    const feed = await send('GET', '/v1/revocations', {});
-    expect((JSON.parse(feed.body) as { items: { user: string }[] }).items.map((item) => item.user)).toContain('agent:deployer');
-    expect((await acme.get(saved.location!)).body).toContain('Its tokens were cut');
+    const feed = await request(`${issuer.url}/v1/revocations`, { ca });
+    expect(feed.json<{ items: { user: string }[] }>().items.map((item) => item.user)).toContain('agent:deployer');
+    expect((await acme.get(saved.location!)).html).toContain('Its tokens were cut');
   });
 
   it.each([
@@ -232,10 +176,10 @@ describe("an agent's policy", () => {
   ])('refuses %j with the parser\'s sentence beside the %s field, and changes nothing', async (fields, field, sentence) => {
     const before = (await api('GET', '/v1/agents/deployer/policy', adminKeys.acme)).body;
     const answer = await acme.post('/ui/agents/deployer/policy', { ...POLICY_FORM, readOnly: 'on', ...fields });
-    expect(answer.status, answer.body).toBe(422);
-    expect(fieldError(answer.body, field)).toBe(sentence);
-    expect(errorsBesideFields(answer.body)).toEqual([field]);
-    if ('deny' in fields) expect(answer.body).toContain(`>${fields.deny}</textarea>`);
+    expect(answer.status, answer.html).toBe(422);
+    expect(fieldError(answer.html, field)).toBe(sentence);
+    expect(errorsBesideFields(answer.html)).toEqual([field]);
+    if ('deny' in fields) expect(answer.html).toContain(`>${fields.deny}</textarea>`);
     expect((await api('GET', '/v1/agents/deployer/policy', adminKeys.acme)).body).toEqual(before);
   });
 
@@ -244,7 +188,7 @@ describe("an agent's policy", () => {
     expect(cleared.status).toBe(303);
     expect(cleared.location).toBe('/ui/agents/deployer?done=policy-cleared');
     expect((await api('GET', '/v1/agents/deployer/policy', adminKeys.acme)).body).toMatchObject({ policy: EMPTY_POLICY, updatedAt: null });
-    expect((await acme.get(cleared.location!)).body).toContain('deployer has no policy of its own any more');
+    expect((await acme.get(cleared.location!)).html).toContain('deployer has no policy of its own any more');
   });
 });
 
@@ -252,12 +196,12 @@ describe('rotating and revoking', () => {
   it('rotating shows the new key once; the old one stops working', async () => {
     const oldKey = shownKeys[0]!;
     const rotated = await acme.post('/ui/agents/deployer/rotate-key', {});
-    expect(rotated.status, rotated.body).toBe(200);
-    const newKey = inputValue(rotated.body, 'api-key')!;
+    expect(rotated.status, rotated.html).toBe(200);
+    const newKey = inputValue(rotated.html, 'api-key')!;
     expect(newKey).toMatch(/^krl_agent_/);
     expect(newKey).not.toBe(oldKey);
     shownKeys.push(newKey);
-    expect(preText(rotated.body, 'store-key-command')).toBe(`umask 077; printf '%s' '${newKey}' > deployer.api-key`);
+    expect(preText(rotated.html, 'store-key-command')).toBe(`umask 077; printf '%s' '${newKey}' > deployer.api-key`);
     expect((await api('POST', '/v1/token', oldKey, { cluster: 'prod' })).status).toBe(401);
     expect((await api('POST', '/v1/token', newKey, { cluster: 'prod' })).status).toBe(200);
   });
@@ -265,10 +209,10 @@ describe('rotating and revoking', () => {
   it('revoking needs the agent\'s name typed; then it is revoked and its key gets no token', async () => {
     const page = await acme.get('/ui/agents/deployer/revoke');
     expect(page.status).toBe(200);
-    expect(heading(page.body)).toBe('Revoke agent deployer?');
+    expect(heading(page.html)).toBe('Revoke agent deployer?');
     const wrong = await acme.post('/ui/agents/deployer/revoke', { confirm: 'deploy' });
     expect(wrong.status).toBe(422);
-    expect(fieldError(wrong.body, 'confirm')).toBe("Type the agent's name, deployer, to confirm.");
+    expect(fieldError(wrong.html, 'confirm')).toBe("Type the agent's name, deployer, to confirm.");
     expect((await api('GET', '/v1/agents/deployer', adminKeys.acme)).body).not.toHaveProperty('revokedAt');
 
     const revoked = await acme.post('/ui/agents/deployer/revoke', { confirm: 'deployer' });
@@ -277,16 +221,16 @@ describe('rotating and revoking', () => {
     expect((await api('GET', '/v1/agents/deployer', adminKeys.acme)).body).toHaveProperty('revokedAt');
     expect((await api('POST', '/v1/token', shownKeys[1]!, { cluster: 'prod' })).status).toBe(403);
     const detail = await acme.get(revoked.location!);
-    expect(detail.body).toContain('Agent deployer was revoked');
-    expect(detail.body).toContain('<span class="state revoked">revoked');
-    expect(detail.body).not.toContain('Rotate API key');
-    expect(detail.body).not.toContain('Edit policy');
+    expect(detail.html).toContain('Agent deployer was revoked');
+    expect(detail.html).toContain('<span class="state revoked">revoked');
+    expect(detail.html).not.toContain('Rotate API key');
+    expect(detail.html).not.toContain('Edit policy');
   });
 
   it("a revoked agent's policy form, sent anyway, is refused with the operation's sentence", async () => {
     const answer = await acme.post('/ui/agents/deployer/policy', { ...POLICY_FORM, readOnly: 'on' });
     expect(answer.status).toBe(422);
-    expect(decode(answer.body)).toMatch(/<p class="banner error" role="alert">Agent "deployer" was revoked at [\dT:.-]+Z: it gets no token a policy could apply to\.<\/p>/);
+    expect(decodeEntities(answer.html)).toMatch(/<p class="banner error" role="alert">Agent "deployer" was revoked at [\dT:.-]+Z: it gets no token a policy could apply to\.<\/p>/);
     expect((await api('GET', '/v1/agents/deployer/policy', adminKeys.acme)).body.policy).toEqual(EMPTY_POLICY);
   });
 });
@@ -303,15 +247,15 @@ describe("another org's agent", () => {
   ])('%s %s is not found for an org admin, as a missing agent is', async (method, pathname) => {
     const name = pathname.split('/')[3]!;
     const answer = method === 'GET' ? await acme.get(pathname) : await acme.post(pathname, { confirm: name, readOnly: 'on' });
-    expect(answer.status, answer.body).toBe(404);
-    expect(heading(answer.body)).toBe('Agent not found');
-    expect(decode(answer.body)).toContain(`No agent named "${name}"; see kube-relay agent list.`);
+    expect(answer.status, answer.html).toBe(404);
+    expect(heading(answer.html)).toBe('Agent not found');
+    expect(decodeEntities(answer.html)).toContain(`No agent named "${name}"; see kube-relay agent list.`);
   });
 
   it('is left as it was, and is not in the org admin\'s list', async () => {
     expect((await api('GET', '/v1/agents/g-bot', adminKeys.root)).body).not.toHaveProperty('revokedAt');
     expect((await api('GET', '/v1/agents/g-bot/policy', adminKeys.root)).body.policy).toEqual(EMPTY_POLICY);
-    expect((await acme.get('/ui/agents')).body).not.toContain('g-bot');
+    expect((await acme.get('/ui/agents')).html).not.toContain('g-bot');
   });
 });
 
@@ -323,7 +267,8 @@ describe('forms', () => {
   });
 
   it('without a session are sent to sign-in and do nothing', async () => {
-    const stranger = new ConsoleVisitor();
+    const stranger = new ConsoleClient(issuer.url, ca);
+    await stranger.get('/ui/sign-in'); // a session not signed in, and its form's token
     const answer = await stranger.post('/ui/agents', { name: 'stranger', teams: 'sre' });
     expect(answer.status).toBe(303);
     expect(answer.location).toBe('/ui/sign-in?reason=required');

@@ -18,7 +18,7 @@ import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
 import { openStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
-import { ConsoleClient, visibleText } from '../helpers/console-client.js';
+import { ConsoleClient, fieldError, visibleText } from '../helpers/console-client.js';
 import { until } from '../helpers/http.js';
 
 let issuer: RunningIssuer;
@@ -83,8 +83,7 @@ describe('the web console', () => {
   });
 
   it('keeps the session in an HttpOnly, Secure, SameSite=Strict __Host- cookie', async () => {
-    const res = await fetchRaw('/ui/sign-in');
-    const cookie = res.headers.get('set-cookie')!;
+    const cookie = (await client().get('/ui/sign-in')).headers.get('set-cookie')!;
     expect(cookie).toMatch(/^__Host-kube-relay-console=/);
     expect(cookie).toMatch(/; Path=\//);
     expect(cookie).toMatch(/; HttpOnly/);
@@ -132,7 +131,7 @@ describe('the web console', () => {
     await browser.get('/ui/clusters');
     const refused = await browser.post('/ui/clusters', { name: 'Not_A_Label', org: 'acme' });
     expect(refused.status).toBe(422);
-    expect(visibleText(/<small id="field-name-error"[^>]*>([\s\S]*?)<\/small>/.exec(refused.html)?.[1] ?? '')).toMatch(/^Cluster name "Not_A_Label" is not a DNS label/);
+    expect(fieldError(refused.html, 'name')).toMatch(/^Cluster name "Not_A_Label" is not a DNS label/);
     expect(refused.html).toMatch(/id="field-name"[^>]*aria-invalid="true"/);
     const taken = await browser.post('/ui/clusters', { name: 'globex-prod', org: 'globex' });
     expect(taken.status).toBe(409);
@@ -175,8 +174,3 @@ describe('the web console', () => {
     expect(JSON.stringify(doomed)).not.toMatch(/krl_/);
   });
 });
-
-async function fetchRaw(pathname: string) {
-  const { fetchWithCa } = await import('../../src/https-fetch.js');
-  return fetchWithCa({ ca })(`${issuer.url}${pathname}`);
-}

@@ -20,9 +20,8 @@ import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
 import { openStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
+import { ConsoleClient, decodeEntities, fieldError } from '../helpers/console-client.js';
 import { request, until } from '../helpers/http.js';
-
-const COOKIE = '__Host-kube-relay-console';
 
 let issuer: RunningIssuer;
 let ca: string;
@@ -60,52 +59,6 @@ afterAll(async () => {
   await issuer?.close();
 });
 
-interface Page {
-  status: number;
-  location: string | undefined;
-  html: string;
-}
-
-/** A browser without a browser: keeps the console's session cookie and the CSRF token of the last page. */
-class ConsoleClient {
-  cookie = '';
-  csrf = '';
-
-  static async signedIn(key: string): Promise<ConsoleClient> {
-    const client = new ConsoleClient();
-    await client.get('/ui/sign-in');
-    const signedIn = await client.post('/ui/sign-in', { key });
-    expect(signedIn.status, signedIn.html).toBe(303);
-    // A new session on sign-in: its token comes with the first page.
-    await client.get('/ui/grants');
-    return client;
-  }
-
-  async get(pathname: string, headers: Record<string, string> = {}): Promise<Page> {
-    return this.send('GET', pathname, undefined, headers);
-  }
-
-  /** A form post; the page's CSRF token is added unless `_csrf` is given (null: sent without one). */
-  async post(pathname: string, fields: Record<string, string | null>): Promise<Page> {
-    const body = new URLSearchParams();
-    if (!('_csrf' in fields)) body.set('_csrf', this.csrf);
-    for (const [name, value] of Object.entries(fields)) if (value !== null) body.set(name, value);
-    return this.send('POST', pathname, body.toString(), { 'content-type': 'application/x-www-form-urlencoded' });
-  }
-
-  private async send(method: string, pathname: string, body: string | undefined, headers: Record<string, string>): Promise<Page> {
-    const answer = await request(`${issuer.url}${pathname}`, { method, ca, headers: { ...headers, ...(this.cookie ? { cookie: this.cookie } : {}) }, ...(body === undefined ? {} : { body }) });
-    for (const line of answer.headers['set-cookie'] ?? []) {
-      const pair = line.split(';')[0]!;
-      if (pair.startsWith(`${COOKIE}=`)) this.cookie = pair;
-    }
-    const html = answer.body.toString('utf8');
-    const token = /name="_csrf" value="([^"]+)"/.exec(html)?.[1];
-    if (token) this.csrf = token;
-    return { status: answer.status, location: answer.headers.location, html };
-  }
-}
-
 async function api(method: string, pathname: string, key: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
   const answer = await request(`${issuer.url}${pathname}`, {
     method,
@@ -120,16 +73,6 @@ async function grantIds(key: string): Promise<string[]> {
   return ((await api('GET', '/v1/grants', key)).body.items as { id: string }[]).map((grant) => grant.id);
 }
 
-function decode(text: string): string {
-  return text.replace(/&quot;/g, '"').replace(/&#39;|&#x27;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
-}
-
-/** The sentence shown beside form field `name`, if any. */
-function fieldError(html: string, name: string): string | undefined {
-  const found = new RegExp(`id="field-${name}-error"[^>]*>([^<]*)<`).exec(html)?.[1];
-  return found === undefined ? undefined : decode(found);
-}
-
 /** The API's sentence as the console shows it: a capital first letter, a full stop at the end. */
 function asShown(message: unknown): string {
   const text = String(message);
@@ -138,7 +81,7 @@ function asShown(message: unknown): string {
 
 function stateOf(html: string, id: string): string | undefined {
   const found = new RegExp(`<span id="grant-state-${id}"[^>]*>([^<]*)</span>`).exec(html)?.[1];
-  return found === undefined ? undefined : decode(found);
+  return found === undefined ? undefined : decodeEntities(found);
 }
 
 const goodForm = { cluster: 'prod-eu', granteeKind: 'agent', grantee: 'deployer', role: 'edit', namespace: 'web', expires: '8h' };
@@ -148,7 +91,7 @@ describe('the console Grants page', () => {
   let added: string;
 
   beforeAll(async () => {
-    acme = await ConsoleClient.signedIn(keys.acme!);
+    acme = await ConsoleClient.signedIn(issuer.url, ca, keys.acme!, '/ui/grants');
   });
 
   it('adds a grant through the form: 303 to the cluster\'s grants naming it, and GET /v1/grants lists the same grant', async () => {
@@ -308,10 +251,10 @@ describe('the console Grants page', () => {
     const refused = await acme.post(`/ui/grants/${globexGrant}/remove`, {});
     expect(refused.status).toBe(404);
     expect(refused.html).toContain('<h1>Grant not found</h1>');
-    expect(decode(refused.html)).toContain(`No grant "${globexGrant}"; see kube-relay grant list.`);
+    expect(decodeEntities(refused.html)).toContain(`No grant "${globexGrant}"; see kube-relay grant list.`);
     expect(await grantIds(keys.globex!)).toContain(globexGrant);
 
-    const root = await ConsoleClient.signedIn(keys.root!);
+    const root = await ConsoleClient.signedIn(issuer.url, ca, keys.root!, '/ui/grants');
     const everything = await root.get('/ui/grants');
     expect(everything.html).toContain(`data-grant="${globexGrant}"`);
     expect(everything.html).toContain('g-prod (org globex)');
@@ -319,11 +262,11 @@ describe('the console Grants page', () => {
 
   it('refuses a form without a valid CSRF token (403) and does nothing', async () => {
     const before = await grantIds(keys.acme!);
-    for (const token of [null, 'not-the-token']) {
-      const add = await acme.post('/ui/grants', { ...goodForm, _csrf: token });
+    for (const csrf of [false, 'not-the-token'] as const) {
+      const add = await acme.post('/ui/grants', goodForm, { csrf });
       expect(add.status).toBe(403);
       expect(add.html).toContain('nothing was done');
-      const remove = await acme.post(`/ui/grants/${failedGrant}/remove`, { _csrf: token });
+      const remove = await acme.post(`/ui/grants/${failedGrant}/remove`, {}, { csrf });
       expect(remove.status).toBe(403);
     }
     expect(await grantIds(keys.acme!)).toEqual(before);
@@ -331,11 +274,11 @@ describe('the console Grants page', () => {
 
   it('sends a visitor without a session to sign in, and does not add the grant', async () => {
     const before = await grantIds(keys.acme!);
-    const stranger = new ConsoleClient();
+    const stranger = new ConsoleClient(issuer.url, ca);
     const page = await stranger.get('/ui/grants');
     expect(page.status).toBe(303);
     expect(page.location).toBe('/ui/sign-in?reason=required&next=%2Fui%2Fgrants');
-    const posted = await stranger.post('/ui/grants', { ...goodForm, _csrf: null });
+    const posted = await stranger.post('/ui/grants', goodForm, { csrf: false });
     expect(posted.status).toBe(303);
     expect(posted.location).toBe('/ui/sign-in?reason=required');
     expect(await grantIds(keys.acme!)).toEqual(before);

@@ -13,13 +13,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPERATOR } from '../../src/control/caller.js';
 import * as ops from '../../src/control/operations.js';
-import { fetchWithCa } from '../../src/https-fetch.js';
 import { Registry } from '../../src/issuer/registry.js';
 import { loadOrCreatePepper } from '../../src/issuer/secrets.js';
 import { type RunningIssuer, startIssuer } from '../../src/issuer/server.js';
 import { openStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
 import { auditRecord, ingestInto } from '../helpers/audit-records.js';
+import { ConsoleClient, type ConsolePage, decodeEntities } from '../helpers/console-client.js';
 
 const PROD = { name: 'prod', org: 'acme' };
 const STAGING = { name: 'staging', org: 'acme' };
@@ -41,9 +41,10 @@ const openRecords = [auditRecord('auditor', 'staging', Date.now() - MINUTE, { ku
 const globexRecords = [auditRecord('tester', 'lab', T0 + 40 * MINUTE, { kubectlSession: 'g1', kubectlCommand: 'kubectl apply', verb: 'create' })];
 
 let issuer: RunningIssuer;
-let fetch: ReturnType<typeof fetchWithCa>;
+let ca: Buffer;
 const keys: Record<string, string> = {};
-const cookies: Record<string, string> = {};
+/** The signed-in browsers of acme's, globex's and the all-orgs admin. */
+const admins: Partial<Record<'acme' | 'globex' | 'root', ConsoleClient>> = {};
 
 beforeAll(async () => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kube-relay-console-sessions-'));
@@ -61,44 +62,18 @@ beforeAll(async () => {
     { cluster: LAB, records: globexRecords },
   ]);
   issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, log: createLogger('error') });
-  fetch = fetchWithCa({ ca: readFileSync(issuer.caFile!) });
-  cookies.acme = await signIn(keys.acme);
-  cookies.globex = await signIn(keys.globex);
-  cookies.root = await signIn(keys.root);
+  ca = readFileSync(issuer.caFile!);
+  admins.acme = await ConsoleClient.signedIn(issuer.url, ca, keys.acme);
+  admins.globex = await ConsoleClient.signedIn(issuer.url, ca, keys.globex);
+  admins.root = await ConsoleClient.signedIn(issuer.url, ca, keys.root);
 });
 afterAll(async () => {
   await issuer?.close();
 });
 
-function sessionCookie(res: Response): string {
-  const cookie = /__Host-kube-relay-console=[^;]+/.exec(res.headers.get('set-cookie') ?? '')?.[0];
-  expect(cookie, 'the console sets its session cookie').toBeDefined();
-  return cookie!;
-}
-
-/** Signs in through the sign-in form as a browser does; the signed-in session's cookie. */
-async function signIn(key: string): Promise<string> {
-  const form = await fetch(`${issuer.url}/ui/sign-in`);
-  const csrf = /name="_csrf" value="([^"]+)"/.exec(await form.text())?.[1];
-  expect(csrf).toBeDefined();
-  const res = await fetch(`${issuer.url}/ui/sign-in`, {
-    method: 'POST',
-    headers: { cookie: sessionCookie(form), 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ _csrf: csrf!, key }).toString(),
-  });
-  expect(res.status).toBe(303);
-  return sessionCookie(res);
-}
-
 /** A console page as acme's admin unless `org` says otherwise; `live`: as htmx asks for a refreshing part. */
-async function page(pathAndQuery: string, org: 'acme' | 'globex' | 'root' = 'acme', live = false): Promise<{ status: number; html: string }> {
-  const res = await fetch(`${issuer.url}${pathAndQuery}`, { headers: { cookie: cookies[org]!, ...(live ? { 'hx-request': 'true' } : {}) } });
-  return { status: res.status, html: await res.text() };
-}
-
-/** Text as the page reads: the entities the renderer writes turned back. */
-function decoded(html: string): string {
-  return html.replaceAll('&quot;', '"').replaceAll('&#39;', "'").replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&amp;', '&');
+function page(pathAndQuery: string, org: 'acme' | 'globex' | 'root' = 'acme', live = false): Promise<ConsolePage> {
+  return admins[org]!.get(pathAndQuery, live ? { 'hx-request': 'true' } : {});
 }
 
 function all(html: string, pattern: RegExp): string[] {
@@ -131,7 +106,7 @@ describe('the sessions list', () => {
     expect(stagingEnded!.row).toMatch(/data-label="Duration">6 s</);
     expect(stagingEnded!.row).toMatch(/data-label="Commands"><span class="muted">none</);
     // Four commands: the first two shown.
-    expect(decoded(deployer!.row)).toContain('4: <code>kubectl get</code>, <code>kubectl delete</code>, …');
+    expect(decodeEntities(deployer!.row)).toContain('4: <code>kubectl get</code>, <code>kubectl delete</code>, …');
     expect(deployer!.row).toMatch(/data-label="Duration">3 min</);
     expect(deployer!.row).toMatch(/data-label="Requests">4</);
     expect(deployer!.row).toMatch(/data-label="Refusals" class="refused">2</);
@@ -162,7 +137,7 @@ describe('the sessions list', () => {
   it("answers a since it cannot read with 422 and the parser's sentence beside the since field, and no list", async () => {
     const { status, html } = await page('/ui/sessions?since=yesterday-ish&agent=deployer');
     expect(status).toBe(422);
-    expect(decoded(html)).toMatch(/id="field-since"[^>]*aria-invalid="true"[\s\S]*<small id="field-since-error" class="error" role="alert">Since: "yesterday-ish" is neither an RFC 3339 time nor a duration such as 1h\.<\/small>/);
+    expect(decodeEntities(html)).toMatch(/id="field-since"[^>]*aria-invalid="true"[\s\S]*<small id="field-since-error" class="error" role="alert">Since: "yesterday-ish" is neither an RFC 3339 time nor a duration such as 1h\.<\/small>/);
     expect(html).toContain('value="yesterday-ish"');
     expect(html).toContain('value="deployer"');
     expect(html).not.toContain('<table');
@@ -172,8 +147,8 @@ describe('the sessions list', () => {
   it('pages with continue, keeping the filters', async () => {
     const first = await page('/ui/sessions?cluster=staging&limit=1');
     const next = /<a href="([^"]+)">Next page/.exec(first.html)?.[1];
-    expect(decoded(next!)).toMatch(/^\/ui\/sessions\?cluster=staging&limit=1&continue=/);
-    const second = await page(decoded(next!));
+    expect(decodeEntities(next!)).toMatch(/^\/ui\/sessions\?cluster=staging&limit=1&continue=/);
+    const second = await page(decodeEntities(next!));
     expect([...sessionRows(first.html), ...sessionRows(second.html)].map((row) => row.agent)).toEqual(['auditor', 'auditor']);
     expect(second.html).not.toContain('Next page');
   });
@@ -184,7 +159,7 @@ describe("a session's page", () => {
     const [id] = await sessionIdOf('deployer');
     const { status, html } = await page(`/ui/sessions/${id}`);
     expect(status, html).toBe(200);
-    const text = decoded(html);
+    const text = decodeEntities(html);
     expect(text).toContain(`<h1>Session ${id}</h1>`);
     expect(text).toMatch(/<dt>Agent<\/dt><dd>deployer<\/dd><dt>Org<\/dt><dd>acme<\/dd><dt>Cluster<\/dt><dd>prod<\/dd>/);
     expect(text).toMatch(/<dt>Ended<\/dt><dd><time datetime="[^"]+">/);
@@ -215,7 +190,7 @@ describe("a session's page", () => {
 
     const [deployer] = await sessionIdOf('deployer');
     const first = await page(`/ui/sessions/${deployer}?limit=3`);
-    const next = decoded(/<a href="([^"]+)">Next page/.exec(first.html)![1]!);
+    const next = decodeEntities(/<a href="([^"]+)">Next page/.exec(first.html)![1]!);
     expect(next).toMatch(new RegExp(`^/ui/sessions/${deployer}\\?limit=3&continue=`));
     const second = await page(next);
     expect([...requestIds(first.html), ...requestIds(second.html)]).toEqual(deployerRecords.map((r) => r.requestId));
@@ -228,7 +203,7 @@ describe('the audit search', () => {
     expect(status, html).toBe(200);
     expect(requestIds(html)).toEqual([deployerRecords[3]!.requestId]);
     expect(html).toContain('<option value="denied-by-policy" selected>denied-by-policy</option>');
-    const text = decoded(html);
+    const text = decodeEntities(html);
     expect(text).toMatch(/<tr data-request="[^"]+" class="refused">/);
     expect(text).toContain('<details><summary>All fields</summary><dl class="record">');
     expect(text).toContain('<dt>policyRule</dt><dd class="mono">delete:secrets</dd>');
@@ -246,7 +221,7 @@ describe('the audit search', () => {
       expect(status, html).toBe(200);
       seen.push(...requestIds(html));
       const link = /<a href="([^"]+)">Next page/.exec(html)?.[1];
-      next = link === undefined ? undefined : decoded(link);
+      next = link === undefined ? undefined : decodeEntities(link);
       if (next) expect(next).toMatch(/^\/ui\/audit\?cluster=staging&limit=3&continue=/);
       pages++;
     }
@@ -257,7 +232,7 @@ describe('the audit search', () => {
   it("answers a decision that is not one with 422 and the operation's sentence beside the decision field", async () => {
     const { status, html } = await page('/ui/audit?decision=maybe');
     expect(status).toBe(422);
-    expect(decoded(html)).toContain('<small id="field-decision-error" class="error" role="alert">Decision: "maybe" is not one of allowed, denied-by-relay, denied-by-policy, denied-by-cluster, error.</small>');
+    expect(decodeEntities(html)).toContain('<small id="field-decision-error" class="error" role="alert">Decision: "maybe" is not one of allowed, denied-by-relay, denied-by-policy, denied-by-cluster, error.</small>');
     expect(html).not.toContain('<table');
   });
 });
@@ -272,7 +247,7 @@ describe("another org's sessions and records", () => {
 
     const byUrl = await page(`/ui/sessions/${globexSession}`);
     expect(byUrl.status).toBe(404);
-    expect(decoded(byUrl.html)).toContain(`No session "${globexSession}"; see kube-relay sessions list.`);
+    expect(decodeEntities(byUrl.html)).toContain(`No session "${globexSession}"; see kube-relay sessions list.`);
     expect(byUrl.html).not.toContain('tester');
     expect((await page(`/ui/sessions/${globexSession}/live`, 'acme', true)).status).toBe(404);
 
@@ -281,10 +256,10 @@ describe("another org's sessions and records", () => {
     expect(acmeAudit.html).not.toContain('data-label="Cluster">lab<');
     const bySession = await page(`/ui/audit?session=${globexSession}`);
     expect(bySession.status).toBe(404);
-    expect(decoded(bySession.html)).toContain(`<small id="field-session-error" class="error" role="alert">No session "${globexSession}"; see kube-relay sessions list.</small>`);
+    expect(decodeEntities(bySession.html)).toContain(`<small id="field-session-error" class="error" role="alert">No session "${globexSession}"; see kube-relay sessions list.</small>`);
     const byAgent = await page('/ui/sessions?agent=tester');
     expect(byAgent.status).toBe(404);
-    expect(decoded(byAgent.html)).toContain('<small id="field-agent-error" class="error" role="alert">No agent named "tester"; see kube-relay agent list.</small>');
+    expect(decodeEntities(byAgent.html)).toContain('<small id="field-agent-error" class="error" role="alert">No agent named "tester"; see kube-relay agent list.</small>');
   });
 });
 
@@ -299,18 +274,19 @@ describe('an all-orgs admin', () => {
     const refused = await page('/ui/audit?org=globex');
     expect(refused.status).toBe(403);
     expect(refused.html).not.toContain('field-org');
-    expect(decoded(refused.html)).toContain('<p class="banner error" role="alert">An admin of org "acme" lists org "acme" only, not "globex".</p>');
+    expect(decodeEntities(refused.html)).toContain('<p class="banner error" role="alert">An admin of org "acme" lists org "acme" only, not "globex".</p>');
   });
 });
 
 describe('signing in', () => {
   it('is needed for the pages and for their refreshing parts', async () => {
-    const res = await fetch(`${issuer.url}/ui/sessions?agent=deployer`);
+    const stranger = () => new ConsoleClient(issuer.url, ca); // a fresh one each time: no cookie at all
+    const res = await stranger().get('/ui/sessions?agent=deployer');
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toBe(`/ui/sign-in?reason=required&next=${encodeURIComponent('/ui/sessions?agent=deployer')}`);
-    const live = await fetch(`${issuer.url}/ui/sessions/live`, { headers: { 'hx-request': 'true' } });
+    const live = await stranger().get('/ui/sessions/live', { 'hx-request': 'true' });
     expect(live.status).toBe(401);
     expect(live.headers.get('hx-redirect')).toBe('/ui/sign-in?reason=required');
-    expect((await fetch(`${issuer.url}/ui/audit`)).status).toBe(303);
+    expect((await stranger().get('/ui/audit')).status).toBe(303);
   });
 });
