@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
+import { render } from 'preact-render-to-string';
 import { toApiError } from '../admin-api/request.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { AdminCaller } from '../control/caller.js';
@@ -87,6 +88,7 @@ export function consoleRouter(deps: ConsoleDeps): express.Router {
     res.set('cache-control', 'no-store');
     next();
   });
+  router.use(comeBackSameSite);
   router.use(consoleSession(auth));
 
   router.get('/', (_req, res) => res.redirect(303, '/ui/clusters'));
@@ -143,6 +145,34 @@ function signInPage(req: Request, res: Response, problem?: string, status = 200)
     </form>
   );
   sendPage(res, { csrf: csrfToken(req) }, 'Sign in', body, status);
+}
+
+/**
+ * A link from another site (chat, mail, a ticket) arrives without the SameSite=Strict cookie, so
+ * the admin would look signed out, and the sign-in page's new session would replace theirs. Such
+ * a navigation gets a page that loads the same address again from here (a same-site navigation,
+ * which carries the cookie); nothing is read or changed, and no session is made.
+ */
+function comeBackSameSite(req: Request, res: Response, next: NextFunction): void {
+  if (req.method !== 'GET' || req.get('sec-fetch-site') !== 'cross-site' || req.get('sec-fetch-mode') !== 'navigate') {
+    next();
+    return;
+  }
+  const page = (
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta http-equiv="refresh" content="0" />
+        <title>kube-relay</title>
+      </head>
+      <body>
+        <p>
+          <a href={req.originalUrl}>Continue to the kube-relay console</a>
+        </p>
+      </body>
+    </html>
+  );
+  res.status(200).type('html').send(`<!doctype html>${render(page)}`);
 }
 
 /** A page that refuses: the signed-in admin's frame when there is one; no session made for a visitor who has none. */

@@ -318,7 +318,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   // Called only for requests, which come once the listener below is up and the hub exists.
-  const console = { issuerCaPem: tls.caFile ? readFileSync(tls.caFile, 'utf8') : undefined, idleTimeoutMs: config.consoleIdleTimeoutMs };
+  const console = { issuerCaPem: tls.caFile ? readFileSync(tls.caFile, 'utf8').replace(/\r\n/g, '\n') : undefined, idleTimeoutMs: config.consoleIdleTimeoutMs };
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit, maxGrantDurationMs: config.maxGrantDurationMs, onGrantsChanged: (cluster) => hub.notifyGrantsChanged(cluster), console });
   const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica, relayHeartbeatMs: config.relayHeartbeatMs });
   serveKubernetesApi(server, {

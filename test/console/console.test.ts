@@ -82,6 +82,23 @@ describe('the web console', () => {
     }
   });
 
+  it('answers a link from another site (no SameSite=Strict cookie with it) with a page that comes back same-site, making no session', async () => {
+    const browser = client();
+    await browser.signIn(keys.root!);
+    const before = browser.cookie;
+    const crossSite = { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate' };
+    const visitor = client();
+    const page = await visitor.get('/ui/clusters/prod-eu?tab=x', crossSite);
+    expect(page.status).toBe(200);
+    expect(page.html).toContain('<meta http-equiv="refresh" content="0"/>');
+    expect(page.html).toContain('href="/ui/clusters/prod-eu?tab=x"');
+    expect(page.headers.get('set-cookie')).toBeNull();
+    expect(page.headers.get('content-security-policy')).toContain("default-src 'none'");
+    // The same navigation from the console itself (or typed) reaches the page as usual.
+    expect((await browser.get('/ui/clusters', { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' })).status).toBe(200);
+    expect(browser.cookie).toBe(before);
+  });
+
   it('keeps the session in an HttpOnly, Secure, SameSite=Strict __Host- cookie', async () => {
     const cookie = (await client().get('/ui/sign-in')).headers.get('set-cookie')!;
     expect(cookie).toMatch(/^__Host-kube-relay-console=/);
