@@ -92,7 +92,11 @@ export function consoleRouter(deps: ConsoleDeps): express.Router {
   router.use(consoleSession(auth));
 
   router.get('/', (_req, res) => res.redirect(303, '/ui/clusters'));
-  router.get('/sign-in', (req, res) => signInPage(req, res));
+  router.get('/sign-in', (req, res) => {
+    // Already signed in (a forged form from another site lands here, say): on to the page; that page checks the session whole.
+    if (req.session.admin && auth.now().getTime() - (req.session.lastActiveMs ?? 0) <= auth.idleTimeoutMs) res.redirect(303, safeNext(queryText(req, 'next')));
+    else signInPage(req, res);
+  });
   router.post('/sign-in', ...formProtection, async (req, res) => {
     const result = await signIn(auth, req, formText(req, 'key'));
     if (!result.ok) {

@@ -285,8 +285,12 @@ describe('forms sent from elsewhere', () => {
 
   beforeAll(async () => {
     // Another site (127.0.0.2 is another host than 127.0.0.1): a page that posts a form to the console as soon as it loads.
-    attacker = createServer((_req, res) => {
+    attacker = createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'text/html' });
+      if (req.url === '/link') {
+        res.end(`<!doctype html><title>A ticket</title><p>See <a href="${stack.url}/ui/clusters">the console</a>.</p>`);
+        return;
+      }
       res.end(`<!doctype html><title>Win a prize</title>
 <form id="forge" method="post" action="${stack.url}/ui/clusters">
 <input name="name" value="forged"><input name="org" value="acme"><input name="_csrf" value="guessed">
@@ -304,16 +308,25 @@ describe('forms sent from elsewhere', () => {
   it('a page of another site posting the add-cluster form while the admin is signed in creates nothing (the cookie is SameSite=Strict)', async () => {
     const { page } = tab;
     await signIn(page, stack.rootKey);
+    const signedIn = await sessionCookie(page);
     await page.goto(attackerUrl);
-    await page.waitForURL((url) => url.origin === stack.url && url.pathname === '/ui/sign-in', { timeout: 30_000 });
-    // The post came without the session: the console answered it as from someone not signed in.
-    expect(new URL(page.url()).searchParams.get('reason')).toBe('required');
-    expect(new URL(page.url()).searchParams.has('next'), 'sent to sign-in from a form (a page would come back as next)').toBe(false);
+    // The post came without the session, so the console answered it as from someone not signed in (to
+    // sign-in, doing nothing); that page came back same-site, where the admin's session was still there.
+    await page.waitForURL((url) => url.origin === stack.url && url.pathname === '/ui/clusters', { timeout: 30_000 });
     expect(await clusterExists('forged')).toBe(false);
-    // The sign-in page it landed on opened an anonymous session, whose cookie replaced the admin's
-    // (the browser could not send that one cross-site, so the console could not know of it): sign in again.
-    await signIn(page, stack.rootKey);
     await expect(page.locator('tr[data-cluster="forged"]').count()).resolves.toBe(0);
+    expect(await sessionCookie(page)).toBe(signedIn);
+  });
+
+  it('a link from another site opens the console page, still signed in (it comes back same-site for the Strict cookie)', async () => {
+    const { page } = tab;
+    await signIn(page, stack.rootKey);
+    const signedIn = await sessionCookie(page);
+    await page.goto(`${attackerUrl}link`);
+    await page.getByRole('link', { name: 'the console' }).click();
+    await page.waitForURL((url) => url.origin === stack.url && url.pathname === '/ui/clusters', { timeout: 30_000 });
+    await expect(page.getByRole('heading', { level: 1 }).innerText()).resolves.toBe('Clusters');
+    expect(await sessionCookie(page)).toBe(signedIn);
   });
 
   it("the console's own form with its CSRF token changed or removed is refused (403) and nothing is created", async () => {
@@ -339,3 +352,8 @@ describe('forms sent from elsewhere', () => {
     }
   });
 });
+
+/** The console's session cookie in the page's browser context (HttpOnly: not readable by the page itself). */
+async function sessionCookie(page: Page): Promise<string | undefined> {
+  return (await page.context().cookies()).find((cookie) => cookie.name === '__Host-kube-relay-console')?.value;
+}
