@@ -98,7 +98,7 @@ describe('creating an agent', () => {
     expect(commands).toContain(`kube-relay kubeconfig --issuer ${issuer.url} --issuer-ca-file issuer-ca.crt`);
     expect(commands).toContain(`--cluster CLUSTER --server ${issuer.url}/clusters/CLUSTER --ca-file issuer-ca.crt`);
     expect(commands).toContain('--api-key-file deployer.api-key > deployer.kubeconfig');
-    expect(commands).toContain(readFileSync(issuer.caFile!, 'utf8').trim());
+    expect(commands).toContain(readFileSync(issuer.caFile!, 'utf8').replace(/\r\n/g, '\n').trim());
 
     expect((await api('POST', '/v1/token', apiKey, { cluster: 'prod' })).status).toBe(200);
     const detail = await acme.get('/ui/agents/deployer');
