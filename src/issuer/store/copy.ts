@@ -7,6 +7,7 @@
 import type { SqlEngine } from './engine.js';
 
 /** Every table the schema has, parents first, each with its primary key (the order pages are read in); the schema table itself is the target's own. */
+/** Every table but console_sessions: a move signs everyone out of the web console, which loses nothing. */
 const TABLES: { name: string; key: string[] }[] = [
   { name: 'agents', key: ['name'] },
   { name: 'clusters', key: ['name'] },
