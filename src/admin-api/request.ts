@@ -22,7 +22,11 @@ const PAGE_PARAMETERS = ['limit', 'continue', 'org'];
  * refused, naming it. `maxLimit`: the list's largest page, for the sentence (the operation checks it).
  */
 export function pageRequest(req: Request, filters: string[] = [], maxLimit = ops.MAX_PAGE_SIZE): ops.PageRequest & { filters: Record<string, string | undefined> } {
-  const query = req.query as Record<string, unknown>;
+  return pageQuery(req.query as Record<string, unknown>, filters, maxLimit);
+}
+
+/** pageRequest over a parsed query string (the web console's, without the empty fields its forms send). */
+export function pageQuery(query: Record<string, unknown>, filters: string[] = [], maxLimit = ops.MAX_PAGE_SIZE): ops.PageRequest & { filters: Record<string, string | undefined> } {
   const known = [...PAGE_PARAMETERS, ...filters];
   for (const name of Object.keys(query)) {
     if (!known.includes(name)) throw new ApiError(422, 'invalid', `unknown query parameter "${name.slice(0, 40)}": this list takes ${known.join(', ')}`);

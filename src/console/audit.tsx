@@ -8,7 +8,7 @@
  */
 import type { Request, Response, Router } from 'express';
 import type { VNode } from 'preact';
-import { pageRequest } from '../admin-api/request.js';
+import { pageQuery } from '../admin-api/request.js';
 import { DECISIONS } from '../audit/record.js';
 import type { Page } from '../control/operations.js';
 import { type AuditQuery, MAX_AUDIT_PAGE_SIZE, queryAudit } from '../control/sessions.js';
@@ -37,7 +37,7 @@ export const FILTER_FIELDS: Record<string, string[]> = {
 };
 
 /**
- * A list's query read as the admin API reads it (pageRequest: each parameter once, none
+ * A list's query read as the admin API reads it (pageQuery: each parameter once, none
  * unknown, limit a number; the operation checks the rest), over the fields that have a value:
  * a GET form sends its empty fields too, and an empty field means "any".
  */
@@ -47,8 +47,7 @@ export function listQuery(req: Request, filters: string[]): AuditQuery {
     if (typeof value !== 'string') given[name] = value;
     else if (value.trim() !== '') given[name] = value.trim();
   }
-  // pageRequest reads only req.query: the request itself, with the empty fields left out.
-  const { filters: values, ...page } = pageRequest(Object.create(req, { query: { value: given } }) as Request, filters, MAX_AUDIT_PAGE_SIZE);
+  const { filters: values, ...page } = pageQuery(given, filters, MAX_AUDIT_PAGE_SIZE);
   return { ...page, ...values };
 }
 
