@@ -83,7 +83,7 @@ export const issuerCommands: CommandSpec[] = [
       const issuer = await startIssuer(options);
       // Listening for signals before saying it is up: a script that stops it on that line must not kill it mid-start.
       const stopped = untilSignal();
-      io.stderr(`kube-relay issuer serving at ${issuer.url}${issuer.caFile ? ` (trust ${issuer.caFile})` : ''}\n`);
+      io.stderr(`kube-relay issuer serving at ${issuer.url}${issuer.caFile ? ` (trust ${issuer.caFile})` : ''}\nweb console at ${issuer.url}/ui/ (sign in with an admin key: kube-relay admin create NAME --org ORG --out FILE)\n`);
       await stopped;
       await issuer.close();
       return 0;
