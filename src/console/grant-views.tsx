@@ -48,11 +48,12 @@ export function grantsQuery(filters: GrantFilters, after?: string): string {
 export function FilterForm(props: { filters: GrantFilters; problem?: FormProblem | undefined }): VNode {
   const { filters, problem } = props;
   const errorOf = (field: string) => (problem?.field === field ? problem.message : undefined);
+  // Ids of their own: the add form below has a field named cluster too, and a label names the first element of its id.
   return (
     <form method="get" action="/ui/grants" class="filters" role="search" aria-label="Filter grants" novalidate>
-      <Field label="Cluster" name="cluster" value={filters.cluster} error={errorOf('cluster')} />
-      <Field label="Agent" name="agent" value={filters.agent} error={errorOf('agent')} />
-      <Field label="Group" name="group" value={filters.group} error={errorOf('group')} placeholder="ORG/TEAM" />
+      <Field label="Cluster" name="cluster" id="filter-cluster" value={filters.cluster} error={errorOf('cluster')} />
+      <Field label="Agent" name="agent" id="filter-agent" value={filters.agent} error={errorOf('agent')} />
+      <Field label="Group" name="group" id="filter-group" value={filters.group} error={errorOf('group')} placeholder="ORG/TEAM" />
       <button type="submit" class="secondary">
         Filter
       </button>

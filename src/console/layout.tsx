@@ -100,8 +100,8 @@ export function Banner(props: { kind: 'error' | 'notice'; children: ComponentChi
 }
 
 /** A labelled input with the API's sentence beside it when the value was refused. */
-export function Field(props: { label: string; name: string; value?: string | undefined; error?: string | undefined; hint?: string; type?: 'text' | 'password'; required?: boolean; placeholder?: string; autocomplete?: string }): VNode {
-  const id = `field-${props.name}`;
+export function Field(props: { label: string; name: string; id?: string; value?: string | undefined; error?: string | undefined; hint?: string; type?: 'text' | 'password'; required?: boolean; placeholder?: string; autocomplete?: string }): VNode {
+  const id = props.id ?? `field-${props.name}`;
   const described = [props.hint ? `${id}-hint` : '', props.error ? `${id}-error` : ''].filter(Boolean).join(' ');
   const attributes = {
     id,
@@ -204,8 +204,8 @@ export function Empty(props: { children: ComponentChildren }): VNode {
 }
 
 /** A labelled choice, with the API's sentence beside it when the value was refused. */
-export function SelectField(props: { label: string; name: string; options: { value: string; label: string }[]; value?: string | undefined; error?: string | undefined; hint?: string; required?: boolean }): VNode {
-  const id = `field-${props.name}`;
+export function SelectField(props: { label: string; name: string; id?: string; options: { value: string; label: string }[]; value?: string | undefined; error?: string | undefined; hint?: string; required?: boolean }): VNode {
+  const id = props.id ?? `field-${props.name}`;
   const described = [props.hint ? `${id}-hint` : '', props.error ? `${id}-error` : ''].filter(Boolean).join(' ');
   return (
     <div class={props.error ? 'field invalid' : 'field'}>

@@ -6,11 +6,23 @@
  * store: `root` of all orgs and `acme-admin` of org acme. Clusters the test
  * file names are made the same way; relays for them are started in this
  * process with the connector key a test read from the page.
+ *
+ * A relay started with central grants stands in front of the same fake API
+ * server through a front that sends the RBAC and Lease requests of its grant
+ * reconciliation to an in-memory RBAC store (test/fixtures/fake-rbac.ts:
+ * RoleBindings, ClusterRoleBindings, ClusterRoles, Leases, with
+ * kube-apiserver's answers), and everything else (discovery, pods,
+ * kubectl's requests) to the fake API server. Every tunnel relay sends its
+ * audit records to the issuer (central audit is on with a connector key).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import httpProxy from 'http-proxy';
 import { stringify } from 'yaml';
 import { OPERATOR } from '../../src/control/caller.js';
 import * as ops from '../../src/control/operations.js';
@@ -23,6 +35,7 @@ import { type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
 import { issueCertificate, loadOrCreateCa } from '../../src/tls/local-ca.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/fake-apiserver.js';
+import { type FakeRbac, startFakeRbac } from '../fixtures/fake-rbac.js';
 import { type Answer, request } from '../helpers/http.js';
 
 export interface ConsoleStackOptions {
@@ -43,8 +56,20 @@ export interface ConsoleStack {
   acmeKey: string;
   /** One admin API request (JSON), with `key` as the admin key (default: root's). */
   api(method: string, pathname: string, key?: string): Promise<Answer>;
-  /** A tunnel-mode relay for `cluster`, dialling the hub with `connectorKey`, in front of the fake API server. */
-  startTunnelRelay(cluster: string, connectorKey: string): Promise<RunningRelay>;
+  /** The fake API server every relay stands in front of: each request it got, with the relay's impersonation headers. */
+  apiServer: FakeApiServer;
+  /** The RBAC objects relays with central grants reconcile into (`rbac.get('rolebindings/default', 'kube-relay-<grant id>')`), and their Leases. */
+  rbac: FakeRbac;
+  /**
+   * Holds every RBAC request of the relays' grant reconciliation (Leases aside) until the returned
+   * function is called: meanwhile a grant stays pending, as when the API server is slow to answer.
+   */
+  holdRbac(): () => void;
+  /**
+   * A tunnel-mode relay for `cluster`, dialling the hub with `connectorKey`, in front of the fake API server.
+   * With `centralGrants`, it also reconciles the cluster's grants into the fake RBAC store (checking every second).
+   */
+  startTunnelRelay(cluster: string, connectorKey: string, options?: { centralGrants?: boolean }): Promise<RunningRelay>;
   close(): Promise<void>;
 }
 
@@ -71,18 +96,24 @@ export async function startConsoleStack(options: ConsoleStackOptions): Promise<C
   const caPem = readFileSync(issuer.caFile!, 'utf8');
   const apiServerCert = issueCertificate(ca, { commonName: 'kube-apiserver', sans: ['127.0.0.1', 'localhost'], usage: 'server' });
   const fake: FakeApiServer = await startFakeApiServer({ tls: { key: apiServerCert.keyPem, cert: apiServerCert.certPem, ca: ca.certPem, requestCert: true } });
-  const relayKubeconfig = path.join(dataDir, 'relay-upstream.kubeconfig');
-  writeFileSync(
-    relayKubeconfig,
-    stringify({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'fake', cluster: { server: fake.url, 'certificate-authority': ca.certPath } }],
-      users: [{ name: 'relay', user: { token: 'relay-serviceaccount-token' } }],
-      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'relay' } }],
-      'current-context': 'fake',
-    }),
-  );
+  const rbac = await startFakeRbac();
+  const front = await startFront(fake, rbac, { key: apiServerCert.keyPem, cert: apiServerCert.certPem, ca: ca.certPem });
+  const relayKubeconfig = (name: string, server: string) => {
+    const file = path.join(dataDir, `${name}.kubeconfig`);
+    writeFileSync(
+      file,
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'fake', cluster: { server, 'certificate-authority': ca.certPath } }],
+        users: [{ name: 'relay', user: { token: 'relay-serviceaccount-token' } }],
+        contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'relay' } }],
+        'current-context': 'fake',
+      }),
+    );
+    return file;
+  };
+  const upstreams = { plain: relayKubeconfig('relay-upstream', fake.url), centralGrants: relayKubeconfig('relay-upstream-grants', front.url) };
 
   const relays = new Set<RunningRelay>();
   return {
@@ -91,7 +122,10 @@ export async function startConsoleStack(options: ConsoleStackOptions): Promise<C
     rootKey,
     acmeKey,
     api: (method, pathname, key = rootKey) => request(`${issuer.url}${pathname}`, { method, ca: caPem, headers: { authorization: `Bearer ${key}` } }),
-    async startTunnelRelay(cluster, connectorKey) {
+    apiServer: fake,
+    rbac,
+    holdRbac: () => front.hold(),
+    async startTunnelRelay(cluster, connectorKey, relayOptions = {}) {
       const relay = await startRelay({
         mode: 'tunnel',
         cluster,
@@ -99,11 +133,12 @@ export async function startConsoleStack(options: ConsoleStackOptions): Promise<C
         dataDir,
         issuerCa: caPem,
         tunnel: { hubUrl: issuer.url, connectorKey, hubCa: caPem },
-        upstream: upstreamFromKubeconfig(relayKubeconfig),
+        upstream: upstreamFromKubeconfig(relayOptions.centralGrants ? upstreams.centralGrants : upstreams.plain),
         audit: { file: path.join(dataDir, `${cluster}-audit.jsonl`) },
         maxStreamDurationMs: 0,
         pollRevocations: false,
         readinessIntervalMs: 500,
+        ...(relayOptions.centralGrants ? { centralGrants: { connectorKey, leaseNamespace: 'kube-relay', syncIntervalMs: 1_000 } } : {}),
         log,
       });
       relays.add(relay);
@@ -116,8 +151,64 @@ export async function startConsoleStack(options: ConsoleStackOptions): Promise<C
     },
     async close() {
       for (const relay of [...relays]) await relay.close();
+      await front.close();
+      await rbac.close();
       await fake.close();
       await issuer.close();
     },
+  };
+}
+
+/** The API groups central grants write; their requests go to the fake RBAC store. */
+const RBAC_STORE_PATH = /^\/apis\/(rbac\.authorization\.k8s\.io|coordination\.k8s\.io)\//;
+const HELD_PATH = /^\/apis\/rbac\.authorization\.k8s\.io\//;
+
+/**
+ * One HTTPS address (the API server's certificate) in front of the fake API server and the fake
+ * RBAC store, for a relay whose one upstream must be both; upgrades go to the fake API server.
+ */
+async function startFront(fake: FakeApiServer, rbac: FakeRbac, tls: { key: string; cert: string; ca: string }) {
+  const proxy = httpProxy.createProxyServer({ ws: true, xfwd: false });
+  const apiServer = { protocol: 'https:', host: '127.0.0.1', port: fake.port, ca: tls.ca };
+  const rbacStore = { protocol: 'http:', host: '127.0.0.1', port: Number(rbac.upstream.server.port) };
+  proxy.on('error', (err, _req, res) => {
+    if ('writeHead' in res && !(res as ServerResponse).headersSent) (res as ServerResponse).writeHead(502, { 'content-type': 'text/plain' }).end(err.message);
+    else res.destroy();
+  });
+  let held: { released: Promise<void>; release(): void } | undefined;
+  const sockets = new Set<Socket>();
+  const server = https.createServer({ key: tls.key, cert: tls.cert }, (req: IncomingMessage, res: ServerResponse) => {
+    const pathname = new URL(req.url ?? '/', 'https://front').pathname;
+    const target = RBAC_STORE_PATH.test(pathname) ? rbacStore : apiServer;
+    const waitFor = held && HELD_PATH.test(pathname) ? held.released : undefined;
+    if (!waitFor) return proxy.web(req, res, { target });
+    // A client that gave up meanwhile (its deadline) is not answered.
+    void waitFor.then(() => (req.destroyed ? undefined : proxy.web(req, res, { target })));
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => proxy.ws(req, socket, head, { target: apiServer }));
+  server.on('secureConnection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    hold(): () => void {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const gate = { released, release };
+      held = gate;
+      return () => {
+        if (held === gate) held = undefined;
+        gate.release();
+      };
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        held?.release();
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+        proxy.close();
+      }),
   };
 }

@@ -245,7 +245,9 @@ describe('the console Grants page', () => {
     expect((await acme.get('/ui/grants/live', { 'hx-request': 'true' })).html).not.toContain(globexGrant);
     const filtered = await acme.get('/ui/grants?cluster=g-prod');
     expect(filtered.status).toBe(404);
-    expect(fieldError(filtered.html, 'cluster')).toBe('No cluster named "g-prod"; see kube-relay cluster list.');
+    // Beside the filter's Cluster field, not the add form's.
+    expect(fieldError(filtered.html, 'cluster', 'filter-cluster')).toBe('No cluster named "g-prod"; see kube-relay cluster list.');
+    expect(fieldError(filtered.html, 'cluster')).toBeUndefined();
     expect(filtered.html).not.toContain(globexGrant);
 
     const refused = await acme.post(`/ui/grants/${globexGrant}/remove`, {});

@@ -118,11 +118,12 @@ export function visibleText(html: string): string {
 /**
  * The sentence shown beside form field `name` (`<small id="field-NAME-error" …>sentence</small>`),
  * decoded; undefined if the page has no element of that id. An element of that id in any other
- * shape (not a <small>, or holding markup) is an error, not an absence.
+ * shape (not a <small>, or holding markup) is an error, not an absence. A field with an id of its
+ * own (the Grants page's filters: filter-NAME) is found by `id`.
  */
-export function fieldError(html: string, name: string): string | undefined {
-  if (!html.includes(`id="field-${name}-error"`)) return undefined;
-  const text = new RegExp(`<small id="field-${name}-error"[^>]*>([^<]*)</small>`).exec(html)?.[1];
-  if (text === undefined) throw new Error(`the page has id="field-${name}-error", but not as <small id="field-${name}-error" …>sentence</small>`);
+export function fieldError(html: string, name: string, id = `field-${name}`): string | undefined {
+  if (!html.includes(`id="${id}-error"`)) return undefined;
+  const text = new RegExp(`<small id="${id}-error"[^>]*>([^<]*)</small>`).exec(html)?.[1];
+  if (text === undefined) throw new Error(`the page has id="${id}-error", but not as <small id="${id}-error" …>sentence</small>`);
   return decodeEntities(text);
 }
