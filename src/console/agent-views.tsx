@@ -282,7 +282,7 @@ export function RevokeAgentForm(props: { name: string; csrf: string; problem?: F
       <CsrfField token={props.csrf} />
       <FormBanner problem={problem} fields={['confirm']} />
       <p>
-        Revoking <strong>{name}</strong> stops its API key at once: it gets no new tokens, and relays refuse the tokens it holds and end its live streams. It cannot be
+        Revoking <strong>{name}</strong> stops its API key at once: it gets no new tokens, relays refuse the tokens it holds and end its live streams, and its open sessions end now. It cannot be
         undone, and the name cannot be used again.
       </p>
       <Field label={`Type ${name} to confirm`} name="confirm" error={errorFor(problem, 'confirm')} required />
