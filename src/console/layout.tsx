@@ -102,7 +102,6 @@ export function Banner(props: { kind: 'error' | 'notice'; children: ComponentChi
 /** A labelled input with the API's sentence beside it when the value was refused. */
 export function Field(props: { label: string; name: string; id?: string; value?: string | undefined; error?: string | undefined; hint?: string; type?: 'text' | 'password'; required?: boolean; placeholder?: string; autocomplete?: string }): VNode {
   const id = props.id ?? `field-${props.name}`;
-  const described = [props.hint ? `${id}-hint` : '', props.error ? `${id}-error` : ''].filter(Boolean).join(' ');
   const attributes = {
     id,
     name: props.name,
@@ -111,22 +110,13 @@ export function Field(props: { label: string; name: string; id?: string; value?:
     placeholder: props.placeholder,
     autocomplete: props.autocomplete ?? 'off',
     'aria-invalid': props.error ? ('true' as const) : undefined,
-    'aria-describedby': described || undefined,
+    'aria-describedby': describedBy(id, props),
   };
   return (
     <div class={props.error ? 'field invalid' : 'field'}>
       <label for={id}>{props.label}</label>
       {props.type === 'password' ? <input type="password" {...attributes} /> : <input type="text" {...attributes} />}
-      {props.hint ? (
-        <small id={`${id}-hint`} class="hint">
-          {props.hint}
-        </small>
-      ) : null}
-      {props.error ? (
-        <small id={`${id}-error`} class="error" role="alert">
-          {props.error}
-        </small>
-      ) : null}
+      <FieldNotes id={id} hint={props.hint} error={props.error} />
     </div>
   );
 }
@@ -206,27 +196,17 @@ export function Empty(props: { children: ComponentChildren }): VNode {
 /** A labelled choice, with the API's sentence beside it when the value was refused. */
 export function SelectField(props: { label: string; name: string; id?: string; options: { value: string; label: string }[]; value?: string | undefined; error?: string | undefined; hint?: string; required?: boolean }): VNode {
   const id = props.id ?? `field-${props.name}`;
-  const described = [props.hint ? `${id}-hint` : '', props.error ? `${id}-error` : ''].filter(Boolean).join(' ');
   return (
     <div class={props.error ? 'field invalid' : 'field'}>
       <label for={id}>{props.label}</label>
-      <select id={id} name={props.name} required={props.required} aria-invalid={props.error ? 'true' : undefined} aria-describedby={described || undefined}>
+      <select id={id} name={props.name} required={props.required} aria-invalid={props.error ? 'true' : undefined} aria-describedby={describedBy(id, props)}>
         {props.options.map((option) => (
           <option value={option.value} selected={option.value === props.value}>
             {option.label}
           </option>
         ))}
       </select>
-      {props.hint ? (
-        <small id={`${id}-hint`} class="hint">
-          {props.hint}
-        </small>
-      ) : null}
-      {props.error ? (
-        <small id={`${id}-error`} class="error" role="alert">
-          {props.error}
-        </small>
-      ) : null}
+      <FieldNotes id={id} hint={props.hint} error={props.error} />
     </div>
   );
 }
@@ -234,23 +214,13 @@ export function SelectField(props: { label: string; name: string; id?: string; o
 /** A labelled multi-line input (one item per line), with the refusal beside it. */
 export function TextAreaField(props: { label: string; name: string; value?: string | undefined; error?: string | undefined; hint?: string; rows?: number }): VNode {
   const id = `field-${props.name}`;
-  const described = [props.hint ? `${id}-hint` : '', props.error ? `${id}-error` : ''].filter(Boolean).join(' ');
   return (
     <div class={props.error ? 'field invalid' : 'field'}>
       <label for={id}>{props.label}</label>
-      <textarea id={id} name={props.name} rows={props.rows ?? 3} aria-invalid={props.error ? 'true' : undefined} aria-describedby={described || undefined}>
+      <textarea id={id} name={props.name} rows={props.rows ?? 3} aria-invalid={props.error ? 'true' : undefined} aria-describedby={describedBy(id, props)}>
         {props.value ?? ''}
       </textarea>
-      {props.hint ? (
-        <small id={`${id}-hint`} class="hint">
-          {props.hint}
-        </small>
-      ) : null}
-      {props.error ? (
-        <small id={`${id}-error`} class="error" role="alert">
-          {props.error}
-        </small>
-      ) : null}
+      <FieldNotes id={id} hint={props.hint} error={props.error} />
     </div>
   );
 }
@@ -258,23 +228,41 @@ export function TextAreaField(props: { label: string; name: string; value?: stri
 /** A labelled checkbox (the label is clickable), with the refusal beside it when it had to be ticked. */
 export function CheckboxField(props: { label: string; name: string; checked?: boolean; hint?: string; error?: string | undefined }): VNode {
   const id = `field-${props.name}`;
-  const described = [props.hint ? `${id}-hint` : '', props.error ? `${id}-error` : ''].filter(Boolean).join(' ');
   return (
     <div class={props.error ? 'field checks invalid' : 'field checks'}>
       <label for={id}>
-        <input type="checkbox" id={id} name={props.name} value="on" checked={props.checked} aria-invalid={props.error ? 'true' : undefined} aria-describedby={described || undefined} />
+        <input type="checkbox" id={id} name={props.name} value="on" checked={props.checked} aria-invalid={props.error ? 'true' : undefined} aria-describedby={describedBy(id, props)} />
         {props.label}
       </label>
+      <FieldNotes id={id} hint={props.hint} error={props.error} />
+    </div>
+  );
+}
+
+interface FieldNotesProps {
+  hint?: string | undefined;
+  error?: string | undefined;
+}
+
+/** What a control's aria-describedby names: its hint and its refusal, when it has them. */
+function describedBy(id: string, notes: FieldNotesProps): string | undefined {
+  return [notes.hint ? `${id}-hint` : '', notes.error ? `${id}-error` : ''].filter(Boolean).join(' ') || undefined;
+}
+
+/** A control's hint, and beside it the API's sentence when its value was refused. */
+function FieldNotes(props: FieldNotesProps & { id: string }): VNode {
+  return (
+    <>
       {props.hint ? (
-        <small id={`${id}-hint`} class="hint">
+        <small id={`${props.id}-hint`} class="hint">
           {props.hint}
         </small>
       ) : null}
       {props.error ? (
-        <small id={`${id}-error`} class="error" role="alert">
+        <small id={`${props.id}-error`} class="error" role="alert">
           {props.error}
         </small>
       ) : null}
-    </div>
+    </>
   );
 }
