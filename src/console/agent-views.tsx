@@ -8,8 +8,8 @@ import type { ComponentChildren, VNode } from 'preact';
 import type { PolicyState } from '../control/policies.js';
 import type { Agent } from '../issuer/store.js';
 import { formatDenyRule, isEmptyPolicy, type Policy } from '../policy/policy.js';
-import type { FormProblem } from './forms.js';
-import { Banner, CheckboxField, Command, CsrfField, Empty, Field, PostButton, SecretOnce, TextAreaField, Time } from './layout.js';
+import { errorFor, type FormProblem } from './forms.js';
+import { CheckboxField, Command, CsrfField, Empty, Field, FormBanner, PostButton, RevokeByName, SecretOnce, TextAreaField, Time } from './layout.js';
 
 export interface AgentRow {
   agent: Agent;
@@ -56,16 +56,6 @@ export function policyFormValues(policy: Policy): PolicyFormValues {
     maxStreams: policy.maxStreams === undefined ? '' : String(policy.maxStreams),
     now: false,
   };
-}
-
-function errorFor(problem: FormProblem | undefined, field: string): string | undefined {
-  return problem?.field === field ? problem.message : undefined;
-}
-
-/** The refusal as a banner over the form, unless it sits beside one of the form's fields. */
-function FormBanner(props: { problem: FormProblem | undefined; fields: string[] }): VNode | null {
-  const { problem } = props;
-  return problem && !(problem.field && props.fields.includes(problem.field)) ? <Banner kind="error">{problem.message}</Banner> : null;
 }
 
 export function AgentState(props: { agent: Agent }): VNode {
@@ -276,20 +266,11 @@ export function AgentKeyPage(props: { agent: Agent; apiKey: string; publicUrl: s
 }
 
 export function RevokeAgentForm(props: { name: string; csrf: string; problem?: FormProblem | undefined }): VNode {
-  const { name, problem } = props;
+  const { name } = props;
   return (
-    <form method="post" action={agentPath(name, '/revoke')} class="stacked confirm" novalidate>
-      <CsrfField token={props.csrf} />
-      <FormBanner problem={problem} fields={['confirm']} />
-      <p>
-        Revoking <strong>{name}</strong> stops its API key at once: it gets no new tokens, relays refuse the tokens it holds and end its live streams, and its open sessions end now. It cannot be
-        undone, and the name cannot be used again.
-      </p>
-      <Field label={`Type ${name} to confirm`} name="confirm" error={errorFor(problem, 'confirm')} required />
-      <button type="submit" class="danger">
-        Revoke {name}
-      </button>{' '}
-      <a href={agentPath(name)}>Cancel</a>
-    </form>
+    <RevokeByName action={agentPath(name, '/revoke')} cancelHref={agentPath(name)} name={name} csrf={props.csrf} problem={props.problem}>
+      Revoking <strong>{name}</strong> stops its API key at once: it gets no new tokens, relays refuse the tokens it holds and end its live streams, and its open sessions end now. It cannot be
+      undone, and the name cannot be used again.
+    </RevokeByName>
   );
 }

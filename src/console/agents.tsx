@@ -16,7 +16,7 @@ import type { Agent } from '../issuer/store.js';
 import { isEmptyPolicy, parseDenyRule, parseRate, type Policy, PolicyError, validatePolicy } from '../policy/policy.js';
 import { AddAgentForm, AgentFacts, AgentKeyPage, agentPath, type AgentRow, AgentTable, PolicyForm, type PolicyFormValues, policyFormValues, PolicyTable, RevokeAgentForm } from './agent-views.js';
 import { callerOf, formProtection, requireAdmin } from './auth.js';
-import { type FormProblem, formProblem, formText, queryText } from './forms.js';
+import { type FormProblem, formProblem, formText, nameNotTyped, queryText } from './forms.js';
 import { Banner, NextPage, PostButton, sendPage } from './layout.js';
 import { type ConsolePageDeps, pageContext } from './page-deps.js';
 
@@ -57,8 +57,9 @@ export function addAgentPages(router: Router, deps: ConsolePageDeps): void {
   });
   router.post('/agents/:name/revoke', ...forms, async (req, res) => {
     const name = String(req.params.name);
-    if (formText(req, 'confirm') !== name) {
-      await revokePage(req, res, deps, { status: 422, field: 'confirm', message: `Type the agent's name, ${name}, to confirm.` });
+    const notTyped = nameNotTyped(req, 'agent', name);
+    if (notTyped) {
+      await revokePage(req, res, deps, notTyped);
       return;
     }
     try {

@@ -15,7 +15,7 @@ import { type AuditQuery, MAX_AUDIT_PAGE_SIZE, queryAudit } from '../control/ses
 import type { AuditRecordView } from '../control/views.js';
 import { agentOfUser } from '../sessions/session.js';
 import { requireAdmin, callerOf } from './auth.js';
-import { type FormProblem, formProblem, queryText } from './forms.js';
+import { errorFor, type FormProblem, formProblem, queryText } from './forms.js';
 import { Banner, Empty, Field, NextPage, SelectField, sendPage, Time } from './layout.js';
 import { type ConsolePageDeps, pageContext } from './page-deps.js';
 
@@ -69,19 +69,18 @@ async function searchPage(req: Request, res: Response, deps: ConsolePageDeps): P
   }
   const allOrgs = ctx.caller?.org === undefined;
   const fieldShown = problem?.field !== undefined && (problem.field !== 'org' || allOrgs);
-  const errorOf = (field: string) => (problem?.field === field ? problem.message : undefined);
   const body = (
     <>
       <form method="get" action="/ui/audit" class="filters search" aria-label="Search the audit trail">
-        <Field label="Agent" name="agent" value={values.agent} error={errorOf('agent')} />
-        <Field label="Cluster" name="cluster" value={values.cluster} error={errorOf('cluster')} />
-        <Field label="Verb" name="verb" value={values.verb} error={errorOf('verb')} placeholder="get, delete, exec…" />
-        <SelectField label="Decision" name="decision" value={values.decision} error={errorOf('decision')} options={[{ value: '', label: 'Any decision' }, ...DECISIONS.map((decision) => ({ value: decision, label: decision }))]} />
-        <Field label="Since" name="since" value={values.since} error={errorOf('since')} hint={TIME_HINT} />
-        <Field label="Until" name="until" value={values.until} error={errorOf('until')} />
-        <Field label="Session" name="session" value={values.session} error={errorOf('session')} placeholder="s-…" />
-        <Field label="Per page" name="limit" value={values.limit} error={errorOf('limit')} placeholder="100" />
-        {allOrgs ? <Field label="Org" name="org" value={values.org} error={errorOf('org')} /> : null}
+        <Field label="Agent" name="agent" value={values.agent} error={errorFor(problem, 'agent')} />
+        <Field label="Cluster" name="cluster" value={values.cluster} error={errorFor(problem, 'cluster')} />
+        <Field label="Verb" name="verb" value={values.verb} error={errorFor(problem, 'verb')} placeholder="get, delete, exec…" />
+        <SelectField label="Decision" name="decision" value={values.decision} error={errorFor(problem, 'decision')} options={[{ value: '', label: 'Any decision' }, ...DECISIONS.map((decision) => ({ value: decision, label: decision }))]} />
+        <Field label="Since" name="since" value={values.since} error={errorFor(problem, 'since')} hint={TIME_HINT} />
+        <Field label="Until" name="until" value={values.until} error={errorFor(problem, 'until')} />
+        <Field label="Session" name="session" value={values.session} error={errorFor(problem, 'session')} placeholder="s-…" />
+        <Field label="Per page" name="limit" value={values.limit} error={errorFor(problem, 'limit')} placeholder="100" />
+        {allOrgs ? <Field label="Org" name="org" value={values.org} error={errorFor(problem, 'org')} /> : null}
         <button type="submit">Search</button>
         <a href="/ui/audit">Clear</a>
       </form>

@@ -12,8 +12,8 @@ import { type ClusterStatus, clusterStatus } from '../control/cluster-status.js'
 import * as ops from '../control/operations.js';
 import type { Cluster } from '../issuer/store.js';
 import { requireAdmin, formProtection, callerOf } from './auth.js';
-import { type FormProblem, formProblem, formText, queryText } from './forms.js';
-import { Banner, Command, CsrfField, Empty, Field, NextPage, PostButton, SecretOnce, sendFragment, sendPage, Time } from './layout.js';
+import { errorFor, type FormProblem, formProblem, formText, nameNotTyped, queryText } from './forms.js';
+import { Banner, Command, CsrfField, Empty, Field, FormBanner, NextPage, PostButton, RevokeByName, SecretOnce, sendFragment, sendPage, Time } from './layout.js';
 import { type ConsolePageDeps, pageContext } from './page-deps.js';
 
 /** How often the state of clusters refreshes on the page (a hub replica refreshes its records every 10 s heartbeat, and at once on a change). */
@@ -81,8 +81,9 @@ export function addClusterPages(router: Router, deps: ConsolePageDeps): void {
   });
   router.post('/clusters/:name/revoke', ...forms, async (req, res) => {
     const name = String(req.params.name);
-    if (formText(req, 'confirm') !== name) {
-      await revokePage(req, res, deps, { status: 422, field: 'confirm', message: `Type the cluster's name, ${name}, to confirm.` });
+    const notTyped = nameNotTyped(req, 'cluster', name);
+    if (notTyped) {
+      await revokePage(req, res, deps, notTyped);
       return;
     }
     try {
@@ -118,6 +119,7 @@ async function listPage(req: Request, res: Response, deps: ConsolePageDeps, form
     return;
   }
   const problem = form.problem;
+  const askOrg = ctx.caller?.org === undefined;
   const body = (
     <>
       <ClusterTable rows={rows} after={queryText(req, 'continue')} />
@@ -127,9 +129,9 @@ async function listPage(req: Request, res: Response, deps: ConsolePageDeps, form
         <p>A cluster gets a connector key: its relay dials this issuer with it. The key is shown once.</p>
         <form method="post" action="/ui/clusters" class="stacked" novalidate>
           <CsrfField token={ctx.csrf} />
-          {problem && !problem.field ? <Banner kind="error">{problem.message}</Banner> : null}
-          <Field label="Cluster name" name="name" value={form.values?.name} error={problem?.field === 'name' ? problem.message : undefined} hint="A DNS label, such as prod-eu: agents name it in their kubeconfig." required />
-          {ctx.caller?.org === undefined ? <Field label="Org" name="org" value={form.values?.org} error={problem?.field === 'org' ? problem.message : undefined} hint="The org whose admins and agents may use the cluster." required /> : null}
+          <FormBanner problem={problem} fields={askOrg ? ['name', 'org'] : ['name']} />
+          <Field label="Cluster name" name="name" value={form.values?.name} error={errorFor(problem, 'name')} hint="A DNS label, such as prod-eu: agents name it in their kubeconfig." required />
+          {askOrg ? <Field label="Org" name="org" value={form.values?.org} error={errorFor(problem, 'org')} hint="The org whose admins and agents may use the cluster." required /> : null}
           <button type="submit">Add cluster</button>
         </form>
       </section>
@@ -330,19 +332,10 @@ async function revokePage(req: Request, res: Response, deps: ConsolePageDeps, pr
     return;
   }
   const body = (
-    <form method="post" action={`/ui/clusters/${encodeURIComponent(name)}/revoke`} class="stacked confirm" novalidate>
-      <CsrfField token={ctx.csrf} />
-      {problem && !problem.field ? <Banner kind="error">{problem.message}</Banner> : null}
-      <p>
-        Revoking <strong>{name}</strong> disconnects its relays at once and its connector key stops working. Agents lose access to it. It cannot be undone, and the name
-        cannot be used again.
-      </p>
-      <Field label={`Type ${name} to confirm`} name="confirm" error={problem?.field === 'confirm' ? problem.message : undefined} required />
-      <button type="submit" class="danger">
-        Revoke {name}
-      </button>{' '}
-      <a href={`/ui/clusters/${encodeURIComponent(name)}`}>Cancel</a>
-    </form>
+    <RevokeByName action={`/ui/clusters/${encodeURIComponent(name)}/revoke`} cancelHref={`/ui/clusters/${encodeURIComponent(name)}`} name={name} csrf={ctx.csrf} problem={problem}>
+      Revoking <strong>{name}</strong> disconnects its relays at once and its connector key stops working. Agents lose access to it. It cannot be undone, and the name
+      cannot be used again.
+    </RevokeByName>
   );
   sendPage(res, ctx, `Revoke cluster ${name}?`, body, problem?.status ?? 200);
 }

@@ -32,6 +32,16 @@ export function formProblem(err: unknown, fields: Record<string, string[]> = {})
   return { status: refusal.status, message: capitalise(message), ...(field ? { field } : {}) };
 }
 
+/** The refusal's sentence when it is about `field`, to show beside it. */
+export function errorFor(problem: FormProblem | undefined, field: string): string | undefined {
+  return problem?.field === field ? problem.message : undefined;
+}
+
+/** A revocation is confirmed by typing the object's name into the form's `confirm` field; otherwise, the refusal beside it. */
+export function nameNotTyped(req: Request, what: 'cluster' | 'agent', name: string): FormProblem | undefined {
+  return formText(req, 'confirm') === name ? undefined : { status: 422, field: 'confirm', message: `Type the ${what}'s name, ${name}, to confirm.` };
+}
+
 /** A form field's value, trimmed; '' when absent. */
 export function formText(req: Request, name: string): string {
   const value = (req.body as Record<string, unknown> | undefined)?.[name];

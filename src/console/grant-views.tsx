@@ -11,8 +11,8 @@ import { formatDuration } from '../duration.js';
 import { CLUSTER_ADMIN_ROLE } from '../grants/grant.js';
 import type { Cluster } from '../issuer/store.js';
 import { LIVE_REFRESH } from './clusters.js';
-import type { FormProblem } from './forms.js';
-import { Banner, CheckboxField, CsrfField, Empty, Field, PostButton, SelectField, Time } from './layout.js';
+import { errorFor, type FormProblem } from './forms.js';
+import { CheckboxField, CsrfField, Empty, Field, FormBanner, PostButton, SelectField, Time } from './layout.js';
 
 /** The list's filters, as the page's query gives them. */
 export interface GrantFilters {
@@ -47,13 +47,12 @@ export function grantsQuery(filters: GrantFilters, after?: string): string {
 
 export function FilterForm(props: { filters: GrantFilters; problem?: FormProblem | undefined }): VNode {
   const { filters, problem } = props;
-  const errorOf = (field: string) => (problem?.field === field ? problem.message : undefined);
   // Ids of their own: the add form below has a field named cluster too, and a label names the first element of its id.
   return (
     <form method="get" action="/ui/grants" class="filters" role="search" aria-label="Filter grants" novalidate>
-      <Field label="Cluster" name="cluster" id="filter-cluster" value={filters.cluster} error={errorOf('cluster')} />
-      <Field label="Agent" name="agent" id="filter-agent" value={filters.agent} error={errorOf('agent')} />
-      <Field label="Group" name="group" id="filter-group" value={filters.group} error={errorOf('group')} placeholder="ORG/TEAM" />
+      <Field label="Cluster" name="cluster" id="filter-cluster" value={filters.cluster} error={errorFor(problem, 'cluster')} />
+      <Field label="Agent" name="agent" id="filter-agent" value={filters.agent} error={errorFor(problem, 'agent')} />
+      <Field label="Group" name="group" id="filter-group" value={filters.group} error={errorFor(problem, 'group')} placeholder="ORG/TEAM" />
       <button type="submit" class="secondary">
         Filter
       </button>
@@ -141,9 +140,11 @@ function granteeText(grant: GrantView): string {
   return grant.agent !== undefined ? `agent:${grant.agent}` : `group ${grant.group!}`;
 }
 
+/** Every field of the add form: a refusal about any other is a banner over it. */
+const ADD_GRANT_FIELDS = ['cluster', 'granteeKind', 'grantee', 'role', 'namespace', 'expires', 'confirmClusterAdmin'];
+
 export function AddGrantForm(props: { csrf: string; clusters: Cluster[]; allOrgs: boolean; roles: RoleChoices; values: GrantFormValues; problem?: FormProblem | undefined; maxDurationMs: number | undefined }): VNode {
   const { values, problem, roles } = props;
-  const errorOf = (field: string) => (problem?.field === field ? problem.message : undefined);
   if (props.clusters.length === 0) return <Empty>A grant is on a cluster, and there is no cluster yet: add one on the <a href="/ui/clusters">Clusters</a> page first.</Empty>;
   const clusterOptions = props.clusters.map((cluster) => ({ value: cluster.name, label: props.allOrgs ? `${cluster.name} (org ${cluster.org})` : cluster.name }));
   const roleOptions = [
@@ -157,8 +158,8 @@ export function AddGrantForm(props: { csrf: string; clusters: Cluster[]; allOrgs
   return (
     <form method="post" action="/ui/grants" class="stacked" novalidate>
       <CsrfField token={props.csrf} />
-      {problem && !problem.field ? <Banner kind="error">{problem.message}</Banner> : null}
-      <SelectField label="Cluster" name="cluster" options={clusterOptions} value={values.cluster} error={errorOf('cluster')} hint="The grant's cluster: its relay makes the grant a RoleBinding or ClusterRoleBinding." required />
+      <FormBanner problem={problem} fields={ADD_GRANT_FIELDS} />
+      <SelectField label="Cluster" name="cluster" options={clusterOptions} value={values.cluster} error={errorFor(problem, 'cluster')} hint="The grant's cluster: its relay makes the grant a RoleBinding or ClusterRoleBinding." required />
       <SelectField
         label="Grant to"
         name="granteeKind"
@@ -168,18 +169,18 @@ export function AddGrantForm(props: { csrf: string; clusters: Cluster[]; allOrgs
         ]}
         value={values.granteeKind}
       />
-      <Field label="Agent name or group" name="grantee" value={values.grantee} error={errorOf('grantee')} hint="An agent's name (Kubernetes user agent:NAME), or a group as ORG/TEAM. The grantee and the cluster are of one org." required />
-      <SelectField label="Role" name="role" options={roleOptions} value={values.role} error={errorOf('role')} hint={roleHint} required />
-      <Field label="Namespace" name="namespace" value={values.namespace} error={errorOf('namespace')} hint="Only in this namespace (a RoleBinding). Empty: all namespaces (a ClusterRoleBinding)." />
+      <Field label="Agent name or group" name="grantee" value={values.grantee} error={errorFor(problem, 'grantee')} hint="An agent's name (Kubernetes user agent:NAME), or a group as ORG/TEAM. The grantee and the cluster are of one org." required />
+      <SelectField label="Role" name="role" options={roleOptions} value={values.role} error={errorFor(problem, 'role')} hint={roleHint} required />
+      <Field label="Namespace" name="namespace" value={values.namespace} error={errorFor(problem, 'namespace')} hint="Only in this namespace (a RoleBinding). Empty: all namespaces (a ClusterRoleBinding)." />
       <Field
         label="Expires after"
         name="expires"
         value={values.expires}
-        error={errorOf('expires')}
+        error={errorFor(problem, 'expires')}
         placeholder="8h"
         hint={`A duration from now, such as 30m, 8h or 7d${props.maxDurationMs === undefined ? '' : `, at most ${formatDuration(props.maxDurationMs)} on this issuer`}. Empty: the grant does not expire.`}
       />
-      <CheckboxField label={`I understand this grants ${CLUSTER_ADMIN_ROLE}`} name="confirmClusterAdmin" checked={values.confirmClusterAdmin} error={errorOf('confirmClusterAdmin')} hint="Needed for the cluster-admin role only: every right on the cluster, RBAC included." />
+      <CheckboxField label={`I understand this grants ${CLUSTER_ADMIN_ROLE}`} name="confirmClusterAdmin" checked={values.confirmClusterAdmin} error={errorFor(problem, 'confirmClusterAdmin')} hint="Needed for the cluster-admin role only: every right on the cluster, RBAC included." />
       <button type="submit">Add grant</button>
     </form>
   );

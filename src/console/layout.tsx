@@ -8,6 +8,7 @@ import type { Response } from 'express';
 import type { ComponentChildren, VNode } from 'preact';
 import { render } from 'preact-render-to-string';
 import type { AdminCaller } from '../control/caller.js';
+import { errorFor, type FormProblem } from './forms.js';
 
 export interface PageContext {
   /** The signed-in admin; absent on the sign-in page. */
@@ -96,6 +97,29 @@ export function Banner(props: { kind: 'error' | 'notice'; children: ComponentChi
     <p class={`banner ${props.kind}`} role={props.kind === 'error' ? 'alert' : 'status'}>
       {props.children}
     </p>
+  );
+}
+
+/** The refusal as a banner over the form, unless it sits beside one of the form's `fields`. */
+export function FormBanner(props: { problem: FormProblem | undefined; fields: readonly string[] }): VNode | null {
+  const { problem } = props;
+  return problem && !(problem.field && props.fields.includes(problem.field)) ? <Banner kind="error">{problem.message}</Banner> : null;
+}
+
+/** The form that revokes `name` once its name is typed (nameNotTyped checks it), saying first what revoking it does. */
+export function RevokeByName(props: { action: string; cancelHref: string; name: string; csrf: string; problem?: FormProblem | undefined; children: ComponentChildren }): VNode {
+  const { name, problem } = props;
+  return (
+    <form method="post" action={props.action} class="stacked confirm" novalidate>
+      <CsrfField token={props.csrf} />
+      <FormBanner problem={problem} fields={['confirm']} />
+      <p>{props.children}</p>
+      <Field label={`Type ${name} to confirm`} name="confirm" error={errorFor(problem, 'confirm')} required />
+      <button type="submit" class="danger">
+        Revoke {name}
+      </button>{' '}
+      <a href={props.cancelHref}>Cancel</a>
+    </form>
   );
 }
 

@@ -16,7 +16,7 @@ import type { SessionCommand, SessionView } from '../sessions/session.js';
 import { Decision, FILTER_FIELDS, isRefusal, listQuery, objectText, resourceText, text, TIME_HINT } from './audit.js';
 import { callerOf, requireAdmin } from './auth.js';
 import { LIVE_REFRESH } from './clusters.js';
-import { type FormProblem, formProblem, queryText } from './forms.js';
+import { errorFor, type FormProblem, formProblem, queryText } from './forms.js';
 import { Banner, Empty, Field, NextPage, sendFragment, sendPage, Time } from './layout.js';
 import { type ConsolePageDeps, pageContext } from './page-deps.js';
 
@@ -82,15 +82,14 @@ async function listPage(req: Request, res: Response, deps: ConsolePageDeps): Pro
   }
   const allOrgs = ctx.caller?.org === undefined;
   const fieldShown = problem?.field !== undefined && (problem.field !== 'org' || allOrgs) && problem.field !== 'limit';
-  const errorOf = (field: string) => (problem?.field === field ? problem.message : undefined);
   const body = (
     <>
       <form method="get" action="/ui/sessions" class="filters search" aria-label="Filter sessions">
-        <Field label="Agent" name="agent" value={values.agent} error={errorOf('agent')} />
-        <Field label="Cluster" name="cluster" value={values.cluster} error={errorOf('cluster')} />
-        <Field label="Since" name="since" value={values.since} error={errorOf('since')} hint={TIME_HINT} />
-        <Field label="Until" name="until" value={values.until} error={errorOf('until')} />
-        {allOrgs ? <Field label="Org" name="org" value={values.org} error={errorOf('org')} /> : null}
+        <Field label="Agent" name="agent" value={values.agent} error={errorFor(problem, 'agent')} />
+        <Field label="Cluster" name="cluster" value={values.cluster} error={errorFor(problem, 'cluster')} />
+        <Field label="Since" name="since" value={values.since} error={errorFor(problem, 'since')} hint={TIME_HINT} />
+        <Field label="Until" name="until" value={values.until} error={errorFor(problem, 'until')} />
+        {allOrgs ? <Field label="Org" name="org" value={values.org} error={errorFor(problem, 'org')} /> : null}
         {values.limit ? <input type="hidden" name="limit" value={values.limit} /> : null}
         <button type="submit">Filter</button>
         <a href="/ui/sessions">Clear</a>
