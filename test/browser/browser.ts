@@ -14,6 +14,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page, type Response } from 'playwright-core';
+import { afterEach, beforeEach, expect } from 'vitest';
 
 export const CHROMIUM = process.env.KUBE_RELAY_CHROMIUM || '/usr/bin/chromium';
 
@@ -73,7 +74,7 @@ export async function openTab(browser: Browser): Promise<Tab> {
     page.on('console', (message) => {
       if (message.type() !== 'error') return;
       const source = message.location().url;
-      // Chromium asks every origin for /favicon.ico by itself; the console declares no icon and the issuer has none.
+      // Chromium asks for /favicon.ico by itself on a page that declares no icon (the console's come-back page, another site's).
       if (new URL(source || 'about:blank').pathname === '/favicon.ico' && /status of 404/.test(message.text())) return;
       seen.push(`console error on ${page.url()}: ${message.text()}${source ? ` (${source})` : ''}`);
     });
@@ -89,6 +90,25 @@ export async function openTab(browser: Browser): Promise<Tab> {
     expect: (line) => expected.push(line),
     close: () => context.close(),
   };
+}
+
+/**
+ * Each test of the file gets a fresh tab (handed to `use`), closed after it; a test fails on any
+ * console error, uncaught exception or CSP violation its pages had.
+ */
+export function tabPerTest(browser: () => Browser, use: (tab: Tab) => void): void {
+  let current: Tab | undefined;
+  beforeEach(async () => {
+    current = await openTab(browser());
+    use(current);
+  });
+  afterEach(async () => {
+    if (!current) return;
+    const problems = current.problems();
+    await current.close();
+    current = undefined;
+    expect(problems, 'console errors, exceptions or CSP violations in the pages').toEqual([]);
+  });
 }
 
 /**

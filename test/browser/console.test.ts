@@ -15,8 +15,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { launchChromium, openTab, screenshot, signIn as signInAs, submit, type Tab } from './browser.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, screenshot, signIn as signInAs, submit, type Tab, tabPerTest } from './browser.js';
 import { type ConsoleStack, startConsoleStack } from './stack.js';
 
 let browser: Browser;
@@ -40,15 +40,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-beforeEach(async () => {
-  tab = await openTab(browser);
-});
-
-afterEach(async () => {
-  const problems = tab.problems();
-  await tab.close();
-  expect(problems, 'console errors, exceptions or CSP violations in the pages').toEqual([]);
-});
+tabPerTest(() => browser, (opened) => (tab = opened));
 
 const at = (pathname: string) => `${stack.url}${pathname}`;
 
@@ -64,11 +56,6 @@ async function everythingOn(page: Page): Promise<string> {
   return `${await page.content()}\n${await page.locator('body').innerText()}\n${values}`;
 }
 
-async function clusterExists(name: string): Promise<boolean> {
-  const answer = await stack.api('GET', `/v1/clusters/${name}`);
-  if (answer.status !== 200 && answer.status !== 404) throw new Error(`GET /v1/clusters/${name}: ${answer.status} ${answer.body.toString()}`);
-  return answer.status === 200;
-}
 
 describe('signing in', () => {
   it('an all-orgs admin signs in with its key and lands on Clusters; a wrong key is refused without saying whether any admin exists', async () => {
@@ -140,7 +127,7 @@ describe('clusters', () => {
     expect(helm).toContain(`--set issuerUrl=${stack.url} --set hubUrl=${stack.url}`);
     expect(helm).toContain('--set-file connectorKey=edge-eu.connector-key');
     expect(helm).toContain('--set-file issuerCa=issuer-ca.crt');
-    expect(await clusterExists('edge-eu')).toBe(true);
+    expect(await stack.clusterExists('edge-eu')).toBe(true);
     await screenshot(page, 'cluster-added');
     edgeKey = key;
 
@@ -313,7 +300,7 @@ describe('forms sent from elsewhere', () => {
     // The post came without the session, so the console answered it as from someone not signed in (to
     // sign-in, doing nothing); that page came back same-site, where the admin's session was still there.
     await page.waitForURL((url) => url.origin === stack.url && url.pathname === '/ui/clusters', { timeout: 30_000 });
-    expect(await clusterExists('forged')).toBe(false);
+    expect(await stack.clusterExists('forged')).toBe(false);
     await expect(page.locator('tr[data-cluster="forged"]').count()).resolves.toBe(0);
     expect(await sessionCookie(page)).toBe(signedIn);
   });
@@ -347,7 +334,7 @@ describe('forms sent from elsewhere', () => {
       await expect(page.getByRole('heading', { level: 1 }).innerText()).resolves.toBe('Form refused');
       await expect(page.getByRole('alert').innerText()).resolves.toContain('This form was not sent from a page of this console');
       await expect(page.getByRole('alert').innerText()).resolves.toContain('nothing was done');
-      expect(await clusterExists(name)).toBe(false);
+      expect(await stack.clusterExists(name)).toBe(false);
       if (name === 'tampered') await screenshot(page, 'form-refused');
     }
   });

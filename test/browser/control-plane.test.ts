@@ -33,12 +33,12 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { RunningRelay } from '../../src/relay/server.js';
 import { BIN } from '../helpers/cli.js';
 import { kubectlBinary, type KubectlResult, runKubectl } from '../helpers/kubectl.js';
-import { launchChromium, openTab, screenshot, signIn as signInAs, submit, type Tab } from './browser.js';
+import { launchChromium, screenshot, signIn as signInAs, submit, type Tab, tabPerTest } from './browser.js';
 import { type ConsoleStack, startConsoleStack } from './stack.js';
 
 const CLUSTER = 'ops-eu';
@@ -66,15 +66,7 @@ afterAll(async () => {
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
-beforeEach(async () => {
-  tab = await openTab(browser);
-});
-
-afterEach(async () => {
-  const problems = tab.problems();
-  await tab.close();
-  expect(problems, 'console errors, exceptions or CSP violations in the pages').toEqual([]);
-});
+tabPerTest(() => browser, (opened) => (tab = opened));
 
 const at = (pathname: string) => `${stack.url}${pathname}`;
 

@@ -7,8 +7,8 @@
  * and that refresh does not count as activity.
  */
 import type { Browser } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { launchChromium, openTab, screenshot, signIn, submit, type Tab } from './browser.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, screenshot, signIn, submit, type Tab, tabPerTest } from './browser.js';
 import { type ConsoleStack, startConsoleStack } from './stack.js';
 
 const IDLE_TIMEOUT_MS = 4_000;
@@ -28,24 +28,11 @@ afterAll(async () => {
   await stack?.close();
 });
 
-beforeEach(async () => {
-  tab = await openTab(browser);
-});
-
-afterEach(async () => {
-  const problems = tab.problems();
-  await tab.close();
-  expect(problems, 'console errors, exceptions or CSP violations in the pages').toEqual([]);
-});
+tabPerTest(() => browser, (opened) => (tab = opened));
 
 const at = (pathname: string) => `${stack.url}${pathname}`;
 const idle = () => new Promise((resolve) => setTimeout(resolve, IDLE_TIMEOUT_MS + 1_500));
 
-async function clusterExists(name: string): Promise<boolean> {
-  const answer = await stack.api('GET', `/v1/clusters/${name}`);
-  expect([200, 404]).toContain(answer.status);
-  return answer.status === 200;
-}
 
 describe('an expired console session', () => {
   it('the add-cluster form sent after the idle timeout lands on sign-in saying the session ended, and the cluster is not created', async () => {
@@ -71,7 +58,7 @@ describe('an expired console session', () => {
     expect(landed.pathname).toBe('/ui/sign-in');
     expect(landed.searchParams.get('reason')).toBe('expired');
     await expect(page.getByRole('status').innerText()).resolves.toBe(EXPIRED_SENTENCE);
-    expect(await clusterExists('too-late')).toBe(false);
+    expect(await stack.clusterExists('too-late')).toBe(false);
     await screenshot(page, 'sign-in-session-ended');
 
     // Signing in again opens a new session; what was sent before is still not done.

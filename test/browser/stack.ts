@@ -56,6 +56,8 @@ export interface ConsoleStack {
   acmeKey: string;
   /** One admin API request (JSON), with `key` as the admin key (default: root's). */
   api(method: string, pathname: string, key?: string): Promise<Answer>;
+  /** Whether the cluster exists, as root sees it through the admin API (any answer but 200 or 404 fails). */
+  clusterExists(name: string): Promise<boolean>;
   /** The fake API server every relay stands in front of: each request it got, with the relay's impersonation headers. */
   apiServer: FakeApiServer;
   /** The RBAC objects relays with central grants reconcile into (`rbac.get('rolebindings/default', 'kube-relay-<grant id>')`), and their Leases. */
@@ -116,12 +118,18 @@ export async function startConsoleStack(options: ConsoleStackOptions): Promise<C
   const upstreams = { plain: relayKubeconfig('relay-upstream', fake.url), centralGrants: relayKubeconfig('relay-upstream-grants', front.url) };
 
   const relays = new Set<RunningRelay>();
+  const api: ConsoleStack['api'] = (method, pathname, key = rootKey) => request(`${issuer.url}${pathname}`, { method, ca: caPem, headers: { authorization: `Bearer ${key}` } });
   return {
     url: issuer.url,
     caPem,
     rootKey,
     acmeKey,
-    api: (method, pathname, key = rootKey) => request(`${issuer.url}${pathname}`, { method, ca: caPem, headers: { authorization: `Bearer ${key}` } }),
+    api,
+    async clusterExists(name) {
+      const answer = await api('GET', `/v1/clusters/${name}`);
+      if (answer.status !== 200 && answer.status !== 404) throw new Error(`GET /v1/clusters/${name}: ${answer.status} ${answer.body.toString()}`);
+      return answer.status === 200;
+    },
     apiServer: fake,
     rbac,
     holdRbac: () => front.hold(),
