@@ -79,9 +79,20 @@ export class RevocationList {
         failing = true;
       }
     };
-    void poll();
-    const timer = setInterval(() => void poll(), intervalMs);
-    timer.unref();
-    return () => clearInterval(timer);
+    // Each poll is scheduled when the one before it has finished, so a slow issuer never has two
+    // polls in flight and every poll asks from the answer before it.
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const loop = async () => {
+      await poll();
+      if (stopped) return;
+      timer = setTimeout(() => void loop(), intervalMs);
+      timer.unref();
+    };
+    void loop();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
   }
 }
