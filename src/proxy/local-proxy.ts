@@ -8,13 +8,13 @@
  * can be had, requests are answered with a Kubernetes Status naming the
  * issuer's reason, so kubectl prints it.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import type httpProxy from 'http-proxy';
 import { PROXY_SESSION_HEADER } from '../audit/record.js';
 import type { Logger } from '../log.js';
 import { writeStatus, writeStatusToSocket } from '../request-stages/errors.js';
-import { allowHalfClose, createKubernetesProxy } from '../request-stages/kubernetes-proxy.js';
+import { type ProxyTarget, proxyRequest, proxyUpgrade } from '../request-stages/kubernetes-proxy.js';
 import type { TokenSource } from './token-source.js';
 
 export interface LocalProxyOptions {
@@ -42,18 +42,19 @@ const CLIENT_CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization', 'cook
 export async function startLocalProxy(options: LocalProxyOptions): Promise<RunningLocalProxy> {
   const { log } = options;
   const server = new URL(options.server);
-  const proxy: httpProxy = createKubernetesProxy(
-    { target: server.origin, changeOrigin: true, secure: true, ...(options.serverCa ? { ca: options.serverCa } : {}) } as httpProxy.ServerOptions,
-    server.pathname.replace(/\/+$/, ''),
-  );
-  proxy.on('error', (err: Error, _req: IncomingMessage, target: ServerResponse | Duplex) => {
+  const agent = new https.Agent({ keepAlive: true, ...(options.serverCa ? { ca: options.serverCa } : {}) });
+  const target: ProxyTarget = {
+    protocol: 'https:',
+    hostname: server.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(server.port || 443),
+    agent,
+    pathPrefix: server.pathname.replace(/\/+$/, ''),
+    host: 'target',
+  };
+  const unreachable = (err: Error) => {
     log.warn('the relay could not be reached', { server: options.server, error: err.message });
-    const message = `kube-relay proxy cannot reach ${options.server}: ${err.message}`;
-    if ('writeHead' in target) {
-      if (!target.headersSent) writeStatus(target, 502, message);
-      else target.destroy();
-    } else writeStatusToSocket(target, 502, message);
-  });
+    return `kube-relay proxy cannot reach ${options.server}: ${err.message}`;
+  };
 
   let refusalSaid: string | undefined;
   const withToken = async (req: IncomingMessage): Promise<string | undefined> => {
@@ -71,19 +72,29 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Runni
       return undefined;
     }
   };
-  const upstreamHeaders = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}`, ...(options.session ? { [PROXY_SESSION_HEADER]: options.session } : {}) });
+  const upstreamHeaders = (req: IncomingMessage, token: string): http.OutgoingHttpHeaders => ({
+    ...req.headers,
+    authorization: `Bearer ${token}`,
+    ...(options.session ? { [PROXY_SESSION_HEADER]: options.session } : {}),
+  });
   const refusal = () => `kube-relay proxy has no token for the cluster: ${options.tokens.failure ?? 'the issuer did not answer'}`;
 
   const listener = http.createServer(async (req, res) => {
     const token = await withToken(req);
     if (token === undefined) return writeStatus(res, 401, refusal());
-    proxy.web(req, res, { headers: upstreamHeaders(token) });
+    proxyRequest(target, req, res, {
+      headers: upstreamHeaders(req, token),
+      onError: (err) => {
+        const message = unreachable(err);
+        if (!res.headersSent) writeStatus(res, 502, message);
+        else res.destroy();
+      },
+    });
   });
   listener.on('upgrade', async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    allowHalfClose(socket);
     const token = await withToken(req);
     if (token === undefined) return writeStatusToSocket(socket, 401, refusal());
-    proxy.ws(req, socket, head, { headers: upstreamHeaders(token) });
+    proxyUpgrade(target, req, socket, head, { headers: upstreamHeaders(req, token), onError: (err) => writeStatusToSocket(socket, 502, unreachable(err)) });
   });
   // Upgraded connections (exec, port-forward) are the listener's no more: closing must end them itself.
   const sockets = new Set<Duplex>();
@@ -102,7 +113,7 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Runni
     port,
     close: () =>
       new Promise<void>((resolve) => {
-        proxy.close();
+        agent.destroy();
         listener.close(() => resolve());
         for (const socket of sockets) socket.destroy();
       }),

@@ -18,29 +18,34 @@ export function extraHeaderName(key: string): string {
 
 export class IdentityInvariantViolation extends Error {}
 
+const TOKEN_ID_HEADER = extraHeaderName(EXTRA_TOKEN_ID);
+const REQUEST_ID_HEADER = extraHeaderName(EXTRA_REQUEST_ID);
+const IDENTITY_HEADERS = new Set(['impersonate-user', 'impersonate-group', TOKEN_ID_HEADER, REQUEST_ID_HEADER]);
+
+/** Adds the relay's credential and the agent's identity to `stripped` (a header set of this request's own) and returns it. */
 export function addImpersonation(
   stripped: OutgoingHttpHeaders,
   identity: AgentIdentity,
   relayAuthorization: string | undefined,
   requestId: string,
 ): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = { ...stripped };
+  const headers = stripped;
   if (relayAuthorization !== undefined) headers.authorization = relayAuthorization;
   headers['impersonate-user'] = identity.user;
   if (identity.groups.length > 0) headers['impersonate-group'] = [...identity.groups];
-  headers[extraHeaderName(EXTRA_TOKEN_ID)] = identity.tokenId;
-  headers[extraHeaderName(EXTRA_REQUEST_ID)] = requestId;
+  headers[TOKEN_ID_HEADER] = identity.tokenId;
+  headers[REQUEST_ID_HEADER] = requestId;
   assertSingleIdentity(headers, identity, relayAuthorization);
   return headers;
 }
 
 /** Throws unless the headers carry exactly the relay's credential and the agent's identity. */
 export function assertSingleIdentity(headers: OutgoingHttpHeaders, identity: AgentIdentity, relayAuthorization: string | undefined): void {
-  const expected = new Set(['impersonate-user', 'impersonate-group', extraHeaderName(EXTRA_TOKEN_ID), extraHeaderName(EXTRA_REQUEST_ID)]);
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     const lower = name.toLowerCase();
     if (lower !== name) throw new IdentityInvariantViolation(`header ${name} is not lower-case`);
-    if ((lower.startsWith('impersonate-') && !expected.has(lower)) || lower.startsWith('x-remote-')) {
+    if ((lower.startsWith('impersonate-') && !IDENTITY_HEADERS.has(lower)) || lower.startsWith('x-remote-')) {
       throw new IdentityInvariantViolation(`unexpected identity header ${lower}`);
     }
     if (lower === 'authorization' && (Array.isArray(value) || value !== relayAuthorization)) {

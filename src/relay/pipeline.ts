@@ -70,7 +70,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const { log, metrics } = deps;
 
   function newContext(req: IncomingMessage): RequestContext {
-    return { ...auditedRequest(req, deps.cluster, deps.mode, req.url ?? '', randomUUID()), finished: false };
+    // Completed in place rather than spread into a new object: this runs once per request (issue 21).
+    const ctx = auditedRequest(req, deps.cluster, deps.mode, req.url ?? '', randomUUID()) as RequestContext;
+    ctx.finished = false;
+    return ctx;
   }
 
   /** Stages 1-3, after room in the audit trail: everything that must hold before a byte goes upstream; the headers and target to forward. */

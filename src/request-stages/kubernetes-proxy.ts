@@ -1,59 +1,189 @@
 /**
- * The http-proxy server both the relay (to the API server) and the hub (into
- * a tunnel) forward agents' requests with.
+ * The one forwarder of agents' requests: the relay's to the API server, the
+ * hub's into a tunnel, `kube-relay proxy`'s to the relay or hub. Written on
+ * Node's own http client (it replaced http-proxy, unmaintained since 2020,
+ * whose per-request passes, option merging and event fan-out cost more CPU
+ * per small request than the rest of the relay; issue 21). What it does:
  *
- * http-proxy's own upgrade check only knows `websocket` (and GET), while
- * kubectl's SPDY exec is a POST: that pass is removed, and
- * `validatedUpgrade` (strip-headers.ts) is the check instead. `toProxy`
- * keeps http-proxy from re-parsing (and re-escaping) the request target.
+ * - the upstream sees `pathPrefix` plus the client's request target byte
+ *   for byte, with the header set it is given;
+ * - bodies stream both ways, with no buffering and no total timeout;
+ * - the answer's hop-by-hop headers stay on the upstream's hop: Node frames
+ *   the client's answer itself, and keeps or closes the client's
+ *   connection as the client asked (RFC 9110 §7.6.1);
+ * - a streamed answer (no Content-Length: a watch, logs -f) reaches the
+ *   client with its headers at once, as kube-apiserver flushes them;
+ * - a client that leaves, or a caller that abandons a request, ends the
+ *   upstream request too (a watch must not linger);
+ * - upgrades (`websocket`, `SPDY/3.1`) are forwarded as HTTP/1.1; the
+ *   upstream's 101 head goes to the client as it was sent, then raw bytes
+ *   both ways, each direction ended on its own; a refused handshake goes
+ *   back as the upstream answered it, so kubectl can fall back from
+ *   WebSocket to SPDY. Callers validate the upgrade (strip-headers.ts).
  */
-import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
-import { listHeaderValues } from './authenticate.js';
+import { appendHeader } from './strip-headers.js';
+
+/** Where requests go: the upstream's origin and the pool that connects to it. */
+export interface ProxyTarget {
+  protocol: 'http:' | 'https:';
+  hostname: string;
+  port: number;
+  /** A keep-alive pool (the relay, the local proxy) or an agent opening tunnel streams (the hub). */
+  agent: http.Agent;
+  /** Prepended to the client's request target (an API server URL with a path). */
+  pathPrefix?: string;
+  /** The Host header upstream: the target's own (`target`, as a client of that server sends it), or the client's. */
+  host: 'target' | 'client';
+}
+
+export interface ProxyHooks {
+  /** The header set sent upstream (default: the client's, as it sent them); with `host: 'target'` its Host is set. */
+  headers?: OutgoingHttpHeaders;
+  /** Sent in place of the client's body, which has been read (a dry-run delete's options). */
+  body?: Buffer;
+  /** The upstream request exists (its request line not yet written). */
+  onProxyRequest?(proxyReq: ClientRequest): void;
+  /** The upstream answered a plain request, or refused an upgrade (with that answer). */
+  onResponse?(upstream: IncomingMessage): void;
+  /** The upgrade went through: the client has the 101 head, bytes flow both ways. */
+  onUpgrade?(upstream: IncomingMessage, upstreamSocket: Socket): void;
+  /** The upstream could not be reached or broke off (not called when the client left first). */
+  onError(err: Error): void;
+}
+
+/** Hop-by-hop headers of the upstream's answer (RFC 9110 §7.6.1): Node frames the client's answer itself. */
+const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
+
+function requestOptions(target: ProxyTarget, req: IncomingMessage, hooks: ProxyHooks): http.RequestOptions {
+  const headers = hooks.headers ?? headersAsSent(req.rawHeaders);
+  if (target.host === 'target') headers.host = target.port === (target.protocol === 'https:' ? 443 : 80) ? target.hostname : `${hostPart(target.hostname)}:${target.port}`;
+  return {
+    protocol: target.protocol,
+    hostname: target.hostname,
+    port: target.port,
+    agent: target.agent,
+    method: req.method,
+    path: (target.pathPrefix ?? '') + (req.url ?? '/'),
+    headers,
+    // The header set carries the Host to send; Node adds one only where it has none (an HTTP/1.0 client's).
+    setHost: headers.host === undefined,
+  };
+}
 
 /**
- * An http-proxy server fit for Kubernetes traffic: its upgrade check (GET and
- * `websocket` only) would refuse kubectl's SPDY exec, a POST, so callers
- * validate upgrades themselves; and its deleteLength pass would turn a chunked
- * DELETE body into "Content-Length: 0". Both passes are removed. The
- * upstream sees `pathPrefix` plus the request target byte for byte.
+ * The client's headers, each value as it was sent: req.headers would join
+ * repeated headers into one and drop some (a header named __proto__).
  */
-export function createKubernetesProxy(options: httpProxy.ServerOptions, pathPrefix = ''): httpProxy {
-  const proxy = httpProxy.createProxyServer({ toProxy: true, xfwd: false, ws: true, ...options });
-  const passes = proxy as unknown as { wsPasses: { name: string }[]; webPasses: { name: string }[] };
-  passes.wsPasses = passes.wsPasses.filter((pass) => pass.name !== 'checkMethodAndHeader');
-  passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
-  // http-proxy builds the upstream path with its urlJoin, which collapses "//" and turns "http:/" into
-  // "http://": another path than the client's (DESIGN §3.4). The request line is written on the first
-  // write, after these events, so the exact path set here is the one sent.
-  const exactPath = (proxyReq: ClientRequest, req: IncomingMessage) => {
-    proxyReq.path = pathPrefix + req.url;
+export function headersAsSent(rawHeaders: readonly string[]): OutgoingHttpHeaders {
+  const headers: Record<string, string | string[]> = Object.create(null);
+  for (let i = 0; i < rawHeaders.length; i += 2) appendHeader(headers, rawHeaders[i]!.toLowerCase(), rawHeaders[i + 1]!);
+  return headers;
+}
+
+function hostPart(hostname: string): string {
+  return hostname.includes(':') ? `[${hostname}]` : hostname;
+}
+
+function newRequest(target: ProxyTarget, options: http.RequestOptions): ClientRequest {
+  return (target.protocol === 'https:' ? https : http).request(options);
+}
+
+/** Forwards a plain request; returns the upstream request (destroy it to abandon the request). */
+export function proxyRequest(target: ProxyTarget, req: IncomingMessage, res: ServerResponse, hooks: ProxyHooks): ClientRequest | undefined {
+  let proxyReq: ClientRequest;
+  try {
+    proxyReq = newRequest(target, requestOptions(target, req, hooks));
+  } catch (err) {
+    hooks.onError(err as Error);
+    return undefined;
+  }
+  hooks.onProxyRequest?.(proxyReq);
+  const abandonIfUnfinished = () => {
+    if (!res.writableFinished) proxyReq.destroy();
   };
-  proxy.on('proxyReq', exactPath);
-  // A client that hangs up mid-response (a watch) must end the upstream request too: http-proxy only
-  // aborts upstream for requests whose body was still arriving (Node emits 'aborted' only then).
-  proxy.on('proxyReq', (proxyReq: ClientRequest, _req: IncomingMessage, res: ServerResponse) => {
-    const abortIfUnfinished = () => !res.writableFinished && proxyReq.destroy();
-    if (res.closed) abortIfUnfinished();
-    else res.once('close', abortIfUnfinished);
+  res.once('close', abandonIfUnfinished);
+  proxyReq.on('error', (err) => {
+    if (res.closed && !res.writableFinished) return; // the client left: nobody waits for this answer
+    hooks.onError(err);
   });
-  proxy.on('proxyReqWs', exactPath);
-  // A streamed answer (a watch, logs -f) must reach the client with its headers at once, as kube-apiserver
-  // flushes them; Node would hold them back until the first body byte. http-proxy copies the headers
-  // synchronously right after this event, so the flush waits for a microtask.
-  proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
-    // Connection is this hop's business: the client's own request decides. http-proxy would otherwise
-    // answer "Connection: keep-alive" (it reads the header set the pipeline rebuilt, which has none), and
-    // Node then keeps open a connection the client asked to close.
-    const clientCloses = listHeaderValues(req.rawHeaders, 'connection').some((token) => token.toLowerCase() === 'close');
-    proxyRes.headers.connection = clientCloses || req.httpVersion === '1.0' ? 'close' : 'keep-alive';
-    if (proxyRes.headers['content-length'] !== undefined) return;
-    queueMicrotask(() => {
-      if (!res.headersSent && !res.destroyed) res.flushHeaders();
-    });
+  proxyReq.on('response', (upstream) => {
+    hooks.onResponse?.(upstream);
+    if (res.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    const raw = upstream.rawHeaders;
+    const headers: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP_RESPONSE.has(raw[i]!.toLowerCase())) headers.push(raw[i]!, raw[i + 1]!);
+    res.writeHead(upstream.statusCode ?? 502, upstream.statusMessage, headers);
+    // Node holds the head back until the first body byte; a streamed answer gets it now. A body already
+    // read with the head is written with it (one write): its flow starts on the next tick, before this microtask.
+    if (upstream.headers['content-length'] === undefined) {
+      let bodyStarted = false;
+      upstream.once('data', () => (bodyStarted = true));
+      queueMicrotask(() => {
+        if (!bodyStarted && !res.destroyed) res.flushHeaders();
+      });
+    }
+    upstream.on('error', () => res.destroy());
+    upstream.pipe(res);
   });
-  return proxy;
+  if (hooks.body) proxyReq.end(hooks.body);
+  else req.pipe(proxyReq);
+  return proxyReq;
+}
+
+/** Forwards an upgrade request; returns the upstream request (destroy it to abandon the upgrade before its 101). */
+export function proxyUpgrade(target: ProxyTarget, req: IncomingMessage, socket: Duplex, head: Buffer, hooks: ProxyHooks): ClientRequest | undefined {
+  allowHalfClose(socket);
+  let proxyReq: ClientRequest;
+  try {
+    proxyReq = newRequest(target, requestOptions(target, req, hooks));
+  } catch (err) {
+    hooks.onError(err as Error);
+    return undefined;
+  }
+  hooks.onProxyRequest?.(proxyReq);
+  // Node's server no longer handles errors on a socket it handed over as an upgrade.
+  socket.on('error', () => socket.destroy());
+  socket.once('close', () => proxyReq.destroy());
+  proxyReq.on('error', (err) => {
+    if (!socket.destroyed) hooks.onError(err);
+  });
+  proxyReq.on('response', (upstream) => {
+    // A refused handshake: the upstream's answer, as it sent it, and the connection ends with it.
+    hooks.onResponse?.(upstream);
+    if (socket.destroyed) return upstream.destroy();
+    socket.write(responseHead(upstream));
+    upstream.pipe(socket);
+  });
+  proxyReq.on('upgrade', (upstream, upstreamSocket: Socket, upstreamHead: Buffer) => {
+    if (socket.destroyed) return upstreamSocket.destroy();
+    allowHalfClose(upstreamSocket);
+    upstreamSocket.setNoDelay(true);
+    socket.write(responseHead(upstream));
+    if (upstreamHead.length > 0) socket.write(upstreamHead);
+    if (head.length > 0) upstreamSocket.write(head);
+    upstreamSocket.on('error', () => upstreamSocket.destroy());
+    socket.once('close', () => upstreamSocket.destroy());
+    hooks.onUpgrade?.(upstream, upstreamSocket);
+    upstreamSocket.pipe(socket);
+    socket.pipe(upstreamSocket);
+  });
+  proxyReq.end();
+  return proxyReq;
+}
+
+/** The upstream's status line and headers, as it sent them (names in their case, repeats kept). */
+function responseHead(upstream: IncomingMessage): string {
+  let head = `HTTP/${upstream.httpVersion} ${upstream.statusCode} ${upstream.statusMessage}\r\n`;
+  const raw = upstream.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  return `${head}\r\n`;
 }
 
 /**

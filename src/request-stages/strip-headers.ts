@@ -79,34 +79,44 @@ export function validatedUpgrade(rawHeaders: readonly string[]): UpgradeProtocol
   throw new RelayRefusal('unsupported-upgrade', 'only "websocket" and "SPDY/3.1" upgrades are supported');
 }
 
+/** Adds a value under `name`, keeping the values of a repeated header apart and in order. */
+export function appendHeader(headers: Record<string, string | string[]>, name: string, value: string): void {
+  const earlier = headers[name];
+  if (earlier === undefined) headers[name] = value;
+  else if (typeof earlier === 'string') headers[name] = [earlier, value];
+  else earlier.push(value);
+}
+
 /**
  * The client's headers that may travel upstream, as lower-case names; values
  * of repeated headers stay separate so nothing is merged or reordered.
  */
 export function stripClientHeaders(rawHeaders: readonly string[], upgrade: UpgradeProtocol | undefined): OutgoingHttpHeaders {
-  const namedInConnection = new Set(listHeaderValues(rawHeaders, 'connection').map((token) => token.toLowerCase()));
-  const kept: Record<string, string[]> = {};
+  const connectionTokens = listHeaderValues(rawHeaders, 'connection');
+  const namedInConnection = connectionTokens.length === 0 ? undefined : new Set(connectionTokens.map((token) => token.toLowerCase()));
+  // No prototype: a header named __proto__ is a header like any other.
+  const headers: Record<string, string | string[]> = Object.create(null);
+  let chunked = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
-    if (namedInConnection.has(name) || HOP_BY_HOP.has(name) || isIdentityHeader(name)) continue;
-    (kept[name] ??= []).push(rawHeaders[i + 1]!);
+    if (name === 'transfer-encoding') chunked = true;
+    if (namedInConnection?.has(name) || HOP_BY_HOP.has(name) || isIdentityHeader(name)) continue;
+    appendHeader(headers, name, rawHeaders[i + 1]!);
   }
-  const protocols = kept['sec-websocket-protocol'];
-  if (protocols) {
+  const protocols = headers['sec-websocket-protocol'];
+  if (protocols !== undefined) {
     // The bearer subprotocol carried the client's credential: it never goes upstream.
-    const remaining = protocols
+    const remaining = (typeof protocols === 'string' ? [protocols] : protocols)
       .flatMap((value) => value.split(','))
       .map((item) => item.trim())
       .filter((item) => item !== '' && !item.startsWith(BEARER_SUBPROTOCOL_PREFIX));
-    if (remaining.length > 0) kept['sec-websocket-protocol'] = [remaining.join(', ')];
-    else delete kept['sec-websocket-protocol'];
+    if (remaining.length > 0) headers['sec-websocket-protocol'] = remaining.join(', ');
+    else delete headers['sec-websocket-protocol'];
   }
-  const headers: OutgoingHttpHeaders = {};
-  for (const [name, values] of Object.entries(kept)) headers[name] = values.length === 1 ? values[0]! : values;
   if (upgrade) {
     headers.connection = 'Upgrade';
     headers.upgrade = upgrade;
-  } else if (headers['content-length'] === undefined && listHeaderValues(rawHeaders, 'transfer-encoding').length > 0) {
+  } else if (chunked && headers['content-length'] === undefined) {
     // The body arrived chunked (Node has already de-chunked and validated it); keep it chunked upstream,
     // or a DELETE body would be sent without framing.
     headers['transfer-encoding'] = 'chunked';

@@ -7,6 +7,7 @@
  */
 import { createHmac } from 'node:crypto';
 import type { RecordedRequest } from '../fixtures/fake-apiserver.js';
+import { expect } from 'vitest';
 
 export type Mode = 'direct' | 'tunnel';
 
@@ -192,6 +193,7 @@ export const ATTACKS: AttackCase[] = [
   { rule: RULE.strip, name: 'X-Remote-User, X-Remote-Group and X-Remote-Extra- (front-proxy headers)', request: () => ({ target: PODS, headers: [['X-Remote-User', 'system:admin'], ['X-Remote-Group', 'system:masters'], ['X-Remote-Extra-Scopes', '*']] }), expect: forwarded() },
   { rule: RULE.strip, name: 'X_Remote_User with underscores', request: () => ({ target: PODS, headers: [['X_Remote_User', 'system:admin']] }), expect: forwarded({ check: (seen) => expectNoHeaderValueContaining(seen, 'system:admin') }) },
   { rule: RULE.strip, name: 'Proxy-Authorization and Proxy-Connection', request: (c) => ({ target: PODS, headers: [['Proxy-Authorization', bearer(c.token)], ['Proxy-Connection', 'keep-alive']] }), expect: forwarded() },
+  { rule: RULE.strip, name: 'a header named __proto__ is an ordinary header: forwarded as sent, the identity unchanged', request: () => ({ target: PODS, headers: [['__proto__', 'polluted'], ['Accept', 'application/json']] }), expect: forwarded({ check: (seen) => expect(seen.rawHeaders).toEqual(expect.arrayContaining(['__proto__', 'polluted'])) }) },
   { rule: RULE.strip, name: 'a header named in Connection is dropped', request: () => ({ target: PODS, headers: [['Connection', 'X-Secret-Hop'], ['X-Secret-Hop', 'value']] }), expect: forwarded({ check: (seen) => expectNoHeaderValueContaining(seen, 'value') }) },
   { rule: RULE.audit, name: 'Forwarded and X-Forwarded-For spoofing the source address', request: () => ({ target: '/api/v1/namespaces/audit-spoof/pods', headers: [['Forwarded', 'for=203.0.113.7'], ['X-Forwarded-For', '203.0.113.7'], ['X-Real-IP', '203.0.113.7'], ['X-Forwarded-Host', 'evil.example']] }), expect: forwarded({ check: (seen) => expectNoHeaderValueContaining(seen, '203.0.113.7'), audit: (record) => expectSourceIsLoopback(record) }) },
 

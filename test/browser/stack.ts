@@ -17,12 +17,11 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import httpProxy from 'http-proxy';
 import { stringify } from 'yaml';
 import { OPERATOR } from '../../src/control/caller.js';
 import * as ops from '../../src/control/operations.js';
@@ -33,6 +32,7 @@ import { openStore } from '../../src/issuer/store.js';
 import { createLogger } from '../../src/log.js';
 import { type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
+import { type ProxyTarget, proxyRequest, proxyUpgrade } from '../../src/request-stages/kubernetes-proxy.js';
 import { issueCertificate, loadOrCreateCa } from '../../src/tls/local-ca.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/fake-apiserver.js';
 import { type FakeRbac, startFakeRbac } from '../fixtures/fake-rbac.js';
@@ -176,24 +176,26 @@ const HELD_PATH = /^\/apis\/rbac\.authorization\.k8s\.io\//;
  * RBAC store, for a relay whose one upstream must be both; upgrades go to the fake API server.
  */
 async function startFront(fake: FakeApiServer, rbac: FakeRbac, tls: { key: string; cert: string; ca: string }) {
-  const proxy = httpProxy.createProxyServer({ ws: true, xfwd: false });
-  const apiServer = { protocol: 'https:', host: '127.0.0.1', port: fake.port, ca: tls.ca };
-  const rbacStore = { protocol: 'http:', host: '127.0.0.1', port: Number(rbac.upstream.server.port) };
-  proxy.on('error', (err, _req, res) => {
-    if ('writeHead' in res && !(res as ServerResponse).headersSent) (res as ServerResponse).writeHead(502, { 'content-type': 'text/plain' }).end(err.message);
-    else res.destroy();
-  });
+  const apiServer: ProxyTarget = { protocol: 'https:', hostname: '127.0.0.1', port: fake.port, agent: new https.Agent({ keepAlive: true, ca: tls.ca }), host: 'client' };
+  const rbacStore: ProxyTarget = { protocol: 'http:', hostname: '127.0.0.1', port: Number(rbac.upstream.server.port), agent: new http.Agent({ keepAlive: true }), host: 'client' };
+  const forward = (req: IncomingMessage, res: ServerResponse, target: ProxyTarget) =>
+    proxyRequest(target, req, res, {
+      onError: (err) => {
+        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' }).end(err.message);
+        else res.destroy();
+      },
+    });
   let held: { released: Promise<void>; release(): void } | undefined;
   const sockets = new Set<Socket>();
   const server = https.createServer({ key: tls.key, cert: tls.cert }, (req: IncomingMessage, res: ServerResponse) => {
     const pathname = new URL(req.url ?? '/', 'https://front').pathname;
     const target = RBAC_STORE_PATH.test(pathname) ? rbacStore : apiServer;
     const waitFor = held && HELD_PATH.test(pathname) ? held.released : undefined;
-    if (!waitFor) return proxy.web(req, res, { target });
+    if (!waitFor) return forward(req, res, target);
     // A client that gave up meanwhile (its deadline) is not answered.
-    void waitFor.then(() => (req.destroyed ? undefined : proxy.web(req, res, { target })));
+    void waitFor.then(() => (req.destroyed ? undefined : forward(req, res, target)));
   });
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => proxy.ws(req, socket, head, { target: apiServer }));
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => proxyUpgrade(apiServer, req, socket, head, { onError: () => socket.destroy() }));
   server.on('secureConnection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -216,7 +218,8 @@ async function startFront(fake: FakeApiServer, rbac: FakeRbac, tls: { key: strin
         held?.release();
         server.close(() => resolve());
         for (const socket of sockets) socket.destroy();
-        proxy.close();
+        apiServer.agent.destroy();
+        rbacStore.agent.destroy();
       }),
   };
 }
