@@ -114,9 +114,11 @@ export async function startEverything(options: { cpuProfileDir?: string | undefi
   const node = process.execPath;
   const profile = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProfileDir)}`] : [];
   const data = { KUBE_RELAY_DATA: dataDir };
-  const issuerUrl = (await startProcess('issuer', node, [...profile, CLI, 'issuer', '--listen', '127.0.0.1:0'], /"url":"(https:\/\/[^"]+)"/, data))[1]!;
-  // One agent holds every watch of the idle-watch phase: its per-agent quota must not be what is measured.
-  const relayArgs = ['--cluster', CLUSTER, '--issuer', issuerUrl, '--issuer-ca-file', ca.certPath, '--kubeconfig', path.join(dataDir, 'upstream.kubeconfig'), '--admin-listen', '127.0.0.1:0', '--max-streams-per-agent', '1000000'];
+  // Every client of the run comes from 127.0.0.1: the per-address cap (a quarter of the connections) must not bind either.
+  const unlimitedConnections = ['--max-connections', '1000000', '--max-connections-per-address', '1000000'];
+  const issuerUrl = (await startProcess('issuer', node, [...profile, CLI, 'issuer', '--listen', '127.0.0.1:0', '--max-requests-per-agent', '1000000', ...unlimitedConnections], /"url":"(https:\/\/[^"]+)"/, data))[1]!;
+  // One agent holds every watch of the idle-watch phase: its per-agent quotas must not be what is measured.
+  const relayArgs = ['--cluster', CLUSTER, '--issuer', issuerUrl, '--issuer-ca-file', ca.certPath, '--kubeconfig', path.join(dataDir, 'upstream.kubeconfig'), '--admin-listen', '127.0.0.1:0', '--max-streams-per-agent', '1000000', '--max-requests-per-agent', '1000000', ...unlimitedConnections];
   const direct = await startProcess(
     'direct relay',
     node,

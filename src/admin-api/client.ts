@@ -12,8 +12,8 @@ import { policySubject, type PolicySubjectRequest } from '../control/policies.js
 import type { AuditRecordView, PolicyView } from '../control/views.js';
 import { formatDenyRule, type Policy } from '../policy/policy.js';
 import type { SessionView } from '../sessions/session.js';
-import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from '../issuer/registry.js';
-import { AlreadyExistsError } from '../issuer/store.js';
+import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from '../issuer/errors.js';
+import { AlreadyExistsError } from '../issuer/store/types.js';
 import { fetchWithCa, type FetchLike, issuerTrustHint } from '../https-fetch.js';
 
 export interface AdminApiClientOptions {

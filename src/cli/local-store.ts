@@ -4,9 +4,8 @@
  * for one command and closed after it.
  */
 import path from 'node:path';
-import { Registry } from '../issuer/registry.js';
-import { checkPepper, loadOrCreatePepper } from '../issuer/secrets.js';
-import { type IssuerStore, openStore } from '../issuer/store.js';
+import type { Registry } from '../issuer/registry.js';
+import type { IssuerStore } from '../issuer/store.js';
 import { type FlagSpec, type Io, str, type Values } from './command.js';
 
 export const STORE_FLAGS: FlagSpec[] = [
@@ -22,7 +21,9 @@ export function storeLocation(values: Values) {
   return { dataDir: dataDir(values), storeUrl: str(values, 'store-url') };
 }
 
+/** The store's modules (and its engine's driver) are loaded here, by the commands that open one. */
 export async function withStore<T>(values: Values, use: (store: IssuerStore) => T | Promise<T>): Promise<T> {
+  const { openStore } = await import('../issuer/store.js');
   const store = await openStore(storeLocation(values));
   try {
     return await use(store);
@@ -33,6 +34,7 @@ export async function withStore<T>(values: Values, use: (store: IssuerStore) => 
 
 export function withRegistry<T>(values: Values, io: Io, use: (registry: Registry) => T | Promise<T>): Promise<T> {
   return withStore(values, async (store) => {
+    const [{ Registry }, { checkPepper, loadOrCreatePepper }] = await Promise.all([import('../issuer/registry.js'), import('../issuer/secrets.js')]);
     const location = storeLocation(values);
     const pepper = loadOrCreatePepper(location.dataDir, io.env, { pepperFile: str(values, 'pepper-file'), shared: location.storeUrl !== undefined });
     await checkPepper(store, pepper);

@@ -6,8 +6,8 @@
  * prints a sentence on stderr and exits 2; failures exit 1.
  */
 import { version } from '../version.js';
-import { InvalidInputError } from '../issuer/registry.js';
-import { AlreadyExistsError } from '../issuer/store.js';
+import { InvalidInputError } from '../issuer/errors.js';
+import { AlreadyExistsError } from '../issuer/store/types.js';
 import { UpstreamConfigError } from '../relay/upstream.js';
 import { closestName, type CommandSpec, GLOBAL_FLAGS, hasValue, type Io, parseCommandArgs, UsageError } from './command.js';
 import { COMMANDS } from './commands/index.js';

@@ -13,8 +13,7 @@ import { AlreadyExistsError } from '../issuer/store.js';
 import { actorOf, type Caller, mayManage } from './caller.js';
 import { getAgent, getCluster, listedOrg, MAX_PAGE_SIZE, type Page } from './operations.js';
 
-/** The longest `expires` a grant may have unless the issuer says otherwise (`--max-grant-duration`). */
-export const DEFAULT_MAX_GRANT_DURATION_MS = 30 * 24 * 3_600_000;
+export { DEFAULT_MAX_GRANT_DURATION_MS } from '../grants/grant.js';
 
 export interface GrantRequest {
   cluster: string;

@@ -19,10 +19,9 @@ import { type Caller, mayManage } from './caller.js';
 import { getAgent, getCluster, listedOrg, type Page } from './operations.js';
 import { type AuditRecordView, auditRecordView } from './views.js';
 
-/** Items per page when the caller does not say. */
-export const DEFAULT_AUDIT_PAGE_SIZE = 100;
-/** The largest page of sessions or records; more is refused (422), not cut. */
-export const MAX_AUDIT_PAGE_SIZE = 1000;
+import { DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE } from '../sessions/session.js';
+
+export { DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE };
 
 export interface Paging {
   /** 1..MAX_AUDIT_PAGE_SIZE; default DEFAULT_AUDIT_PAGE_SIZE. */

@@ -25,6 +25,9 @@ export const BUILT_IN_ROLES: Readonly<Record<string, string>> = {
 };
 
 /** The label that makes a cluster's own ClusterRole grantable under its name. */
+/** The longest `expires` a grant may have unless the issuer says otherwise (`--max-grant-duration`). */
+export const DEFAULT_MAX_GRANT_DURATION_MS = 30 * 24 * 3_600_000;
+
 export const GRANTABLE_LABEL = 'kube-relay.dev/grantable';
 
 /** The role that needs an explicit confirmation: it is every right on the cluster. */

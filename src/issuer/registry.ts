@@ -13,14 +13,9 @@ import type { PolicyStore } from './store/policy-sql.js';
 import type { ConsoleSessionStore } from './store/console-session-sql.js';
 import { type Admin, type Agent, AlreadyExistsError, type Cluster, type IssuerStore, type ListFilter, type RelayConnection } from './store.js';
 
-/** Input a person can correct (the admin API answers 422). */
-export class InvalidInputError extends Error {}
-/** No such object, or one the caller may not see (404: another org's objects are not found). */
-export class NotFoundError extends InvalidInputError {}
-/** The object is in a state that forbids the change, such as revoked (409). */
-export class ConflictError extends InvalidInputError {}
-/** The caller may not do this at all, whatever the object (403). */
-export class ForbiddenError extends InvalidInputError {}
+import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from './errors.js';
+
+export { ConflictError, ForbiddenError, InvalidInputError, NotFoundError };
 
 export class Registry {
   /** Grants hold no secret: the store's own methods are their registry (src/control/grants.ts checks input and caller). */

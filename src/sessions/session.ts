@@ -10,6 +10,11 @@
  */
 
 /** The longest pause between two requests of one session. */
+/** Items per page of sessions or audit records when the caller does not say. */
+export const DEFAULT_AUDIT_PAGE_SIZE = 100;
+/** The largest page of sessions or records; more is refused (422), not cut. */
+export const MAX_AUDIT_PAGE_SIZE = 1000;
+
 export const SESSION_GAP_MS = 5 * 60_000;
 /** A proxy run that has not said it is alive for this long has ended (it renews its token every minute or so, and says so then). */
 export const PROXY_SILENCE_MS = 3 * 60_000;

@@ -1,6 +1,5 @@
 /** The agent's side: `kube-relay token` (the exec credential plugin) and `kube-relay kubeconfig` (DESIGN §6). */
 import { buildKubeconfig } from '../../client/kubeconfig.js';
-import { AdminApiClient } from '../../admin-api/client.js';
 import { execCredential, type IssuedToken, requestToken } from '../../client/token.js';
 import { type CommandSpec, required, str, UsageError } from '../command.js';
 import { adminKey, API_KEY_FILE, apiKey, httpsUrl, readFileFlag } from '../flag-values.js';
@@ -36,6 +35,7 @@ export const clientCommands: CommandSpec[] = [
         if (str(values, 'api-key-file') !== undefined) throw new UsageError('--api-key-file and --agent exclude each other: an agent\'s own key, or an admin key minting for the agent');
         const key = adminKey(values, io.env);
         if (key === undefined) throw new UsageError('--agent needs an admin key: pass --admin-key-file F or set KUBE_RELAY_ADMIN_KEY');
+        const { AdminApiClient } = await import('../../admin-api/client.js');
         const api = new AdminApiClient({ issuer, adminKey: key, ca: issuerCa, trustFlag: '--ca-file' });
         issued = await api.post<IssuedToken>(`/v1/agents/${encodeURIComponent(agent)}/tokens`, { cluster });
       } else {

@@ -4,8 +4,7 @@
  * on one cluster, reconciled into RBAC by that cluster's relay.
  */
 import type { GrantView } from '../../control/views.js';
-import { DEFAULT_MAX_GRANT_DURATION_MS } from '../../control/grants.js';
-import { BUILT_IN_ROLES } from '../../grants/grant.js';
+import { BUILT_IN_ROLES, DEFAULT_MAX_GRANT_DURATION_MS } from '../../grants/grant.js';
 import { type CommandSpec, type FlagSpec, str, UsageError, type Values } from '../command.js';
 import { duration } from '../flag-values.js';
 import { isRemote, MANAGEMENT_FLAGS, withManagement } from '../management.js';

@@ -1,8 +1,5 @@
 /** `kube-relay issuer` and `issuer rotate-keys` (DESIGN §2, §6, §9). */
 import { hostname } from 'node:os';
-import { DEFAULT_IDLE_TIMEOUT_MS } from '../../console/auth.js';
-import { startIssuer } from '../../issuer/server.js';
-import { PROPAGATION_MS, SigningKeys } from '../../issuer/signing-keys.js';
 import { createLogger } from '../../log.js';
 import { DEFAULT_MAX_REQUESTS_PER_AGENT } from '../../request-stages/agent-quotas.js';
 import { DEFAULT_AUDIT_RETENTION_MS } from '../../sessions/retention.js';
@@ -80,6 +77,8 @@ export const issuerCommands: CommandSpec[] = [
         },
         log: createLogger(logLevel(values), { component: 'issuer' }),
       };
+      // Loaded here, not with the command list: other commands' processes never hold the issuer's modules.
+      const { startIssuer } = await import('../../issuer/server.js');
       const issuer = await startIssuer(options);
       // Listening for signals before saying it is up: a script that stops it on that line must not kill it mid-start.
       const stopped = untilSignal();
@@ -98,6 +97,7 @@ export const issuerCommands: CommandSpec[] = [
     examples: ['kube-relay issuer rotate-keys --data /var/lib/kube-relay'],
     run({ values }, io) {
       return withStore(values, async (store) => {
+        const { PROPAGATION_MS, SigningKeys } = await import('../../issuer/signing-keys.js');
         const shared = storeLocation(values).storeUrl !== undefined;
         const kid = await new SigningKeys(store, dataDir(values), shared ? PROPAGATION_MS : 0).rotate();
         io.stderr(`new signing key ${kid} is current for this data directory's issuer${shared ? ' once every replica has seen it (about 10 s)' : ''}; the previous key stays in the JWKS until the next rotation.\n`);
@@ -107,9 +107,9 @@ export const issuerCommands: CommandSpec[] = [
   },
 ];
 
-/** --console-idle-timeout in milliseconds: under a minute nobody could fill a form; a session lasts 12 h however active. */
-function consoleIdleTimeout(value: string | undefined): number {
-  if (value === undefined) return DEFAULT_IDLE_TIMEOUT_MS;
+/** --console-idle-timeout in milliseconds (undefined: the console's default): under a minute nobody could fill a form; a session lasts 12 h however active. */
+function consoleIdleTimeout(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
   const ms = duration(value, '--console-idle-timeout');
   if (ms < 60_000 || ms > 12 * 3_600_000) throw new UsageError(`--console-idle-timeout ${value} is outside 1m to 12h: give a duration such as 30m`);
   return ms;

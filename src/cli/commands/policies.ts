@@ -5,9 +5,9 @@
  * read and checked before the store is opened (STYLE 11), so a misspelt
  * rule changes nothing.
  */
-import { policySubject, type PolicySubjectRequest } from '../../control/policies.js';
+import type { PolicySubjectRequest } from '../../control/policies.js';
 import type { PolicyFieldsView, PolicyView } from '../../control/views.js';
-import { InvalidInputError } from '../../issuer/registry.js';
+import { InvalidInputError } from '../../issuer/errors.js';
 import { parseDenyRule, parseRate, type Policy, PolicyError, validatePolicy } from '../../policy/policy.js';
 import { type CommandSpec, type FlagSpec, type Io, list, str, UsageError, type Values } from '../command.js';
 import { MANAGEMENT_FLAGS, withManagement } from '../management.js';
@@ -46,8 +46,8 @@ export const policyCommands: CommandSpec[] = [
       'kube-relay policy set --agent deployer --deny delete:namespaces --deny create:pods/exec@kube-system --rate 5/s --burst 10',
       'kube-relay policy set --team acme/interns --read-only --now',
     ],
-    run({ values }, io) {
-      const subject = subjectOf(values);
+    async run({ values }, io) {
+      const subject = await subjectOf(values);
       const policy = policyOf(values);
       const now = values.now === true;
       const format = outputFormat(values);
@@ -66,8 +66,8 @@ export const policyCommands: CommandSpec[] = [
     description: "A subject without a policy of its own shows an empty one. For an agent, the Effective block is its own policy merged with its teams': what each token minted for it carries.",
     flags: [...SUBJECT_FLAGS, ...COMMON_FLAGS],
     examples: ['kube-relay policy show --agent deployer', 'kube-relay policy show --team acme/sre --output json'],
-    run({ values }, io) {
-      const subject = subjectOf(values);
+    async run({ values }, io) {
+      const subject = await subjectOf(values);
       const format = outputFormat(values);
       return withManagement(values, io, async (management) => {
         print(io, format, await management.showPolicy(subject));
@@ -82,8 +82,8 @@ export const policyCommands: CommandSpec[] = [
     description: "An agent's teams' policies still apply to it. A subject without a policy is no error.",
     flags: [...SUBJECT_FLAGS, NOW_FLAG, ...COMMON_FLAGS],
     examples: ['kube-relay policy clear --agent deployer', 'kube-relay policy clear --team acme/interns --now'],
-    run({ values }, io) {
-      const subject = subjectOf(values);
+    async run({ values }, io) {
+      const subject = await subjectOf(values);
       const now = values.now === true;
       const format = outputFormat(values);
       return withManagement(values, io, async (management) => {
@@ -97,9 +97,10 @@ export const policyCommands: CommandSpec[] = [
 ];
 
 /** Exactly one of --agent and --team, a team spelt ORG/TEAM. */
-function subjectOf(values: Values): PolicySubjectRequest {
+async function subjectOf(values: Values): Promise<PolicySubjectRequest> {
   const request = { agent: str(values, 'agent'), team: str(values, 'team') };
   if ((request.agent === undefined) === (request.team === undefined)) throw new UsageError('give one of --agent NAME and --team ORG/TEAM: a policy is of one agent or one team');
+  const { policySubject } = await import('../../control/policies.js');
   try {
     policySubject(request);
   } catch (err) {

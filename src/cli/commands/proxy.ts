@@ -2,9 +2,6 @@
 import { writeFileSync } from 'node:fs';
 import { proxyKubeconfig } from '../../client/kubeconfig.js';
 import { createLogger } from '../../log.js';
-import { isLoopbackHost, startLocalProxy } from '../../proxy/local-proxy.js';
-import { ProxyRun } from '../../proxy/proxy-run.js';
-import { TokenSource } from '../../proxy/token-source.js';
 import { type CommandSpec, required, str, UsageError } from '../command.js';
 import { API_KEY_FILE, apiKey, hostPort, httpsUrl, logLevel, readFileFlag, untilSignal } from '../flag-values.js';
 
@@ -29,6 +26,7 @@ export const proxyCommands: CommandSpec[] = [
       'kube-relay proxy --issuer https://127.0.0.1:8443 --issuer-ca-file .kube-relay/tls/ca.crt --cluster prod-eu --server https://127.0.0.1:9443 --ca-file .kube-relay/tls/ca.crt --api-key-file deployer.api-key --kubeconfig-out proxy.kubeconfig',
     ],
     async run({ values }, io) {
+      const [{ isLoopbackHost, startLocalProxy }, { ProxyRun }, { TokenSource }] = await Promise.all([import('../../proxy/local-proxy.js'), import('../../proxy/proxy-run.js'), import('../../proxy/token-source.js')]);
       const issuer = httpsUrl(values, 'issuer', 'the issuer URL');
       const cluster = required(values, 'cluster', 'the cluster to proxy to');
       const server = httpsUrl(values, 'server', 'the relay URL (or https://HUB/clusters/NAME)');

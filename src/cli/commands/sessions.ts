@@ -6,10 +6,10 @@
  * 100): sessions newest first, records oldest first.
  */
 import { DECISIONS } from '../../audit/record.js';
-import { DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE, type SessionDetail, type SessionQuery } from '../../control/sessions.js';
+import type { SessionDetail, SessionQuery } from '../../control/sessions.js';
 import type { AuditRecordView } from '../../control/views.js';
 import { formatDuration } from '../../duration.js';
-import { agentOfUser, type SessionCommand, type SessionView } from '../../sessions/session.js';
+import { agentOfUser, DEFAULT_AUDIT_PAGE_SIZE, MAX_AUDIT_PAGE_SIZE, type SessionCommand, type SessionView } from '../../sessions/session.js';
 import { type CommandSpec, type FlagSpec, str, type Values } from '../command.js';
 import { positiveInteger } from '../flag-values.js';
 import { MANAGEMENT_FLAGS, withManagement } from '../management.js';

@@ -1,12 +1,6 @@
 /** `kube-relay store migrate`: an SQLite issuer's whole state into PostgreSQL (DESIGN §9, issue 15). */
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { checkPepper, loadOrCreatePepper } from '../../issuer/secrets.js';
-import { copyStore } from '../../issuer/store/copy.js';
-import { migrate } from '../../issuer/store/migrations.js';
-import { isPostgresUrl, openEngine } from '../../issuer/store/open.js';
-import { redactStoreUrl } from '../../issuer/store/postgres-engine.js';
-import { sqlStore } from '../../issuer/store/sql-store.js';
 import { type CommandSpec, required, str, UsageError } from '../command.js';
 
 export const storeCommands: CommandSpec[] = [
@@ -25,6 +19,14 @@ export const storeCommands: CommandSpec[] = [
     async run({ values }, io) {
       const from = path.resolve(required(values, 'from', "the SQLite issuer's data directory"));
       const to = required(values, 'to', 'the PostgreSQL store URL');
+      const [{ checkPepper, loadOrCreatePepper }, { copyStore }, { migrate }, { isPostgresUrl, openEngine }, { redactStoreUrl }, { sqlStore }] = await Promise.all([
+        import('../../issuer/secrets.js'),
+        import('../../issuer/store/copy.js'),
+        import('../../issuer/store/migrations.js'),
+        import('../../issuer/store/open.js'),
+        import('../../issuer/store/postgres-engine.js'),
+        import('../../issuer/store/sql-store.js'),
+      ]);
       if (!existsSync(path.join(from, 'issuer.db'))) throw new UsageError(`--from ${from} holds no issuer.db: give the data directory of the SQLite issuer`);
       if (!isPostgresUrl(to)) throw new UsageError(`--to "${redactStoreUrl(to)}" must be a postgres:// URL`);
       const pepperSource = sourcePepper(from, str(values, 'pepper-file'), io.env);
