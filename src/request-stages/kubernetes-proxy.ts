@@ -24,7 +24,7 @@
 import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { appendHeader } from './strip-headers.js';
 
 /** Where requests go: the upstream's origin and the pool that connects to it. */
@@ -130,7 +130,6 @@ export function proxyRequest(target: ProxyTarget, req: IncomingMessage, res: Ser
       });
     }
     upstream.on('error', () => res.destroy());
-    coalesceWrites(upstream, res);
     upstream.pipe(res);
   });
   if (hooks.body) proxyReq.end(hooks.body);
@@ -172,34 +171,11 @@ export function proxyUpgrade(target: ProxyTarget, req: IncomingMessage, socket: 
     upstreamSocket.on('error', () => upstreamSocket.destroy());
     socket.once('close', () => upstreamSocket.destroy());
     hooks.onUpgrade?.(upstream, upstreamSocket);
-    coalesceWrites(upstreamSocket, socket);
-    coalesceWrites(socket, upstreamSocket);
     upstreamSocket.pipe(socket);
     socket.pipe(upstreamSocket);
   });
   proxyReq.end();
   return proxyReq;
-}
-
-/**
- * One TLS socket read yields every record it decrypted as a chunk of its own
- * (16 KiB at most), in one turn; piped as they come, each is written
- * alone: a TLS record and a write(2) each. Corked for the rest of the turn,
- * they go out together in one writev. Add before the pipe, so the cork is on
- * before the pipe's first write.
- */
-function coalesceWrites(source: Readable, destination: Writable): void {
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    destination.uncork();
-  };
-  source.on('data', () => {
-    if (corked || destination.destroyed) return;
-    corked = true;
-    destination.cork();
-    process.nextTick(uncork);
-  });
 }
 
 /** The upstream's status line and headers, as it sent them (names in their case, repeats kept). */
