@@ -98,6 +98,16 @@ export class MuxStream extends Duplex implements WaitingSender {
     this.sendWithinCredit(pending.chunk, pending.callback);
   }
 
+  /**
+   * Node's HTTP server ends a connection whose client has ended it, also after its own end of the
+   * last answer (_http_server socketOnEnd): on a stream already finished, that second end builds an
+   * ERR_STREAM_ALREADY_FINISHED nobody reads, a stack trace for every tunnelled request (issue 21).
+   */
+  override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
+    if (chunk == null && encoding === undefined && callback === undefined && (this.writableFinished || this.destroyed)) return this;
+    return super.end(chunk as never, encoding as never, callback as never);
+  }
+
   override _final(callback: (err?: Error | null) => void): void {
     this.finSent = true;
     this.session.send(frame(FrameType.Fin, this.id));
