@@ -45,8 +45,6 @@ export interface ProxyHooks {
   headers?: OutgoingHttpHeaders;
   /** Sent in place of the client's body, which has been read (a dry-run delete's options). */
   body?: Buffer;
-  /** The upstream request exists (its request line not yet written). */
-  onProxyRequest?(proxyReq: ClientRequest): void;
   /** The upstream answered a plain request, or refused an upgrade (with that answer). */
   onResponse?(upstream: IncomingMessage): void;
   /** The upgrade went through: the client has the 101 head, bytes flow both ways. */
@@ -78,7 +76,7 @@ function requestOptions(target: ProxyTarget, req: IncomingMessage, hooks: ProxyH
  * The client's headers, each value as it was sent: req.headers would join
  * repeated headers into one and drop some (a header named __proto__).
  */
-export function headersAsSent(rawHeaders: readonly string[]): OutgoingHttpHeaders {
+function headersAsSent(rawHeaders: readonly string[]): OutgoingHttpHeaders {
   const headers: Record<string, string | string[]> = Object.create(null);
   for (let i = 0; i < rawHeaders.length; i += 2) appendHeader(headers, rawHeaders[i]!.toLowerCase(), rawHeaders[i + 1]!);
   return headers;
@@ -88,20 +86,20 @@ function hostPart(hostname: string): string {
   return hostname.includes(':') ? `[${hostname}]` : hostname;
 }
 
-function newRequest(target: ProxyTarget, options: http.RequestOptions): ClientRequest {
-  return (target.protocol === 'https:' ? https : http).request(options);
-}
-
-/** Forwards a plain request; returns the upstream request (destroy it to abandon the request). */
-export function proxyRequest(target: ProxyTarget, req: IncomingMessage, res: ServerResponse, hooks: ProxyHooks): ClientRequest | undefined {
-  let proxyReq: ClientRequest;
+/** The upstream request, or undefined when it cannot be made (onError has been told why). */
+function startRequest(target: ProxyTarget, req: IncomingMessage, hooks: ProxyHooks): ClientRequest | undefined {
   try {
-    proxyReq = newRequest(target, requestOptions(target, req, hooks));
+    return (target.protocol === 'https:' ? https : http).request(requestOptions(target, req, hooks));
   } catch (err) {
     hooks.onError(err as Error);
     return undefined;
   }
-  hooks.onProxyRequest?.(proxyReq);
+}
+
+/** Forwards a plain request; returns the upstream request (destroy it to abandon the request). */
+export function proxyRequest(target: ProxyTarget, req: IncomingMessage, res: ServerResponse, hooks: ProxyHooks): ClientRequest | undefined {
+  const proxyReq = startRequest(target, req, hooks);
+  if (!proxyReq) return undefined;
   const abandonIfUnfinished = () => {
     if (!res.writableFinished) proxyReq.destroy();
   };
@@ -140,14 +138,8 @@ export function proxyRequest(target: ProxyTarget, req: IncomingMessage, res: Ser
 /** Forwards an upgrade request; returns the upstream request (destroy it to abandon the upgrade before its 101). */
 export function proxyUpgrade(target: ProxyTarget, req: IncomingMessage, socket: Duplex, head: Buffer, hooks: ProxyHooks): ClientRequest | undefined {
   allowHalfClose(socket);
-  let proxyReq: ClientRequest;
-  try {
-    proxyReq = newRequest(target, requestOptions(target, req, hooks));
-  } catch (err) {
-    hooks.onError(err as Error);
-    return undefined;
-  }
-  hooks.onProxyRequest?.(proxyReq);
+  const proxyReq = startRequest(target, req, hooks);
+  if (!proxyReq) return undefined;
   // Node's server no longer handles errors on a socket it handed over as an upgrade.
   socket.on('error', () => socket.destroy());
   socket.once('close', () => proxyReq.destroy());
