@@ -4,20 +4,26 @@
  * are forwarded as HTTP/1.1 and a refused handshake goes back as the API
  * server answered it, so kubectl can fall back from WebSocket to SPDY. The
  * forwarder itself, shared with the hub, is request-stages/kubernetes-proxy.ts.
+ *
+ * Plain requests to an https API server go over HTTP/2 when it offers h2
+ * (request-stages/http2-upstream.ts: many watches on one connection, as
+ * client-go sends them), over the HTTP/1.1 keep-alive agent otherwise;
+ * upgrades always take the agent, as kubectl sends them over HTTP/1.1 too.
  */
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { type ProxyTarget, proxyRequest, proxyUpgrade } from '../request-stages/kubernetes-proxy.js';
+import { Http2Upstream, type UpstreamAnswer } from '../request-stages/http2-upstream.js';
+import { type ProxyTarget, proxyRequest, proxyUpgrade, targetHost } from '../request-stages/kubernetes-proxy.js';
 import type { Upstream } from './upstream.js';
 
 /** How long a client may keep an upgraded connection half-open after the upstream closed it. */
 const UPGRADE_CLOSE_GRACE_MS = 10_000;
 
 export interface ForwardHooks {
-  /** The upstream answered: a plain response, with its body stream, or a refused upgrade (status only). */
-  onResponse(status: number, upstream?: IncomingMessage): void;
+  /** The upstream answered: a plain response, with its headers and body stream, or a refused upgrade (status only). */
+  onResponse(status: number, upstream?: UpstreamAnswer): void;
   /** Body bytes (plain) or stream bytes (upgraded) from the client and from the upstream. */
   onBytes(direction: 'in' | 'out', count: number): void;
   /** The upgrade went through (101); `release` closes both sides. */
@@ -35,16 +41,19 @@ export interface Forwarding {
 export class Forwarder {
   private readonly agent: HttpAgent;
   private readonly target: ProxyTarget;
+  /** Plain requests to an https API server, while it speaks h2. */
+  private readonly http2: Http2Upstream | undefined;
 
   constructor(upstream: Upstream) {
     const server = upstream.server;
-    // One TLS context for every upstream connection. Given ca/cert/key instead, tls.connect builds one per
-    // connection (an OpenSSL SSL_CTX, the CA parsed again): some 18 KiB of native memory more for each open
-    // watch, freed at its close into glibc's malloc, which keeps it (issue 14; bench/watch-rounds.ts).
-    this.agent =
-      server.protocol === 'https:'
-        ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, rejectUnauthorized: upstream.tls.rejectUnauthorized, secureContext: upstreamSecureContext(upstream) })
-        : new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
+    // One TLS context for every upstream connection, HTTP/2 sessions included. Given ca/cert/key instead,
+    // tls.connect builds one per connection (an OpenSSL SSL_CTX, the CA parsed again): some 18 KiB of native
+    // memory more for each open watch, freed at its close into glibc's malloc, which keeps it (issue 14;
+    // bench/watch-rounds.ts).
+    const secureContext = server.protocol === 'https:' ? upstreamSecureContext(upstream) : undefined;
+    this.agent = secureContext
+      ? new HttpsAgent({ keepAlive: true, maxFreeSockets: 64, rejectUnauthorized: upstream.tls.rejectUnauthorized, secureContext })
+      : new HttpAgent({ keepAlive: true, maxFreeSockets: 64 });
     this.target = {
       protocol: server.protocol === 'https:' ? 'https:' : 'http:',
       hostname: server.hostname.replace(/^\[|\]$/g, ''),
@@ -53,21 +62,33 @@ export class Forwarder {
       pathPrefix: server.pathname.replace(/\/+$/, ''),
       host: 'target',
     };
+    this.http2 = secureContext
+      ? new Http2Upstream({ hostname: this.target.hostname, port: this.target.port, authority: targetHost(this.target), secureContext, rejectUnauthorized: upstream.tls.rejectUnauthorized })
+      : undefined;
   }
 
   /** `body`: sent in place of the client's, which has been read (a dry-run delete's options). */
   forwardRequest(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks, body?: Buffer): Forwarding {
     req.on('data', (chunk: Buffer) => hooks.onBytes('in', chunk.length));
-    const proxyReq = proxyRequest(this.target, req, res, {
-      headers,
-      ...(body ? { body } : {}),
-      onResponse(upstream) {
-        hooks.onResponse(upstream.statusCode ?? 502, upstream);
-        upstream.on('data', (chunk: Buffer) => hooks.onBytes('out', chunk.length));
-      },
-      onError: (err) => hooks.onError(err),
-    });
-    return abortable(proxyReq);
+    const onResponse = (answer: UpstreamAnswer) => {
+      hooks.onResponse(answer.statusCode, answer);
+      answer.body.on('data', (chunk: Buffer) => hooks.onBytes('out', chunk.length));
+    };
+    const viaHttp1 = () =>
+      abortable(
+        proxyRequest(this.target, req, res, {
+          headers,
+          ...(body ? { body } : {}),
+          onResponse: (upstream) => onResponse({ statusCode: upstream.statusCode ?? 502, headers: upstream.headers, body: upstream }),
+          onError: (err) => {
+            this.http2?.recheck();
+            hooks.onError(err);
+          },
+        }),
+      );
+    if (!this.http2?.mayUseHttp2) return viaHttp1();
+    const path = (this.target.pathPrefix ?? '') + (req.url ?? '/');
+    return this.http2.forward(req, res, { path, headers, body }, { onResponse, onError: (err) => hooks.onError(err) }, viaHttp1);
   }
 
   forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, headers: OutgoingHttpHeaders, hooks: ForwardHooks): Forwarding {
@@ -92,6 +113,7 @@ export class Forwarder {
 
   close(): void {
     this.agent.destroy();
+    this.http2?.close();
   }
 }
 

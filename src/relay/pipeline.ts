@@ -220,7 +220,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
                 ...hooks,
                 onResponse(status, upstream) {
                   hooks.onResponse(status);
-                  if (upstream && !ctx.cutBeforeAnswer && isJsonWatchResponse(ctx.info.verb, upstream)) ctx.watchTermination = new WatchTermination(upstream, res);
+                  if (upstream && !ctx.cutBeforeAnswer && isJsonWatchResponse(ctx.info.verb, upstream)) ctx.watchTermination = new WatchTermination(upstream.body, res);
                 },
               },
               body,

@@ -15,8 +15,10 @@
  * client-go would report a decoding error in place of the reason. A line
  * that does not end within a grace period is cut after all.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { type KubernetesStatus, kubernetesStatus } from '../request-stages/errors.js';
+import type { UpstreamAnswer } from '../request-stages/http2-upstream.js';
 import type { StreamCutReason } from './live-streams.js';
 
 const NEWLINE = 0x0a;
@@ -24,7 +26,7 @@ const NEWLINE = 0x0a;
 const EVENT_COMPLETION_GRACE_MS = 5_000;
 
 /** A streamed JSON answer (no Content-Length) to a watch, as kube-apiserver serves watch events to a JSON client. */
-export function isJsonWatchResponse(verb: string, upstream: IncomingMessage): boolean {
+export function isJsonWatchResponse(verb: string, upstream: Omit<UpstreamAnswer, 'body'>): boolean {
   const mediaType = (upstream.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   return verb === 'watch' && upstream.statusCode === 200 && mediaType === 'application/json' && upstream.headers['content-length'] === undefined;
 }
@@ -51,7 +53,8 @@ export class WatchTermination {
   };
 
   constructor(
-    private readonly upstream: IncomingMessage,
+    /** The answer's body (HTTP/1.1 response or HTTP/2 stream), as the forwarder pipes it to `res`. */
+    private readonly upstream: Readable,
     private readonly res: ServerResponse,
     private readonly graceMs = EVENT_COMPLETION_GRACE_MS,
   ) {

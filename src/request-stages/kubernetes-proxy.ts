@@ -24,7 +24,7 @@
 import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { appendHeader } from './strip-headers.js';
 
 /** Where requests go: the upstream's origin and the pool that connects to it. */
@@ -58,7 +58,7 @@ const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connecti
 
 function requestOptions(target: ProxyTarget, req: IncomingMessage, hooks: ProxyHooks): http.RequestOptions {
   const headers = hooks.headers ?? headersAsSent(req.rawHeaders);
-  if (target.host === 'target') headers.host = target.port === (target.protocol === 'https:' ? 443 : 80) ? target.hostname : `${hostPart(target.hostname)}:${target.port}`;
+  if (target.host === 'target') headers.host = targetHost(target);
   return {
     protocol: target.protocol,
     hostname: target.hostname,
@@ -80,6 +80,11 @@ function headersAsSent(rawHeaders: readonly string[]): OutgoingHttpHeaders {
   const headers: Record<string, string | string[]> = Object.create(null);
   for (let i = 0; i < rawHeaders.length; i += 2) appendHeader(headers, rawHeaders[i]!.toLowerCase(), rawHeaders[i + 1]!);
   return headers;
+}
+
+/** The Host a client of the target sends it: its name, and its port unless the scheme's own. */
+export function targetHost(target: Pick<ProxyTarget, 'protocol' | 'hostname' | 'port'>): string {
+  return target.port === (target.protocol === 'https:' ? 443 : 80) ? target.hostname : `${hostPart(target.hostname)}:${target.port}`;
 }
 
 function hostPart(hostname: string): string {
@@ -114,25 +119,40 @@ export function proxyRequest(target: ProxyTarget, req: IncomingMessage, res: Ser
       upstream.destroy();
       return;
     }
-    const raw = upstream.rawHeaders;
-    const headers: string[] = [];
-    for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP_RESPONSE.has(raw[i]!.toLowerCase())) headers.push(raw[i]!, raw[i + 1]!);
-    res.writeHead(upstream.statusCode ?? 502, upstream.statusMessage, headers);
-    // Node holds the head back until the first body byte; a streamed answer gets it now. A body already
-    // read with the head is written with it (one write): its flow starts on the next tick, before this microtask.
-    if (upstream.headers['content-length'] === undefined) {
-      let bodyStarted = false;
-      upstream.once('data', () => (bodyStarted = true));
-      queueMicrotask(() => {
-        if (!bodyStarted && !res.destroyed) res.flushHeaders();
-      });
-    }
-    upstream.on('error', () => res.destroy());
-    upstream.pipe(res);
+    forwardAnswer(res, upstream.statusCode ?? 502, upstream.statusMessage, upstream.rawHeaders, upstream);
   });
   if (hooks.body) proxyReq.end(hooks.body);
   else req.pipe(proxyReq);
   return proxyReq;
+}
+
+/**
+ * The upstream's answer to the client: its status and end-to-end headers,
+ * then its body as it streams. Node holds a head back until the first body
+ * byte; a streamed answer (no Content-Length: a watch) gets it at once, as
+ * kube-apiserver flushes it. A body already read with the head is written
+ * with it (one write): its flow starts on the next tick, before this microtask.
+ */
+export function forwardAnswer(res: ServerResponse, statusCode: number, statusMessage: string | undefined, rawHeaders: readonly string[], body: Readable): void {
+  const headers: string[] = [];
+  let streamed = true;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (name === 'content-length') streamed = false;
+    // Pseudo-headers (`:status`) are HTTP/2's framing, as hop-by-hop headers are HTTP/1.1's.
+    if (!HOP_BY_HOP_RESPONSE.has(name) && !name.startsWith(':')) headers.push(rawHeaders[i]!, rawHeaders[i + 1]!);
+  }
+  if (statusMessage === undefined) res.writeHead(statusCode, headers);
+  else res.writeHead(statusCode, statusMessage, headers);
+  if (streamed) {
+    let bodyStarted = false;
+    body.once('data', () => (bodyStarted = true));
+    queueMicrotask(() => {
+      if (!bodyStarted && !res.destroyed) res.flushHeaders();
+    });
+  }
+  body.on('error', () => res.destroy());
+  body.pipe(res);
 }
 
 /** Forwards an upgrade request; returns the upstream request (destroy it to abandon the upgrade before its 101). */

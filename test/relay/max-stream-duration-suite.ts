@@ -7,14 +7,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from '../helpers/stack.js';
 import { openWatch, podEvent } from '../helpers/watch-client.js';
+import type { RelaySuiteOptions } from './relay-suite.js';
 
-export function maxStreamDurationSuite(mode: 'direct' | 'tunnel'): void {
+export function maxStreamDurationSuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions = {}): void {
   describe('the maximum stream duration (DESIGN §3.6)', () => {
     let limited: Stack;
     let limitedToken: string;
 
     beforeAll(async () => {
-      limited = await startStack({ mode, relay: { maxStreamDurationMs: 2_000 } });
+      limited = await startStack({ mode, fake: { http2: options.upstream === 'h2' }, relay: { maxStreamDurationMs: 2_000 } });
       limitedToken = await limited.token();
     });
 

@@ -1,7 +1,9 @@
 /**
  * The relay end to end against the recording fake API server: what arrives
  * upstream, what the client gets back, and what is audited. Run once per
- * mode: straight to the relay (direct) and through the hub's tunnel.
+ * mode: straight to the relay (direct) and through the hub's tunnel; and
+ * once per upstream protocol: an API server of HTTP/1.1 only, and one that
+ * offers HTTP/2 as kube-apiserver does (plain requests then go over h2).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -16,12 +18,18 @@ import { openWatch, podEvent } from '../helpers/watch-client.js';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-export function relaySuite(mode: 'direct' | 'tunnel'): void {
+export interface RelaySuiteOptions {
+  /** What the fake API server speaks (default HTTP/1.1 only). */
+  upstream?: 'http/1.1' | 'h2';
+}
+
+export function relaySuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions = {}): void {
   let stack: Stack;
   let token: string;
+  const upstreamVersion = options.upstream === 'h2' ? '2.0' : '1.1';
 
   beforeAll(async () => {
-    stack = await startStack({ mode, relay: { adminListen: { host: '127.0.0.1', port: 0 } } });
+    stack = await startStack({ mode, fake: { http2: options.upstream === 'h2' }, relay: { adminListen: { host: '127.0.0.1', port: 0 } } });
     token = await stack.token();
   });
 
@@ -46,6 +54,7 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
       expect(answer.status).toBe(200);
       const seen = stack.fake.lastRequest()!;
       expect(seen.url).toBe('/api/v1/namespaces/default/pods?limit=500');
+      expect(seen.httpVersion).toBe(upstreamVersion);
       expect(seen.headers.authorization).toBe(`Bearer ${RELAY_SA_TOKEN}`);
       const identityHeaders = [];
       for (let i = 0; i < seen.rawHeaders.length; i += 2) {
@@ -243,6 +252,19 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
       await until(() => recordFor('/api/v1/namespaces/default/pods').some((r) => r.verb === 'watch'), 2_000, 'the watch audit record');
     });
 
+    // Declared only against an HTTP/2 API server (an HTTP/1.1 one opens a connection per watch by design).
+    if (options.upstream === 'h2') it('carries many concurrent watches on one HTTP/2 connection to the API server', async () => {
+      const clients = Array.from({ length: 12 }, (_, i) => openWatch(stack.relay.url, stack.caPem, `/api/v1/namespaces/many-${i}/pods?watch=1`, token));
+      const watches = await Promise.all(clients.map(() => stack.fake.nextWatch()));
+      expect(watches.map((w) => new URL(w.url, 'https://x').pathname).sort()).toEqual(clients.map((_, i) => `/api/v1/namespaces/many-${i}/pods`).sort());
+      expect(stack.fake.requests.filter((r) => r.url.includes('/namespaces/many-')).map((r) => r.httpVersion)).toEqual(Array(12).fill('2.0'));
+      expect(stack.fake.openSessions()).toBe(1);
+      await Promise.all(watches.map((w, i) => w.send(podEvent(`p${i}`))));
+      await until(() => clients.every((c) => c.body().includes('"ADDED"')), 10_000, 'an event on every watch');
+      watches.forEach((w) => w.end());
+      expect(await Promise.all(clients.map((c) => c.ended))).toEqual(Array(12).fill('complete'));
+    });
+
     it('passes a WebSocket exec session (v5.channel.k8s.io, bearer subprotocol) both ways and audits it once', async () => {
       const target = '/api/v1/namespaces/default/pods/web/exec?command=cat&container=app&stdin=true&stdout=true';
       const bearer = BEARER_SUBPROTOCOL_PREFIX + Buffer.from(token).toString('base64url');
@@ -263,6 +285,8 @@ export function relaySuite(mode: 'direct' | 'tunnel'): void {
       await closed;
 
       const seen = stack.fake.requests.filter((r) => r.url === target).at(-1)!;
+      // Upgrades go over HTTP/1.1 whatever the API server offers (DESIGN §3.5).
+      expect(seen.httpVersion).toBe('1.1');
       expect(seen.headers['sec-websocket-protocol']).toBe('v5.channel.k8s.io');
       expect(seen.headers['impersonate-user']).toBe('agent:deployer');
       expect(seen.headers.authorization).toBe(`Bearer ${RELAY_SA_TOKEN}`);

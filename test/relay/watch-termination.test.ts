@@ -132,7 +132,7 @@ describe('a JSON watch the relay ends', () => {
 });
 
 describe('which answers take a final event', () => {
-  const answer = (statusCode: number, headers: Record<string, string>) => ({ statusCode, headers }) as unknown as IncomingMessage;
+  const answer = (statusCode: number, headers: Record<string, string>) => ({ statusCode, headers });
   it.each([
     ['watch', 200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, true],
     ['watch', 200, { 'content-type': 'Application/JSON; charset=utf-8' }, true],
