@@ -4,6 +4,7 @@
  * paths of the same names. Plain HTTP, for kubelet probes and Prometheus.
  */
 import http from 'node:http';
+import type net from 'node:net';
 import type { Registry } from 'prom-client';
 import type { HostPort } from './net.js';
 
@@ -51,7 +52,7 @@ export async function startAdminServer(
  */
 const LISTEN_BACKLOG = 4096;
 
-export function listenOn(server: http.Server, listen: HostPort): Promise<void> {
+export function listenOn(server: net.Server, listen: HostPort): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: listen.port, host: listen.host, backlog: LISTEN_BACKLOG }, () => {
@@ -61,7 +62,7 @@ export function listenOn(server: http.Server, listen: HostPort): Promise<void> {
   });
 }
 
-export function boundPort(server: http.Server): number {
+export function boundPort(server: net.Server): number {
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('server is not listening on TCP');
   return address.port;

@@ -8,7 +8,7 @@
  * body that is already on its way and then closes the connection, rather
  * than draining an upload of any size to keep the connection alive.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type ApiRequest, type ApiResponse, endRequestWithAnswer, isHttp2, responseClosed } from './http-messages.js';
 
 /**
  * How much of a refused request's body is read and dropped: a small body
@@ -20,13 +20,14 @@ export const REFUSED_BODY_READ_LIMIT = 64 * 1024;
 /** Node's own test for the expectation (_http_server.js continueExpression). */
 const CONTINUE_EXPECTATION = /(?:^|\W)100-continue(?:$|\W)/i;
 
-function expectsContinue(req: IncomingMessage): boolean {
-  return req.httpVersion === '1.1' && CONTINUE_EXPECTATION.test(req.headers.expect ?? '');
+/** HTTP/1.0 has no 100 Continue; HTTP/2 has it as HTTP/1.1 does (RFC 9113 §8.1). */
+function expectsContinue(req: ApiRequest): boolean {
+  return (req.httpVersion === '1.1' || isHttp2(req)) && CONTINUE_EXPECTATION.test(req.headers.expect ?? '');
 }
 
 /** For an admitted request: the 100 Continue its client waits for before it sends the body. */
-export function continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
-  if (expectsContinue(req) && !res.headersSent && !res.destroyed) res.writeContinue();
+export function continueIfExpected(req: ApiRequest, res: ApiResponse): void {
+  if (expectsContinue(req) && !res.headersSent && !responseClosed(res)) res.writeContinue();
 }
 
 /**
@@ -36,17 +37,19 @@ export function continueIfExpected(req: IncomingMessage, res: ServerResponse): v
  * came) is read no further than the limit, and the answer says
  * `Connection: close`, after which Node closes the connection (RFC 9112
  * §9.6: a server that answers before the whole body arrived closes, since
- * what follows on the connection is not the next request).
+ * what follows on the connection is not the next request). Over HTTP/2
+ * only the request's stream ends, after the answer (http-messages.ts).
  */
-export function discardRefusedBody(req: IncomingMessage, res: ServerResponse): void {
+export function discardRefusedBody(req: ApiRequest, res: ApiResponse): void {
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);
-  const chunked = req.headers['transfer-encoding'] !== undefined;
-  const smallAndComing = !chunked && !expectsContinue(req) && (declared === undefined || declared <= REFUSED_BODY_READ_LIMIT);
+  // An HTTP/2 body of unknown length comes in DATA frames, with no Transfer-Encoding to say so.
+  const unknownLength = isHttp2(req) ? declared === undefined && !req.stream.endAfterHeaders : req.headers['transfer-encoding'] !== undefined;
+  const smallAndComing = !unknownLength && !expectsContinue(req) && (declared === undefined || declared <= REFUSED_BODY_READ_LIMIT);
   if (req.complete || smallAndComing) {
     req.resume();
     return;
   }
-  res.shouldKeepAlive = false;
+  endRequestWithAnswer(req, res);
   let read = 0;
   const readUpToLimit = (chunk: Buffer) => {
     read += chunk.length;

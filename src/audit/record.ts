@@ -10,7 +10,7 @@
  * `ResponseComplete` record with every field, written when it ends. A
  * request the relay refuses has only the latter.
  */
-import type { IncomingMessage } from 'node:http';
+import { type ApiRequest, requestRawHeaders } from '../http-messages.js';
 import type { AgentIdentity } from '../identity.js';
 import { headerValues, TOKEN_QUERY_PARAMETERS } from '../request-stages/authenticate.js';
 import { FIELD_LIMITS, truncated, truncatedList } from './bounded-fields.js';
@@ -166,7 +166,7 @@ export interface AuditedRequest {
   session?: { protocol: string; startedAt: number };
 }
 
-export function auditedRequest(req: IncomingMessage, cluster: string, mode: 'direct' | 'tunnel', target: string, requestId: string): AuditedRequest {
+export function auditedRequest(req: ApiRequest, cluster: string, mode: 'direct' | 'tunnel', target: string, requestId: string): AuditedRequest {
   const method = req.method ?? 'GET';
   const info = parseRequestInfo(method, target.startsWith('/') ? target : '/');
   return {
@@ -179,7 +179,8 @@ export function auditedRequest(req: IncomingMessage, cluster: string, mode: 'dir
     info,
     verb: auditVerb(info.verb, info.subresource),
     sourceIp: req.socket.remoteAddress ?? null,
-    rawHeaders: req.rawHeaders,
+    // An HTTP/2 request's as HTTP/1.1 carries them (no pseudo-headers), for every stage and record alike.
+    rawHeaders: requestRawHeaders(req),
     bytesIn: 0,
     bytesOut: 0,
   };

@@ -7,7 +7,7 @@
  * the status the hub answers with.
  */
 import type { EventEmitter } from 'node:events';
-import type { IncomingMessage } from 'node:http';
+import { type ApiRequest, requestRawHeaders } from '../http-messages.js';
 import type { JSONWebKeySet } from 'jose';
 import type { AgentIdentity } from '../identity.js';
 import { StoreUnavailableError } from '../issuer/store.js';
@@ -67,7 +67,7 @@ export class AgentAdmission {
   }
 
   /** The agent of a request for `cluster`: a valid token with that audience, of an agent not revoked. */
-  async identify(req: IncomingMessage, cluster: string): Promise<AgentIdentity> {
+  async identify(req: ApiRequest, cluster: string): Promise<AgentIdentity> {
     let verifier = this.verifiers.get(cluster);
     if (!verifier) {
       verifier = new TokenVerifier({ issuer: this.options.publicUrl, audience: cluster, localKeys: this.options.jwks, log: this.options.log });
@@ -75,7 +75,7 @@ export class AgentAdmission {
     }
     let identity: AgentIdentity;
     try {
-      identity = await verifier.verify(extractBearerToken(req.rawHeaders, req.url ?? ''));
+      identity = await verifier.verify(extractBearerToken(requestRawHeaders(req), req.url ?? ''));
     } catch (err) {
       // A valid token for another cluster (of this or another org) is not let near this one. It is an
       // authentication failure (DESIGN §4), answered as the relay answers it: 401. The message names the

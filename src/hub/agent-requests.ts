@@ -7,12 +7,13 @@
  * trail, since no relay saw it.
  */
 import { randomUUID } from 'node:crypto';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Counter, type Registry as MetricsRegistry } from 'prom-client';
 import { type AuditedRequest, auditedRequest, auditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { Registry } from '../issuer/registry.js';
+import type { ApiRequest, ApiResponse } from '../http-messages.js';
 import type { Logger } from '../log.js';
 import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { writeStatus, writeStatusToSocket } from '../request-stages/errors.js';
@@ -58,7 +59,7 @@ export class AgentRequests {
   }
 
   /** True when the request is for a /clusters/ path (or a Kubernetes path missing it) and has been handled. */
-  handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+  handleRequest(req: ApiRequest, res: ApiResponse): boolean {
     const route = routeOf(req);
     if (!route) {
       if (!UNPREFIXED_KUBERNETES_PATH.test(req.url ?? '')) return false;
@@ -128,7 +129,7 @@ export class AgentRequests {
    * this cluster, and the agent within its quota, before anything enters its
    * tunnel; the agent's slot is held until `closes` closes.
    */
-  private async admit(req: IncomingMessage, { cluster, rest }: ClusterRoute, closes: ClosingTracker, upgrade: boolean): Promise<MuxSession> {
+  private async admit(req: ApiRequest, { cluster, rest }: ClusterRoute, closes: ClosingTracker, upgrade: boolean): Promise<MuxSession> {
     const { admission, tunnels, registry } = this.options;
     checkRequestTarget(rest);
     const identity = await admission.identify(req, cluster);
@@ -147,7 +148,7 @@ export class AgentRequests {
    * relay would have seen it), and logs why (never the token: the path
    * without the query).
    */
-  private refuse(req: IncomingMessage, route: ClusterRoute, err: unknown): Refusal {
+  private refuse(req: ApiRequest, route: ClusterRoute, err: unknown): Refusal {
     const refused = refusal(err);
     this.refusals.inc({ code: String(refused.code) });
     if (refused.reason === 'internal-error') this.options.log.error('the hub failed to handle a request', { cluster: route.cluster, error: (err as Error).message });
@@ -165,7 +166,7 @@ export class AgentRequests {
   }
 }
 
-function routeOf(req: IncomingMessage): ClusterRoute | undefined {
+function routeOf(req: ApiRequest): ClusterRoute | undefined {
   const url = req.url ?? '';
   const queryStart = url.indexOf('?');
   const path = queryStart === -1 ? url : url.slice(0, queryStart);
@@ -174,8 +175,12 @@ function routeOf(req: IncomingMessage): ClusterRoute | undefined {
   return { cluster: match[1]!, rest: `${match[3] ?? '/'}${queryStart === -1 ? '' : url.slice(queryStart)}` };
 }
 
-/** Into the tunnel: the relay at its end sees the client's Host and request target. */
-function tunnelTarget(session: MuxSession, req: IncomingMessage): ProxyTarget {
+/**
+ * Into the tunnel, always HTTP/1.1 (the relay serves its streams with an
+ * http.Server): the relay at its end sees the client's Host (HTTP/2's
+ * :authority) and request target.
+ */
+function tunnelTarget(session: MuxSession, req: ApiRequest): ProxyTarget {
   return { protocol: 'http:', hostname: 'tunnel', port: 80, agent: agentFor(session, req), host: 'client' };
 }
 
@@ -185,7 +190,7 @@ function tunnelTarget(session: MuxSession, req: IncomingMessage): ProxyTarget {
  * was chosen fails the request (the forwarder's onError answers 502)
  * through the callback form of createConnection, not with a throw.
  */
-function agentFor(session: MuxSession, req: IncomingMessage): http.Agent {
+function agentFor(session: MuxSession, req: ApiRequest): http.Agent {
   const agent = new http.Agent({ keepAlive: false });
   const remote = { remoteAddress: req.socket.remoteAddress, remotePort: req.socket.remotePort };
   (agent as unknown as { createConnection: (options: unknown, done: (err: Error | null, stream?: Duplex) => void) => undefined }).createConnection = (_options, done) => {

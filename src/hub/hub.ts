@@ -9,7 +9,8 @@
  * in the store (connection-records.ts) so that any replica can tell a
  * cluster's status.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { ApiRequest, ApiResponse } from '../http-messages.js';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { JSONWebKeySet } from 'jose';
@@ -73,7 +74,7 @@ export class TunnelHub {
   }
 
   /** True when the request is the hub's (a /clusters/ path) and has been handled. */
-  handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+  handleRequest(req: ApiRequest, res: ApiResponse): boolean {
     return this.agents.handleRequest(req, res);
   }
 

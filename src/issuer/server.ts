@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
-import https from 'node:https';
+import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Counter, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
@@ -21,7 +21,8 @@ import { addProxyRunRoutes } from '../sessions/proxy-run-routes.js';
 import { StoreAuditDestination } from '../sessions/store-destination.js';
 import { agentUser, isDnsLabel } from '../identity.js';
 import type { Logger } from '../log.js';
-import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
+import { closeApiListener, createApiListener, type ListenerLimits, serveKubernetesApi } from '../http-listener.js';
+import { type ApiRequest, type ApiResponse, isHttp2, resetStream } from '../http-messages.js';
 import { type HostPort, listenerUrl } from '../net.js';
 import { writeStatusToSocket } from '../request-stages/errors.js';
 import { continueIfExpected, discardRefusedBody } from '../request-body.js';
@@ -314,7 +315,7 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const stopRetention = startAuditRetention(registry.audit, config.auditRetentionMs ?? DEFAULT_AUDIT_RETENTION_MS, config.log);
 
   const tls = listenerTls(config);
-  const server = https.createServer({ cert: tls.cert, key: tls.key, ...listenerOptions(config.limits) });
+  const server = createApiListener(tls, config.limits);
   await listenOn(server, config.listen);
   const publicUrl = (config.publicUrl ?? listenerUrl(config.listen.host, boundPort(server))).replace(/\/+$/, '');
   // Called only for requests, which come once the listener below is up and the hub exists.
@@ -322,8 +323,14 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
   const app = createIssuerApp({ registry, keys, publicUrl, metrics, log: config.log, audit, maxGrantDurationMs: config.maxGrantDurationMs, onGrantsChanged: (cluster) => hub.notifyGrantsChanged(cluster), console });
   const hub = new TunnelHub({ registry, publicUrl, jwks: () => keys.jwks(), metrics, audit, log: config.log, keepaliveMs: config.tunnelKeepaliveMs, stallTimeoutMs: config.tunnelStallTimeoutMs, maxStreamsPerTunnel: config.tunnelMaxStreams, maxRequestsPerAgent: config.maxRequestsPerAgent, replica: config.hubReplica, relayHeartbeatMs: config.relayHeartbeatMs });
   serveKubernetesApi(server, {
-    request: (req: IncomingMessage, res: ServerResponse) => {
-      if (!hub.handleRequest(req, res)) app(req, res);
+    request: (req: ApiRequest, res: ApiResponse) => {
+      if (hub.handleRequest(req, res)) return;
+      // express (the admin API, the console, the token endpoint) works on Node's HTTP/1.1 objects only: it
+      // re-parents each request onto IncomingMessage's prototype, which breaks (and throws on) an HTTP/2 one.
+      // HTTP_1_1_REQUIRED (RFC 9113 §7) makes a browser or curl send it again over HTTP/1.1; kubectl only
+      // asks for /clusters/ paths, which the hub serves over both.
+      if (isHttp2(req)) return resetStream(req.stream, http2.constants.NGHTTP2_HTTP_1_1_REQUIRED);
+      app(req, res as ServerResponse); // an HTTP/1.1 request's answer is a ServerResponse
     },
     upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (!hub.handleUpgrade(req, socket, head)) writeStatusToSocket(socket, 404, 'no such endpoint');
@@ -345,11 +352,8 @@ export async function startIssuer(config: IssuerConfig): Promise<RunningIssuer> 
       storeHealth.stop();
       stopRetention();
       // Stop taking connections, let tunnelled requests in flight finish, then cut what is left.
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      await hub.close(config.drainMs ?? HUB_DRAIN_MS);
-      server.closeAllConnections();
-      await Promise.all([closed, admin && closeServer(admin)]);
+      await closeApiListener(server, () => hub.close(config.drainMs ?? HUB_DRAIN_MS));
+      if (admin) await closeServer(admin);
       await stopStore();
     },
   };

@@ -8,17 +8,17 @@
  * small DeleteOptions), given `"dryRun": ["All"]`, and sent in place of the
  * client's; one that is not a JSON object is refused, never forwarded as it is.
  */
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
+import { type ApiRequest, requestHasBody } from '../http-messages.js';
 import type { AgentIdentity } from '../identity.js';
 import { RelayRefusal } from '../request-stages/errors.js';
 
 /** DeleteOptions are a few hundred bytes; preconditions and all, far under this. */
 export const MAX_DELETE_OPTIONS_BYTES = 64 * 1024;
 
-/** A DELETE that carries a body (a length above 0, or chunked), whose options would override the query's dryRun. */
-export function isDeleteWithBody(req: IncomingMessage): boolean {
-  if (req.method !== 'DELETE') return false;
-  return Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+/** A DELETE that carries a body (a length above 0, chunked, or HTTP/2 DATA frames), whose options would override the query's dryRun. */
+export function isDeleteWithBody(req: ApiRequest): boolean {
+  return req.method === 'DELETE' && requestHasBody(req);
 }
 
 function refuse(message: string, identity: AgentIdentity): never {
@@ -26,7 +26,7 @@ function refuse(message: string, identity: AgentIdentity): never {
 }
 
 /** The body read whole and rewritten with dryRun: ["All"]; `headers` (the upstream set) get its new length. */
-export async function dryRunDeleteOptions(req: IncomingMessage, headers: OutgoingHttpHeaders, identity: AgentIdentity): Promise<Buffer> {
+export async function dryRunDeleteOptions(req: ApiRequest, headers: OutgoingHttpHeaders, identity: AgentIdentity): Promise<Buffer> {
   const type = String(req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json' && type !== '*/*') refuse(`a delete with a ${type.slice(0, 60)} body cannot be made a dry run (send JSON DeleteOptions)`, identity);
   const chunks: Buffer[] = [];

@@ -10,10 +10,11 @@
  * client-go sends them), over the HTTP/1.1 keep-alive agent otherwise;
  * upgrades always take the agent, as kubectl sends them over HTTP/1.1 too.
  */
-import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import type { ApiRequest, ApiResponse } from '../http-messages.js';
 import { Http2Upstream, type UpstreamAnswer } from '../request-stages/http2-upstream.js';
 import { type ProxyTarget, proxyRequest, proxyUpgrade, targetHost } from '../request-stages/kubernetes-proxy.js';
 import type { Upstream } from './upstream.js';
@@ -68,7 +69,7 @@ export class Forwarder {
   }
 
   /** `body`: sent in place of the client's, which has been read (a dry-run delete's options). */
-  forwardRequest(req: IncomingMessage, res: ServerResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks, body?: Buffer): Forwarding {
+  forwardRequest(req: ApiRequest, res: ApiResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks, body?: Buffer): Forwarding {
     req.on('data', (chunk: Buffer) => hooks.onBytes('in', chunk.length));
     const onResponse = (answer: UpstreamAnswer) => {
       hooks.onResponse(answer.statusCode, answer);
@@ -109,6 +110,11 @@ export class Forwarder {
       onError: (err) => hooks.onError(err),
     });
     return abortable(proxyReq);
+  }
+
+  /** HTTP/2 sessions open to the API server now. */
+  get upstreamHttp2Sessions(): number {
+    return this.http2?.openSessions ?? 0;
   }
 
   close(): void {

@@ -49,6 +49,17 @@ export function createRelayMetrics() {
       help: "Changes of dry-run agents forwarded with dryRun=All.",
       registers,
     }),
+    /** Reads the forwarder's pool: call once it exists. */
+    countUpstreamSessions(open: () => number): void {
+      new Gauge({
+        name: 'kube_relay_upstream_http2_sessions',
+        help: 'HTTP/2 connections open to the API server (each carries many requests and watches; 0 while it speaks HTTP/1.1 only).',
+        registers,
+        collect() {
+          this.set(open());
+        },
+      });
+    },
   };
 }
 

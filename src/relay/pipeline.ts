@@ -9,7 +9,7 @@
  * tunnel: it never asks which transport a connection came from.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type AuditedRequest, auditedRequest, auditRecord, decisionForUpstreamStatus, pathOf, receivedRecord } from '../audit/record.js';
 import { AuditUnavailableError, type AuditSink } from '../audit/sink.js';
@@ -29,6 +29,7 @@ import { refuseClientImpersonation, stripClientHeaders, type UpgradeProtocol, va
 import type { TokenVerifier } from '../request-stages/token-verifier.js';
 import type { Upstream } from './upstream.js';
 import { continueIfExpected, discardRefusedBody } from '../request-body.js';
+import { type ApiRequest, type ApiResponse, cutAnswer, responseClosed } from '../http-messages.js';
 import { finalWatchStatus, isJsonWatchResponse, WatchTermination } from './watch-termination.js';
 
 export interface PipelineDeps {
@@ -62,14 +63,15 @@ interface RequestContext extends AuditedRequest {
 }
 
 export interface Pipeline {
-  handleRequest(req: IncomingMessage, res: ServerResponse): void;
+  /** A plain request, over HTTP/1.1 or HTTP/2. */
+  handleRequest(req: ApiRequest, res: ApiResponse): void;
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
 }
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { log, metrics } = deps;
 
-  function newContext(req: IncomingMessage): RequestContext {
+  function newContext(req: ApiRequest): RequestContext {
     // Completed in place rather than spread into a new object: this runs once per request (issue 21).
     const ctx = auditedRequest(req, deps.cluster, deps.mode, req.url ?? '', randomUUID()) as RequestContext;
     ctx.finished = false;
@@ -197,7 +199,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       res.on('close', () => finish(ctx));
       admit(ctx, undefined).then(
         ({ headers, target }) => {
-          if (res.destroyed) return; // the client left while we authenticated: nothing goes upstream
+          if (responseClosed(res)) return; // the client left while we authenticated: nothing goes upstream
           req.url = target;
           if (isLongRunning(ctx.info.verb, ctx.info.subresource)) {
             countActiveStream(res, 'long-running');
@@ -211,7 +213,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
           continueIfExpected(req, res);
           const hooks = hooksFor(ctx, () => writeStatus(res, 502, 'kube-relay could not reach the Kubernetes API server'), () => undefined);
           const forward = (body?: Buffer) => {
-            if (res.destroyed) return;
+            if (responseClosed(res)) return;
             ctx.forwarding = deps.forwarder.forwardRequest(
               req,
               res,
@@ -307,10 +309,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   }
 
   /** A JSON watch ends with an event saying why; any other long-running answer is cut. */
-  function cutResponse(ctx: RequestContext, res: ServerResponse, reason: StreamCutReason): void {
+  function cutResponse(ctx: RequestContext, res: ApiResponse, reason: StreamCutReason): void {
     log.debug('the relay ends a long-running request', { requestId: ctx.requestId, reason, finalWatchEvent: ctx.watchTermination !== undefined });
     if (ctx.watchTermination) ctx.watchTermination.end(finalWatchStatus(reason));
-    else res.destroy();
+    else cutAnswer(res);
   }
 
   /** Cuttable from admission until `closes` closes, the stream's duration counted from now. */

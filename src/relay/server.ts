@@ -15,7 +15,7 @@ import https from 'node:https';
 import { boundPort, closeServer, listenOn, type Readiness, startAdminServer } from '../admin.js';
 import type { IssuerAuditOptions } from '../audit/issuer-destination.js';
 import { type AuditConfig, openAuditSink } from '../audit/sink.js';
-import { type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
+import { closeApiListener, createApiListener, type ListenerLimits, listenerOptions, serveKubernetesApi } from '../http-listener.js';
 import type { Logger } from '../log.js';
 import { type HostPort, listenerUrl } from '../net.js';
 import { caPaths } from '../tls/local-ca.js';
@@ -123,6 +123,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   const central = connectorKey === undefined ? undefined : { ...config.centralAudit, issuer: config.issuer, connectorKey, issuerCa: config.issuerCa };
   const audit = await openAuditSink({ ...config.audit, issuer: central }, metrics.registry, log);
   const forwarder = new Forwarder(config.upstream);
+  metrics.countUpstreamSessions(() => forwarder.upstreamHttp2Sessions);
   const pipeline = createPipeline({
     cluster: config.cluster,
     mode: config.mode,
@@ -207,9 +208,9 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   }, readinessIntervalMs);
   readinessTimer.unref();
 
-  // Direct mode: our own HTTPS listener. Tunnel mode: a plain HTTP server that never listens; the
-  // tunnel hands it each stream as a connection (TLS is the tunnel's), so the same pipeline serves both.
-  const server = config.mode === 'direct' ? https.createServer({ ...tlsFor(config), ...listenerOptions(config.limits) }) : http.createServer(listenerOptions(config.limits));
+  // Direct mode: our own HTTPS listener, HTTP/2 and HTTP/1.1. Tunnel mode: a plain HTTP/1.1 server that never
+  // listens; the tunnel hands it each stream as a connection (TLS is the tunnel's), so the same pipeline serves both.
+  const server = config.mode === 'direct' ? createApiListener(tlsFor(config), config.limits) : http.createServer(listenerOptions(config.limits));
   serveKubernetesApi(server, { request: pipeline.handleRequest, upgrade: pipeline.handleUpgrade }, { limits: config.limits, metrics: metrics.registry, log });
   /** What keeps the relay from serving, the tunnel aside. */
   const unmet = (): string[] => [
@@ -278,7 +279,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
       await centralGrants?.stop();
       await connector?.stop();
       stopPolling();
-      await Promise.all([closeServer(server), admin && closeServer(admin)]);
+      await Promise.all([closeApiListener(server), admin && closeServer(admin)]);
       forwarder.close();
       await audit.close();
     },

@@ -15,8 +15,8 @@
  * client-go would report a decoding error in place of the reason. A line
  * that does not end within a grace period is cut after all.
  */
-import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
+import { type ApiResponse, cutAnswer, responseClosed, writeBody } from '../http-messages.js';
 import { type KubernetesStatus, kubernetesStatus } from '../request-stages/errors.js';
 import type { UpstreamAnswer } from '../request-stages/http2-upstream.js';
 import type { StreamCutReason } from './live-streams.js';
@@ -55,7 +55,7 @@ export class WatchTermination {
   constructor(
     /** The answer's body (HTTP/1.1 response or HTTP/2 stream), as the forwarder pipes it to `res`. */
     private readonly upstream: Readable,
-    private readonly res: ServerResponse,
+    private readonly res: ApiResponse,
     private readonly graceMs = EVENT_COMPLETION_GRACE_MS,
   ) {
     // The proxy's pipe writes each chunk to the client as this listener sees it, in the same tick.
@@ -65,7 +65,7 @@ export class WatchTermination {
 
   /** Stops forwarding, finishes the event under way if there is one, writes the final event and ends the response. */
   end(status: KubernetesStatus): void {
-    if (this.ending || this.res.writableEnded || this.res.destroyed) return;
+    if (this.ending || this.res.writableEnded || responseClosed(this.res)) return;
     this.ending = true;
     this.upstream.off('data', this.follow);
     this.upstream.unpipe(this.res);
@@ -77,14 +77,14 @@ export class WatchTermination {
     const finishLine = (chunk: Buffer) => {
       const end = chunk.indexOf(NEWLINE);
       if (end === -1) {
-        if (!this.res.write(chunk)) {
+        if (!writeBody(this.res, chunk)) {
           this.upstream.pause();
           this.res.once('drain', () => this.upstream.resume());
         }
         return;
       }
       stopWaiting();
-      this.res.write(chunk.subarray(0, end + 1));
+      writeBody(this.res, chunk.subarray(0, end + 1));
       this.finish(finalEvent);
     };
     // The upstream ended or broke inside the event, or the client left: nothing can follow the partial line.
@@ -113,6 +113,6 @@ export class WatchTermination {
 
   private cut(): void {
     this.upstream.destroy();
-    this.res.destroy();
+    cutAnswer(this.res);
   }
 }

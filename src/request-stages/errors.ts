@@ -4,9 +4,9 @@
  * (metav1.Status, the shape kubectl prints as "Error from server (...)").
  * Client-facing messages stay generic; detail goes to the log.
  */
-import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
+import { type ApiResponse, cutAnswer, writeHead } from '../http-messages.js';
 import type { AgentIdentity } from '../identity.js';
 
 export type RefusalReason =
@@ -140,14 +140,14 @@ function statusBody(code: number, message: string): string {
   return JSON.stringify(kubernetesStatus(code, message));
 }
 
-/** Answers a plain request with a Kubernetes Status. */
-export function writeStatus(res: ServerResponse, code: number, message: string, headers: Record<string, string> = {}): void {
+/** Answers a plain request (HTTP/1.1 or HTTP/2) with a Kubernetes Status. */
+export function writeStatus(res: ApiResponse, code: number, message: string, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
-    res.destroy();
+    cutAnswer(res);
     return;
   }
   const body = statusBody(code, message);
-  res.writeHead(code, {
+  writeHead(res, code, {
     ...headers,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

@@ -27,7 +27,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import tls, { type SecureContext } from 'node:tls';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { answerComplete, type ApiRequest, type ApiResponse, resetStream, responseClosed } from '../http-messages.js';
 import { forwardAnswer } from './kubernetes-proxy.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
@@ -95,6 +95,10 @@ export class Http2Upstream {
     return this.alpn !== 'other';
   }
 
+  get openSessions(): number {
+    return this.sessions.length;
+  }
+
   /** Ask again on the next request (a connection of the fallback failed: the API server may have changed). */
   recheck(): void {
     if (this.alpn === 'other') this.alpn = undefined;
@@ -105,7 +109,7 @@ export class Http2Upstream {
    * header set with its Host), `body` in place of the client's. `fallback`
    * takes it over when the API server turns out not to speak h2.
    */
-  forward(req: IncomingMessage, res: ServerResponse, request: { path: string; headers: OutgoingHttpHeaders; body?: Buffer | undefined }, hooks: Http2Hooks, fallback: () => Http2Forwarding): Http2Forwarding {
+  forward(req: ApiRequest, res: ApiResponse, request: { path: string; headers: OutgoingHttpHeaders; body?: Buffer | undefined }, hooks: Http2Hooks, fallback: () => Http2Forwarding): Http2Forwarding {
     const streamedBody = request.body === undefined && hasBody(request.headers);
     const headers = http2Headers(req.method ?? 'GET', request.path, this.origin.authority, request.headers);
     let stream: ClientHttp2Stream | undefined;
@@ -117,35 +121,40 @@ export class Http2Upstream {
       abandoned = true;
       handedOver?.abort();
       // CANCEL, as Go's transport resets a stream its caller gave up: the API server ends the watch.
-      if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
+      if (stream) resetStream(stream, NGHTTP2_CANCEL);
     };
     res.once('close', () => {
-      if (!res.writableFinished) cancel();
+      if (!answerComplete(res)) cancel();
     });
+
+    /** On the first session with room other than `except`, once there is one (or by `fallback`). */
+    const startWhenFree = (except: PooledSession | undefined, retried: boolean) =>
+      void this.session(except).then(
+        (next) => {
+          if (abandoned) {
+            if (next) this.release(next);
+          } else if (next) start(next, retried);
+          else handedOver = fallback();
+        },
+        (err: Error) => {
+          if (!abandoned && !responseClosed(res)) hooks.onError(err);
+        },
+      );
 
     /** On `pooled`, whose stream slot this request holds; once more elsewhere if that session refused it unprocessed. */
     const start = (pooled: PooledSession, retried: boolean) => {
-      const retry = () =>
-        this.session(pooled).then(
-          (next) => {
-            if (abandoned) next && this.release(next);
-            else if (next) start(next, true);
-            else handedOver = fallback();
-          },
-          (err: Error) => abandoned || hooks.onError(err),
-        );
       try {
         stream = pooled.session.request(headers, { endStream: !streamedBody && request.body === undefined });
       } catch (err) {
         // The session went away since it was chosen: nothing was sent.
         this.release(pooled);
-        return retried ? hooks.onError(err as Error) : void retry();
+        return retried ? hooks.onError(err as Error) : startWhenFree(pooled, true);
       }
       const current = stream;
       current.once('close', () => this.release(pooled));
       current.on('error', (err: Error) => {
-        if (abandoned || res.destroyed) return; // the client left: nobody waits for this answer
-        if (!answered && !retried && current.rstCode === NGHTTP2_REFUSED_STREAM && !streamedBody) return void retry();
+        if (abandoned || responseClosed(res)) return; // the client left: nobody waits for this answer
+        if (!answered && !retried && current.rstCode === NGHTTP2_REFUSED_STREAM && !streamedBody) return startWhenFree(pooled, true);
         hooks.onError(err);
       });
       // Node passes the headers as received too (not in @types/node 20): repeated ones stay apart, in their order.
@@ -153,8 +162,8 @@ export class Http2Upstream {
         answered = true;
         const statusCode = Number(responseHeaders[':status']);
         hooks.onResponse({ statusCode, headers: responseHeaders, body: current });
-        if (res.destroyed) {
-          current.close(NGHTTP2_CANCEL);
+        if (responseClosed(res)) {
+          resetStream(current, NGHTTP2_CANCEL);
           return;
         }
         forwardAnswer(res, statusCode, undefined, rawHeaders, current);
@@ -168,18 +177,7 @@ export class Http2Upstream {
     if (streamedBody) req.pause();
     const pooled = this.take();
     if (pooled) start(pooled, false);
-    else {
-      this.session().then(
-        (next) => {
-          if (abandoned) next && this.release(next);
-          else if (next) start(next, false);
-          else handedOver = fallback();
-        },
-        (err: Error) => {
-          if (!abandoned && !res.destroyed) hooks.onError(err);
-        },
-      );
-    }
+    else startWhenFree(undefined, false);
     return { abort: cancel };
   }
 
@@ -247,7 +245,7 @@ export class Http2Upstream {
           session.off('error', notConnected);
           session.off('close', notConnected);
           if (this.closed) {
-            session.destroy();
+            setImmediate(() => session.destroy()); // not from within its own SETTINGS frame (see resetStream)
             return reject(new Error('the forwarder is closed'));
           }
           session.setLocalWindowSize(SESSION_WINDOW_BYTES);

@@ -21,10 +21,11 @@
  *   back as the upstream answered it, so kubectl can fall back from
  *   WebSocket to SPDY. Callers validate the upgrade (strip-headers.ts).
  */
-import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
+import { answerComplete, type ApiRequest, type ApiResponse, cutAnswer, flushHead, requestRawHeaders, responseClosed, writeHead } from '../http-messages.js';
 import { appendHeader } from './strip-headers.js';
 
 /** Where requests go: the upstream's origin and the pool that connects to it. */
@@ -56,8 +57,8 @@ export interface ProxyHooks {
 /** Hop-by-hop headers of the upstream's answer (RFC 9110 §7.6.1): Node frames the client's answer itself. */
 const HOP_BY_HOP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
 
-function requestOptions(target: ProxyTarget, req: IncomingMessage, hooks: ProxyHooks): http.RequestOptions {
-  const headers = hooks.headers ?? headersAsSent(req.rawHeaders);
+function requestOptions(target: ProxyTarget, req: ApiRequest, hooks: ProxyHooks): http.RequestOptions {
+  const headers = hooks.headers ?? headersAsSent(requestRawHeaders(req));
   if (target.host === 'target') headers.host = targetHost(target);
   return {
     protocol: target.protocol,
@@ -92,7 +93,7 @@ function hostPart(hostname: string): string {
 }
 
 /** The upstream request, or undefined when it cannot be made (onError has been told why). */
-function startRequest(target: ProxyTarget, req: IncomingMessage, hooks: ProxyHooks): ClientRequest | undefined {
+function startRequest(target: ProxyTarget, req: ApiRequest, hooks: ProxyHooks): ClientRequest | undefined {
   try {
     return (target.protocol === 'https:' ? https : http).request(requestOptions(target, req, hooks));
   } catch (err) {
@@ -102,20 +103,20 @@ function startRequest(target: ProxyTarget, req: IncomingMessage, hooks: ProxyHoo
 }
 
 /** Forwards a plain request; returns the upstream request (destroy it to abandon the request). */
-export function proxyRequest(target: ProxyTarget, req: IncomingMessage, res: ServerResponse, hooks: ProxyHooks): ClientRequest | undefined {
+export function proxyRequest(target: ProxyTarget, req: ApiRequest, res: ApiResponse, hooks: ProxyHooks): ClientRequest | undefined {
   const proxyReq = startRequest(target, req, hooks);
   if (!proxyReq) return undefined;
   const abandonIfUnfinished = () => {
-    if (!res.writableFinished) proxyReq.destroy();
+    if (!answerComplete(res)) proxyReq.destroy();
   };
   res.once('close', abandonIfUnfinished);
   proxyReq.on('error', (err) => {
-    if (res.closed && !res.writableFinished) return; // the client left: nobody waits for this answer
+    if (responseClosed(res) && !answerComplete(res)) return; // the client left: nobody waits for this answer
     hooks.onError(err);
   });
   proxyReq.on('response', (upstream) => {
     hooks.onResponse?.(upstream);
-    if (res.destroyed) {
+    if (responseClosed(res)) {
       upstream.destroy();
       return;
     }
@@ -127,13 +128,13 @@ export function proxyRequest(target: ProxyTarget, req: IncomingMessage, res: Ser
 }
 
 /**
- * The upstream's answer to the client: its status and end-to-end headers,
- * then its body as it streams. Node holds a head back until the first body
+ * The upstream's answer to the client (HTTP/1.1 or HTTP/2): its status and
+ * end-to-end headers, then its body as it streams. Node holds a head back until the first body
  * byte; a streamed answer (no Content-Length: a watch) gets it at once, as
  * kube-apiserver flushes it. A body already read with the head is written
  * with it (one write): its flow starts on the next tick, before this microtask.
  */
-export function forwardAnswer(res: ServerResponse, statusCode: number, statusMessage: string | undefined, rawHeaders: readonly string[], body: Readable): void {
+export function forwardAnswer(res: ApiResponse, statusCode: number, statusMessage: string | undefined, rawHeaders: readonly string[], body: Readable): void {
   const headers: string[] = [];
   let streamed = true;
   for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -142,16 +143,15 @@ export function forwardAnswer(res: ServerResponse, statusCode: number, statusMes
     // Pseudo-headers (`:status`) are HTTP/2's framing, as hop-by-hop headers are HTTP/1.1's.
     if (!HOP_BY_HOP_RESPONSE.has(name) && !name.startsWith(':')) headers.push(rawHeaders[i]!, rawHeaders[i + 1]!);
   }
-  if (statusMessage === undefined) res.writeHead(statusCode, headers);
-  else res.writeHead(statusCode, statusMessage, headers);
+  writeHead(res, statusCode, headers, statusMessage);
   if (streamed) {
     let bodyStarted = false;
     body.once('data', () => (bodyStarted = true));
     queueMicrotask(() => {
-      if (!bodyStarted && !res.destroyed) res.flushHeaders();
+      if (!bodyStarted && !responseClosed(res)) flushHead(res);
     });
   }
-  body.on('error', () => res.destroy());
+  body.on('error', () => cutAnswer(res));
   body.pipe(res);
 }
 

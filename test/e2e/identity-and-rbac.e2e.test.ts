@@ -37,6 +37,20 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
       expect((JSON.parse(result.stdout) as { serverVersion: { gitVersion: string } }).serverVersion.gitVersion).toBe('v1.33.13');
     });
 
+    it('speaks HTTP/2 on both legs with real kubectl and kube-apiserver, as client-go does (issue 21)', async () => {
+      const metric = async (port: number, name: string) => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        return text.split('\n').filter((line) => line.startsWith(name)).reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+      };
+      // The agents' listener: the relay's own (direct mode), or the hub's (tunnel mode; the tunnel is HTTP/1.1 inside).
+      const listenerAdmin = mode === 'direct' ? relay.relay.adminPort! : relay.issuer.adminPort!;
+      const h2Before = await metric(listenerAdmin, 'kube_relay_listener_requests_total{protocol="h2"}');
+      const result = await runKubectl(kubectl, ['--kubeconfig', viewer, 'get', 'pods', '-n', 'e2e']);
+      expect(result.code, result.stderr).toBe(0);
+      expect(await metric(listenerAdmin, 'kube_relay_listener_requests_total{protocol="h2"}')).toBeGreaterThan(h2Before);
+      expect(await metric(relay.relay.adminPort!, 'kube_relay_upstream_http2_sessions')).toBeGreaterThanOrEqual(1);
+    });
+
     it('kubectl auth whoami shows the agent, its <org>/<team> groups and system:authenticated', async () => {
       const result = await runKubectl(kubectl, ['--kubeconfig', viewer, 'auth', 'whoami', '-o', 'json']);
       expect(result.stderr).toBe('');

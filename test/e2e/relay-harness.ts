@@ -55,7 +55,7 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
   };
   const issuedKey = await withRegistry((registry) => registry.createCluster(CLUSTER_NAME, ORG));
   const connectorKey = options.connectorKeyVia ? options.connectorKeyVia(issuedKey) : issuedKey;
-  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, audit: { file: path.join(dataDir, 'hub-audit.jsonl') }, log });
+  const issuer = await startIssuer({ dataDir, listen: { host: '127.0.0.1', port: 0 }, adminListen: { host: '127.0.0.1', port: 0 }, keyRotationIntervalMs: 86_400_000, audit: { file: path.join(dataDir, 'hub-audit.jsonl') }, log });
   const auditFile = path.join(dataDir, 'audit.jsonl');
   const issuerCa = readFileSync(issuer.caFile!);
   const relayConfig: Parameters<typeof startRelay>[0] = {
@@ -68,6 +68,7 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
     issuerCa,
     upstream: upstreamFromKubeconfig(options.centralGrants?.kubeconfig ?? cluster.relayKubeconfig),
     audit: { file: auditFile },
+    adminListen: { host: '127.0.0.1', port: 0 },
     maxStreamDurationMs: 0,
     pollRevocations: true,
     ...(options.centralGrants ? { centralGrants: { connectorKey, leaseNamespace: 'kube-relay', ...(options.centralGrants.lease ? { lease: options.centralGrants.lease } : {}) } } : {}),
@@ -84,6 +85,7 @@ export async function startRelayFor(cluster: E2eCluster, mode: 'direct' | 'tunne
       startRelay({
         ...relayConfig,
         ...(mode === 'direct' ? { listen: { host: '127.0.0.1', port: sameAddress ? Number(new URL(relay.url).port) : 0 } } : {}),
+        adminListen: { host: '127.0.0.1', port: 0 },
         audit: { file: path.join(dataDir, `audit-replica-${Date.now()}.jsonl`) },
       }),
     async agent(name, teams) {

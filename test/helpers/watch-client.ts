@@ -1,5 +1,7 @@
 /** A watch request as a client sees it: the body as it arrives, and how the response ended. */
 import https from 'node:https';
+import { h2Session, h2Watch } from './h2-client.js';
+import { type ClientProtocol, requestProtocol } from './http.js';
 
 export const podEvent = (name: string) => ({ type: 'ADDED', object: { kind: 'Pod', metadata: { name } } });
 
@@ -11,7 +13,8 @@ export interface WatchClient {
   lines(): unknown[];
 }
 
-export function openWatch(baseUrl: string, ca: string, path: string, token: string, headers: Record<string, string> = {}): WatchClient {
+export function openWatch(baseUrl: string, ca: string, path: string, token: string, headers: Record<string, string> = {}, protocol: ClientProtocol = requestProtocol()): WatchClient {
+  if (protocol === 'h2') return openH2Watch(baseUrl, ca, path, token, headers);
   let body = '';
   const ended = new Promise<'complete' | 'cut'>((resolve) => {
     const req = https.get(`${baseUrl}${path}`, { headers: { authorization: `Bearer ${token}`, ...headers }, ca, agent: false }, (res) => {
@@ -22,4 +25,16 @@ export function openWatch(baseUrl: string, ca: string, path: string, token: stri
     req.on('error', () => resolve('cut'));
   });
   return { ended, body: () => body, lines: () => body.trimEnd().split('\n').map((line) => JSON.parse(line) as unknown) };
+}
+
+/** The same over HTTP/2, on a session of its own that closes when the watch has ended. */
+function openH2Watch(baseUrl: string, ca: string, path: string, token: string, headers: Record<string, string>): WatchClient {
+  let watch: ReturnType<typeof h2Watch> | undefined;
+  const ended = h2Session(baseUrl, ca).then(async (session) => {
+    watch = h2Watch(session, `${new URL(baseUrl).pathname.replace(/\/$/, '')}${path}`, token, headers);
+    const how = await watch.ended;
+    session.close();
+    return how;
+  });
+  return { ended, body: () => watch?.body() ?? '', lines: () => watch?.lines() ?? [] };
 }

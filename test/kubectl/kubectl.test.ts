@@ -2,6 +2,8 @@
  * Unchanged, real kubectl through the relay with a kubeconfig made by
  * `kube-relay kubeconfig`: the exec credential plugin, discovery, and a
  * token refreshed by kubectl itself after the 60-second token expired.
+ * Each version runs twice: over HTTP/2, which client-go picks whenever the
+ * relay offers it, and over HTTP/1.1 (client-go's DISABLE_HTTP2).
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -10,14 +12,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { request, until } from '../helpers/http.js';
-import { kubectlBinary, runKubectl } from '../helpers/kubectl.js';
+import { kubectlBinary, runKubectl as runKubectlWith } from '../helpers/kubectl.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 
 let stack: Stack;
 let kubeconfig: string;
 
 beforeAll(async () => {
-  stack = await startStack();
+  stack = await startStack({ relay: { adminListen: { host: '127.0.0.1', port: 0 } } });
   const keyFile = path.join(stack.dataDir, 'deployer.api-key');
   writeFileSync(keyFile, `${stack.agentKey}\n`, { mode: 0o600 });
   const made = await runCli([
@@ -39,17 +41,43 @@ afterAll(async () => {
   await stack?.close();
 });
 
-describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
+/** The requests the relay's API listener has taken over `protocol`. */
+async function listenerRequests(protocol: 'h2' | 'http/1.1'): Promise<number> {
+  const metrics = await (await fetch(`http://127.0.0.1:${stack.relay.adminPort}/metrics`)).text();
+  const line = metrics.split('\n').find((l) => l.startsWith(`kube_relay_listener_requests_total{protocol="${protocol}"}`));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
+
+describe.each([
+  ['1.27', 'h2'],
+  ['1.27', 'http/1.1'],
+  ['1.33', 'h2'],
+  ['1.33', 'http/1.1'],
+] as const)('kubectl %s through the relay over %s', (version, protocol) => {
+  const env = protocol === 'http/1.1' ? { DISABLE_HTTP2: '1' } : {};
+  // client-go says so on stderr (klog, http.go) whenever DISABLE_HTTP2 is set: that line, and only it, is expected.
+  const runKubectl = async (binary: string, args: string[]) => {
+    const result = await runKubectlWith(binary, args, env);
+    return { ...result, stderr: result.stderr.replace(/^I\d{4} [\d:.]+ +\d+ http\.go:\d+\] HTTP2 has been explicitly disabled\n/gm, '') };
+  };
+  const spawnKubectl = (binary: string, args: string[]) => spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+
   it('runs get --raw as the agent, with a token from the exec plugin', async () => {
     const kubectl = kubectlBinary(version);
+    const other = protocol === 'h2' ? 'http/1.1' : 'h2';
+    const [before, otherBefore] = [await listenerRequests(protocol), await listenerRequests(other)];
+    const startedAt = new Date().toISOString();
     const result = await runKubectl(kubectl, ['--kubeconfig', kubeconfig, 'get', '--raw', '/api/v1/namespaces/default/pods']);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
+    expect(await listenerRequests(protocol)).toBeGreaterThan(before);
+    expect(await listenerRequests(other)).toBe(otherBefore);
     expect(JSON.parse(result.stdout)).toMatchObject({ kind: 'PodList' });
     const seen = stack.fake.lastRequest()!;
     expect(seen.url).toBe('/api/v1/namespaces/default/pods');
     expect(seen.headers['impersonate-user']).toBe('agent:deployer');
-    const record = await stack.awaitRecord('/api/v1/namespaces/default/pods', (r) => r.userAgent?.includes(`/v${version}.`) ?? false);
+    // This run's record: the same version's run over the other protocol, and its watch, have records for the path too.
+    const record = await stack.awaitRecord('/api/v1/namespaces/default/pods', (r) => r.time >= startedAt && r.verb === 'list' && (r.userAgent?.includes(`/v${version}.`) ?? false));
     expect(record).toMatchObject({ user: 'agent:deployer', decision: 'allowed', verb: 'list' });
     expect(record.userAgent).toMatch(new RegExp(`^kubectl[.\\d]*/v${version.replace('.', '\\.')}\\.`));
   });
@@ -86,7 +114,7 @@ describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
 
   it('get -w prints why the relay ended its watch when the agent is revoked', async () => {
     const kubectl = kubectlBinary(version);
-    const agent = `watcher-${version.replace('.', '-')}`;
+    const agent = `watcher-${version.replace('.', '-')}-${protocol === 'h2' ? 'h2' : 'h1'}`;
     const handle = await stack.registry();
     const keyFile = path.join(stack.dataDir, `${agent}.api-key`);
     writeFileSync(keyFile, `${await handle.registry.createAgent(agent, 'acme', ['sre'])}\n`, { mode: 0o600 });
@@ -94,7 +122,7 @@ describe.each(['1.27', '1.33'])('kubectl %s through the relay', (version) => {
     const made = await runCli(['kubeconfig', '--issuer', stack.issuer.url, '--cluster', 'prod-eu', '--server', stack.relay.url, '--ca-file', stack.caFile, '--issuer-ca-file', stack.caFile, '--api-key-file', keyFile]);
     const agentKubeconfig = path.join(stack.dataDir, `${agent}.kubeconfig`);
     writeFileSync(agentKubeconfig, made.stdout);
-    const child = spawn(kubectl, ['--kubeconfig', agentKubeconfig, '--cache-dir', mkdtempSync(path.join(tmpdir(), 'kubectl-cache-')), 'get', 'pods', '-n', 'default', '-w'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnKubectl(kubectl, ['--kubeconfig', agentKubeconfig, '--cache-dir', mkdtempSync(path.join(tmpdir(), 'kubectl-cache-')), 'get', 'pods', '-n', 'default', '-w']);
     try {
       let stdout = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -24,7 +24,7 @@ export function maxStreamDurationSuite(mode: 'direct' | 'tunnel', options: Relay
     });
 
     it('ends a JSON watch that reaches it with an ERROR event (504 Timeout) as its last line, then a clean end', async () => {
-      const client = openWatch(limited.relay.url, limited.caPem, '/api/v1/namespaces/default/pods?watch=1', limitedToken);
+      const client = openWatch(limited.relay.url, limited.caPem, '/api/v1/namespaces/default/pods?watch=1', limitedToken, {}, options.client);
       const watch = await limited.fake.nextWatch();
       // On a loaded machine the relay may end the watch before this event reaches it: then it is not forwarded.
       await watch.send(podEvent('a')).catch(() => undefined);
@@ -36,7 +36,7 @@ export function maxStreamDurationSuite(mode: 'direct' | 'tunnel', options: Relay
     });
 
     it('cuts a protobuf watch as before: no event can be added to its framing', async () => {
-      const client = openWatch(limited.relay.url, limited.caPem, '/api/v1/namespaces/default/pods?watch=1', limitedToken, { accept: 'application/vnd.kubernetes.protobuf;stream=watch' });
+      const client = openWatch(limited.relay.url, limited.caPem, '/api/v1/namespaces/default/pods?watch=1', limitedToken, { accept: 'application/vnd.kubernetes.protobuf;stream=watch' }, options.client);
       const watch = await limited.fake.nextWatch();
       await watch.write(Buffer.from([0x00, 0x00, 0x00, 0x04, 0x6b, 0x38, 0x73, 0x00])).catch(() => undefined);
       expect(await client.ended).toBe('cut');

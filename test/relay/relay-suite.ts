@@ -3,16 +3,16 @@
  * upstream, what the client gets back, and what is audited. Run once per
  * mode: straight to the relay (direct) and through the hub's tunnel; and
  * once per upstream protocol: an API server of HTTP/1.1 only, and one that
- * offers HTTP/2 as kube-apiserver does (plain requests then go over h2).
+ * offers HTTP/2 as kube-apiserver does (plain requests then go over h2);
+ * and with clients of either protocol (upgrades are HTTP/1.1 in both).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import https from 'node:https';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { BEARER_SUBPROTOCOL_PREFIX } from '../../src/request-stages/authenticate.js';
-import { request, until } from '../helpers/http.js';
+import { type ClientProtocol, request as requestOver, streamingRequest, until } from '../helpers/http.js';
 import { RELAY_SA_TOKEN, type Stack, startStack } from '../helpers/stack.js';
 import { openWatch, podEvent } from '../helpers/watch-client.js';
 
@@ -21,12 +21,17 @@ const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex
 export interface RelaySuiteOptions {
   /** What the fake API server speaks (default HTTP/1.1 only). */
   upstream?: 'http/1.1' | 'h2';
+  /** What the agents' plain requests and watches speak (default HTTP/1.1). */
+  client?: ClientProtocol;
 }
 
 export function relaySuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions = {}): void {
   let stack: Stack;
   let token: string;
   const upstreamVersion = options.upstream === 'h2' ? '2.0' : '1.1';
+  const clientProtocol = options.client ?? 'http/1.1';
+  const request = (url: string, requestOptions: Omit<Parameters<typeof requestOver>[1], 'protocol'>) => requestOver(url, { ...requestOptions, protocol: clientProtocol });
+  const watchOver = (url: string, ca: string, path: string, agentToken: string, headers: Record<string, string> = {}) => openWatch(url, ca, path, agentToken, headers, clientProtocol);
 
   beforeAll(async () => {
     stack = await startStack({ mode, fake: { http2: options.upstream === 'h2' }, relay: { adminListen: { host: '127.0.0.1', port: 0 } } });
@@ -96,22 +101,18 @@ export function relaySuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions
 
     it('keeps a chunked DELETE body intact (no Content-Length from the client)', async () => {
       const body = JSON.stringify({ kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Foreground' });
-      const answer = await new Promise<number>((resolve, reject) => {
-        const req = https.request(`${stack.relay.url}/api/v1/namespaces/default/pods/web`, {
-          method: 'DELETE',
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
-          ca: stack.caPem,
-          agent: false,
-        });
-        req.on('response', (res) => {
-          res.resume();
-          resolve(res.statusCode!);
-        });
-        req.on('error', reject);
-        req.write(body.slice(0, 10));
-        setTimeout(() => req.end(body.slice(10)), 20);
+      // Over HTTP/2 a body of unknown length is DATA frames with no Content-Length.
+      const req = streamingRequest(`${stack.relay.url}/api/v1/namespaces/default/pods/web`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...(clientProtocol === 'h2' ? {} : { 'transfer-encoding': 'chunked' }) },
+        ca: stack.caPem,
+        protocol: clientProtocol,
       });
-      expect(answer).toBe(200);
+      req.write(body.slice(0, 10));
+      setTimeout(() => req.end(body.slice(10)), 20);
+      const answer = await req.response;
+      answer.body.resume();
+      expect(answer.status).toBe(200);
       const seen = stack.fake.lastRequest()!;
       expect(seen.method).toBe('DELETE');
       expect(seen.body.toString()).toBe(body);
@@ -167,7 +168,8 @@ export function relaySuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions
       },
     );
 
-    it('refuses Connection: Impersonate-User (the hop-by-hop trick) instead of forwarding either header', async () => {
+    // HTTP/2 has no Connection header (RFC 9113 §8.2.2: a stream carrying one is malformed, and Node's client will not send it).
+    if (clientProtocol === 'http/1.1') it('refuses Connection: Impersonate-User (the hop-by-hop trick) instead of forwarding either header', async () => {
       const before = stack.fake.requests.length;
       const answer = await get('/api/v1/pods', { connection: 'keep-alive, Impersonate-User', 'impersonate-user': 'system:admin' });
       expect(answer.status).toBe(403);
@@ -205,38 +207,30 @@ export function relaySuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions
   describe('streaming', () => {
     it('answers a watch at once, before its first event, as kube-apiserver flushes the headers', async () => {
       const watchArrived = stack.fake.nextWatch();
-      const response = new Promise<number>((resolve, reject) => {
-        const req = https.get(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=1`, { headers: { authorization: `Bearer ${token}` }, ca: stack.caPem, agent: false }, (res) => {
-          resolve(res.statusCode!);
-          req.destroy();
-        });
-        req.on('error', () => undefined);
-        setTimeout(() => reject(new Error('no response headers within 2 s of an idle watch')), 2_000);
-      });
+      const req = streamingRequest(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=1`, { headers: { authorization: `Bearer ${token}` }, ca: stack.caPem, protocol: clientProtocol });
+      req.end();
       await watchArrived;
-      expect(await response).toBe(200);
+      // From the moment the API server has the watch: its headers, flushed at once, are due within 2 s.
+      const response = await Promise.race([req.response, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no response headers within 2 s of an idle watch')), 2_000))]);
+      req.destroy();
+      expect(response.status).toBe(200);
     });
 
     it('delivers each watch event before the next one is sent upstream, and a client abort closes the upstream watch', async () => {
       const received: string[] = [];
       let onLine: (() => void) | undefined;
-      const req = https.request(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=true&resourceVersion=10`, {
-        headers: { authorization: `Bearer ${token}` },
-        ca: stack.caPem,
-        agent: false,
-      });
-      req.on('response', (res) => {
+      const req = streamingRequest(`${stack.relay.url}/api/v1/namespaces/default/pods?watch=true&resourceVersion=10`, { headers: { authorization: `Bearer ${token}` }, ca: stack.caPem, protocol: clientProtocol });
+      void req.response.then(({ body }) => {
         let buffered = '';
-        res.on('data', (chunk: Buffer) => {
+        body.on('data', (chunk: Buffer) => {
           buffered += chunk.toString('utf8');
           const lines = buffered.split('\n');
           buffered = lines.pop()!;
           received.push(...lines);
           if (lines.length > 0) onLine?.();
         });
-        res.on('error', () => undefined);
+        body.on('error', () => undefined);
       });
-      req.on('error', () => undefined);
       req.end();
       const watch = await stack.fake.nextWatch();
       for (let i = 1; i <= 3; i++) {
@@ -254,7 +248,7 @@ export function relaySuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions
 
     // Declared only against an HTTP/2 API server (an HTTP/1.1 one opens a connection per watch by design).
     if (options.upstream === 'h2') it('carries many concurrent watches on one HTTP/2 connection to the API server', async () => {
-      const clients = Array.from({ length: 12 }, (_, i) => openWatch(stack.relay.url, stack.caPem, `/api/v1/namespaces/many-${i}/pods?watch=1`, token));
+      const clients = Array.from({ length: 12 }, (_, i) => watchOver(stack.relay.url, stack.caPem, `/api/v1/namespaces/many-${i}/pods?watch=1`, token));
       const watches = await Promise.all(clients.map(() => stack.fake.nextWatch()));
       expect(watches.map((w) => new URL(w.url, 'https://x').pathname).sort()).toEqual(clients.map((_, i) => `/api/v1/namespaces/many-${i}/pods`).sort());
       expect(stack.fake.requests.filter((r) => r.url.includes('/namespaces/many-')).map((r) => r.httpVersion)).toEqual(Array(12).fill('2.0'));
@@ -459,7 +453,7 @@ export function relaySuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions
       const key = await handle.registry.createAgent('short-lived', 'acme', ['sre']);
       await handle.close();
       const agentToken = await stack.token(key);
-      const client = openWatch(stack.relay.url, stack.caPem, '/api/v1/namespaces/default/pods?watch=1', agentToken);
+      const client = watchOver(stack.relay.url, stack.caPem, '/api/v1/namespaces/default/pods?watch=1', agentToken);
       const watch = await stack.fake.nextWatch();
       await watch.send(podEvent('a'));
       await until(() => client.body().includes('"a"'), 5_000, 'the event');
@@ -485,7 +479,7 @@ export function relaySuite(mode: 'direct' | 'tunnel', options: RelaySuiteOptions
       const key = await handle.registry.createAgent('cut-mid-event', 'acme', ['sre']);
       await handle.close();
       const agentToken = await stack.token(key);
-      const client = openWatch(stack.relay.url, stack.caPem, '/api/v1/namespaces/default/pods?watch=true', agentToken);
+      const client = watchOver(stack.relay.url, stack.caPem, '/api/v1/namespaces/default/pods?watch=true', agentToken);
       const watch = await stack.fake.nextWatch();
       const second = `${JSON.stringify(podEvent('second'))}\n`;
       await watch.write(`${JSON.stringify(podEvent('first'))}\n${second.slice(0, 25)}`);

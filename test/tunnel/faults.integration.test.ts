@@ -4,7 +4,6 @@
  * streams, and one stalled stream beside many busy ones. The relay reaches
  * the hub through a loopback TCP proxy that plays the network.
  */
-import https from 'node:https';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { requestToken } from '../../src/client/token.js';
@@ -13,7 +12,7 @@ import { createLogger } from '../../src/log.js';
 import { type RunningRelay, startRelay } from '../../src/relay/server.js';
 import { upstreamFromKubeconfig } from '../../src/relay/upstream.js';
 import { ReconnectBackoff } from '../../src/backoff.js';
-import { until } from '../helpers/http.js';
+import { streamingRequest, until } from '../helpers/http.js';
 import { type Stack, startStack } from '../helpers/stack.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -76,36 +75,31 @@ beforeEach(async () => {
   await until(async () => (await get('/version')).status === 200, 5_000, 'the tunnel to be up');
 });
 
-/** One request through the hub on a fresh connection. */
-function get(path: string): Promise<{ status: number; ms: number }> {
+/** One request through the hub on a fresh connection (a session of its own over HTTP/2). */
+async function get(path: string): Promise<{ status: number; ms: number }> {
   const started = performance.now();
-  return new Promise((resolve) => {
-    const req = https.get(`${hub.url}/clusters/prod-eu${path}`, { ca: stack.caPem, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, ms: performance.now() - started }));
-    });
-    req.on('error', () => resolve({ status: 0, ms: performance.now() - started }));
-  });
+  const req = streamingRequest(`${hub.url}/clusters/prod-eu${path}`, { ca: stack.caPem, headers: { authorization: `Bearer ${token}` } });
+  req.end();
+  try {
+    const { status, body } = await req.response;
+    body.resume();
+    await req.ended;
+    return { status, ms: performance.now() - started };
+  } catch {
+    return { status: 0, ms: performance.now() - started };
+  }
 }
 
 /** A watch through the hub, its first event received; `ended` settles when the response completes or fails. */
 async function openWatch(): Promise<{ ended: Promise<'complete' | 'failed'> }> {
   const watchReady = stack.fake.nextWatch();
-  let ended!: Promise<'complete' | 'failed'>;
-  const firstEvent = new Promise<void>((resolveFirst, rejectFirst) => {
-    const req = https.get(`${hub.url}/clusters/prod-eu/api/v1/namespaces/default/pods?watch=1`, { ca: stack.caPem, agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
-      res.once('data', () => resolveFirst());
-      ended = new Promise((resolveEnd) => {
-        res.on('error', () => resolveEnd('failed'));
-        res.on('close', () => resolveEnd(res.complete ? 'complete' : 'failed'));
-      });
-    });
-    req.on('error', rejectFirst);
-  });
+  const req = streamingRequest(`${hub.url}/clusters/prod-eu/api/v1/namespaces/default/pods?watch=1`, { ca: stack.caPem, headers: { authorization: `Bearer ${token}` } });
+  req.end();
+  const firstEvent = req.response.then(({ body }) => new Promise<void>((resolve) => body.once('data', () => resolve())));
   const watch = await watchReady;
   await watch.send({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'first' } } });
   await firstEvent;
-  return { ended };
+  return { ended: req.ended.then((how) => (how === 'complete' ? 'complete' : 'failed')) };
 }
 
 async function metric(port: number, name: string): Promise<number> {
@@ -126,24 +120,25 @@ describe('hub shutdown and restart', () => {
   it('lets a request in flight finish (GOAWAY, then close), and the relay is back within the backoff once the hub is', async () => {
     const body = Buffer.alloc(512 * 1024, 'x');
     let stopping: Promise<void> | undefined;
-    const response = new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = https.request(
-        `${hub.url}/clusters/prod-eu/api/v1/namespaces/default/configmaps`,
-        { method: 'POST', ca: stack.caPem, agent: false, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': body.length } },
-        (res) => {
-          let text = '';
-          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-          res.on('end', () => resolve({ status: res.statusCode!, text }));
-        },
-      );
-      req.on('error', reject);
-      req.write(body.subarray(0, 1024));
-      void until(() => stack.fake.requests.some((r) => r.url.endsWith('/configmaps') && r.body.length > 0), 5_000, 'the upstream to get the first bytes').then(async () => {
-        stopping = hub.close();
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        req.end(body.subarray(1024));
-      });
+    const req = streamingRequest(`${hub.url}/clusters/prod-eu/api/v1/namespaces/default/configmaps`, {
+      method: 'POST',
+      ca: stack.caPem,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': body.length },
     });
+    req.write(body.subarray(0, 1024));
+    void until(() => stack.fake.requests.some((r) => r.url.endsWith('/configmaps') && r.body.length > 0), 5_000, 'the upstream to get the first bytes').then(async () => {
+      stopping = hub.close();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      req.end(body.subarray(1024));
+    });
+    const response = req.response.then(
+      ({ status, body: answer }) =>
+        new Promise<{ status: number; text: string }>((resolve) => {
+          let text = '';
+          answer.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          answer.on('end', () => resolve({ status, text }));
+        }),
+    );
     const answer = await response;
     expect(answer.status).toBe(200);
     expect(stack.fake.requests.filter((r) => r.url.endsWith('/configmaps')).at(-1)!.body.length).toBe(body.length);
