@@ -1,12 +1,25 @@
-/** The idle-watch phase of npm run bench: many watches held open, the relay's memory and CPU, one event to all. */
-import type { ClientRequest } from 'node:http';
+/**
+ * The idle-watch phase of npm run bench: many watches held open, the
+ * relay's memory and CPU, one event to all. Over HTTP/1.1 each watch is a
+ * connection of its own (many small clients); over HTTP/2 they share
+ * connections of up to 1 000 streams each, as client-go carries a client's
+ * informers (and opens another connection at the server's stream limit).
+ */
+import http2 from 'node:http2';
 import https from 'node:https';
 import { processUsage, type Target } from './stack.js';
 
+export type WatchProtocol = 'http/1.1' | 'h2';
+/** The relay's (and kube-apiserver's) SETTINGS_MAX_CONCURRENT_STREAMS. */
+const STREAMS_PER_CONNECTION = 1000;
+
 export interface WatchFigures {
+  protocol: WatchProtocol;
   watches: number;
   openSeconds: number;
   relayRssMiB: number;
+  /** The relay's RSS before these watches were opened. */
+  relayRssBeforeMiB: number;
   hubRssMiB?: number;
   idleCpuPercent: number;
   fanOutMs: number;
@@ -23,18 +36,19 @@ async function upstreamWatches(upstream: Target, ca: string): Promise<number> {
   return (JSON.parse(text) as { open: number }).open;
 }
 
-export async function idleWatches(target: Target, upstream: Target, ca: string, count: number, relayPid: number, hubPid?: number): Promise<WatchFigures> {
+/** Opens watches through `target`, each calling `onData` for what it receives; returns what closes them all. */
+type WatchOpener = (target: Target, ca: string, count: number, onData: () => void) => Promise<() => void>;
+
+const overHttp1: WatchOpener = async (target, ca, count, onData) => {
   const agent = new https.Agent({ keepAlive: false, maxSockets: Infinity, maxCachedSessions: 1000, ca });
-  const requests: ClientRequest[] = [];
-  let waitingForEvent: (() => void) | undefined;
-  const openedAt = performance.now();
+  const requests: { destroy(): void }[] = [];
   for (let first = 0; first < count; first += 250) {
     const headers = await target.headers(); // a fresh 60-second token per batch: opening them all takes a while
     await Promise.all(
       Array.from({ length: Math.min(250, count - first) }, () => new Promise<void>((resolve, reject) => {
         const req = https.get(`${target.base}/api/v1/namespaces/bench/pods?watch=1`, { agent, headers }, (res) => {
           if (res.statusCode !== 200) return reject(new Error(`watch: HTTP ${res.statusCode}`));
-          res.on('data', () => waitingForEvent?.());
+          res.on('data', onData);
           resolve();
         });
         req.on('error', reject);
@@ -42,6 +56,43 @@ export async function idleWatches(target: Target, upstream: Target, ca: string, 
       })),
     );
   }
+  return () => {
+    for (const req of requests) req.destroy();
+    agent.destroy();
+  };
+};
+
+const overHttp2: WatchOpener = async (target, ca, count, onData) => {
+  const sessions: http2.ClientHttp2Session[] = [];
+  const base = new URL(target.base);
+  for (let first = 0; first < count; first += 250) {
+    const headers = await target.headers();
+    if (first % STREAMS_PER_CONNECTION === 0) {
+      const session = http2.connect(base.origin, { ca });
+      await new Promise<void>((resolve, reject) => session.once('remoteSettings', () => resolve()).once('error', reject));
+      sessions.push(session);
+    }
+    const session = sessions.at(-1)!;
+    await Promise.all(
+      Array.from({ length: Math.min(250, count - first) }, () => new Promise<void>((resolve, reject) => {
+        const stream = session.request({ ':path': `${base.pathname.replace(/\/$/, '')}/api/v1/namespaces/bench/pods?watch=1`, ...headers });
+        stream.once('response', (answer) => {
+          if (answer[':status'] !== 200) return reject(new Error(`watch: HTTP ${answer[':status']}`));
+          stream.on('data', onData);
+          resolve();
+        });
+        stream.once('error', reject);
+      })),
+    );
+  }
+  return () => sessions.forEach((session) => session.destroy());
+};
+
+export async function idleWatches(target: Target, upstream: Target, ca: string, count: number, protocol: WatchProtocol, relayPid: number, hubPid?: number): Promise<WatchFigures> {
+  let waitingForEvent: (() => void) | undefined;
+  const relayRssBeforeMiB = processUsage(relayPid).rssMiB;
+  const openedAt = performance.now();
+  const closeAll = await (protocol === 'h2' ? overHttp2 : overHttp1)(target, ca, count, () => waitingForEvent?.());
   const openSeconds = (performance.now() - openedAt) / 1000;
   while ((await upstreamWatches(upstream, ca)) < count) await new Promise((resolve) => setTimeout(resolve, 200));
 
@@ -64,13 +115,14 @@ export async function idleWatches(target: Target, upstream: Target, ca: string, 
   await allDelivered;
   const fanOutMs = performance.now() - sentAt;
 
-  for (const req of requests) req.destroy();
-  agent.destroy();
+  closeAll();
   while ((await upstreamWatches(upstream, ca)) > 0) await new Promise((resolve) => setTimeout(resolve, 200));
   return {
+    protocol,
     watches: count,
     openSeconds,
     relayRssMiB: after.rssMiB,
+    relayRssBeforeMiB,
     ...(hubPid ? { hubRssMiB: processUsage(hubPid).rssMiB } : {}),
     idleCpuPercent: (100 * (after.cpuSeconds - before.cpuSeconds)) / 5,
     fanOutMs,

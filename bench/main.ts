@@ -7,11 +7,12 @@
  *   direct     kube-relay relay --mode direct, in front of the upstream
  *   tunnel     kube-relay issuer (with its hub) + kube-relay relay --mode tunnel
  *   bare       bench/bare-proxy.ts, a bare Node https proxy: the floor any Node proxy stands on
- *   load       wrk (Debian's `wrk`) for request rates and latencies; this
- *              process for single-stream throughput
+ *   load       wrk (Debian's `wrk`) for request rates and latencies over HTTP/1.1,
+ *              h2load (Debian's `nghttp2-client`) over HTTP/2; this process for
+ *              single-stream throughput and idle watches
  *
  * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --watches 10000 --json FILE
- *                          --phases small,streams,isolation,watches,tokens,designs]
+ *                          --phases small,h2,streams,isolation,watches,tokens,designs]
  *        [--cpu-prof DIR]  (the relays and the issuer write V8 CPU profiles to DIR when the run ends)
  *        --phases watch-rounds [--rounds 5 --round-watches 2000 --heap-snapshots DIR --malloc-trim]
  *                  (opt-in: rounds of idle watches through a relay of its own, its memory after each
@@ -26,11 +27,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { idleWatches, type WatchFigures } from './idle-watches.js';
 import { isolation } from './isolation.js';
-import { type LatencyFigures, wrk } from './small-get.js';
+import { h2load, type Http2Figures, type LatencyFigures, wrk } from './small-get.js';
 import { PATHS, type PathName, pids, startEverything, stopEverything, type Target } from './stack.js';
 import { bodyDownload, bodyUpload, upgradedStream } from './streams.js';
 import { printTargets, type RunFigures } from './targets.js';
 import { measureTokenVerification } from './token-verification.js';
+import { requireTool } from './tools.js';
 import { compareTunnelDesigns, type DesignFigures } from './tunnel-designs.js';
 import { Inspector, ROUND_GROWTH_LIMIT, watchRounds } from './watch-rounds.js';
 
@@ -39,7 +41,7 @@ const { values: flags } = parseArgs({
     duration: { type: 'string', default: '5' },
     'stream-mib': { type: 'string', default: '1024' },
     json: { type: 'string' },
-    phases: { type: 'string', default: 'small,streams,isolation,watches,tokens,designs' },
+    phases: { type: 'string', default: 'small,h2,streams,isolation,watches,tokens,designs' },
     watches: { type: 'string', default: '10000' },
     paths: { type: 'string', default: PATHS.join(',') },
     concurrency: { type: 'string', default: '1,16,64' },
@@ -65,12 +67,19 @@ const fmt = (value: number, digits = 2) => value.toFixed(digits);
 const ratio = (value: number | undefined, base: number | undefined) => (value === undefined || base === undefined ? '-' : `${fmt(value / base)}×`);
 const percent = (part: number | undefined, whole: number | undefined) => (part === undefined || whole === undefined ? '-' : `${fmt((100 * part) / whole, 0)} %`);
 
+/** The processes whose CPU per request is reported for a path, by name and pid (once they run). */
+function measuredProcesses(name: PathName): Record<string, number> {
+  return {
+    upstream: { upstream: pids.upstream! },
+    bare: { 'bare proxy': pids['bare proxy']! },
+    direct: { relay: pids['direct relay']! },
+    tunnel: { relay: pids['tunnel relay']!, hub: pids.issuer! },
+  }[name];
+}
+
 async function main(): Promise<void> {
-  try {
-    if (PHASES.has('small')) execFileSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' });
-  } catch {
-    throw new Error('the benchmark needs wrk as its load generator: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)');
-  }
+  if (PHASES.has('small')) requireTool('wrk', { debian: 'wrk', brew: 'wrk' }, 'the HTTP/1.1 load generator');
+  if (PHASES.has('h2')) requireTool('h2load', { debian: 'nghttp2-client', brew: 'nghttp2' }, 'the HTTP/2 load generator');
   const { targets, ca, roundsRelay } = await startEverything({ cpuProfileDir: flags['cpu-prof'], roundsRelay: PHASES.has('watch-rounds') });
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`kube-relay benchmark, ${new Date().toISOString()}: ${os.cpus().length} cores (${cpu}), Node ${process.version}, ${os.platform()} ${os.release()}`);
@@ -83,16 +92,10 @@ async function main(): Promise<void> {
     console.log('| concurrency | path | req/s | p50 ms | p99 ms | p99.9 ms | vs upstream req/s | vs bare proxy req/s | CPU µs per request | added p50 ms |');
     console.log('|---|---|---|---|---|---|---|---|---|---|');
     const small: Record<string, Partial<Record<PathName, LatencyFigures>>> = {};
-    const measured: Record<PathName, Record<string, number>> = {
-      upstream: { upstream: pids.upstream! },
-      bare: { 'bare proxy': pids['bare proxy']! },
-      direct: { relay: pids['direct relay']! },
-      tunnel: { relay: pids['tunnel relay']!, hub: pids.issuer! },
-    };
     for (const name of MEASURED) await wrk(targets[name], 16, 1); // warm-up
     for (const connections of CONCURRENCY) {
       const row: Partial<Record<PathName, LatencyFigures>> = {};
-      for (const name of MEASURED) row[name] = await wrk(targets[name], connections, DURATION_S, measured[name]);
+      for (const name of MEASURED) row[name] = await wrk(targets[name], connections, DURATION_S, measuredProcesses(name));
       small[`c${connections}`] = row;
       for (const name of MEASURED) {
         const figures = row[name]!;
@@ -103,6 +106,28 @@ async function main(): Promise<void> {
       }
     }
     results.smallGet = small;
+  }
+
+  if (PHASES.has('h2')) {
+    // client-go speaks HTTP/2 to any server that offers it: many requests in flight on one connection.
+    console.log(`\nSmall GET over HTTP/2 (h2load, ${DURATION_S} s per cell): the relays offer h2 to clients and speak it to the upstream`);
+    console.log('| connections × streams | path | req/s | mean ms | vs upstream req/s | CPU µs per request |');
+    console.log('|---|---|---|---|---|---|');
+    const cells: [number, number][] = [...CONCURRENCY.map((connections): [number, number] => [connections, 1]), [1, 64]];
+    const h2: Record<string, Partial<Record<PathName, Http2Figures>>> = {};
+    const paths = MEASURED.filter((name) => name !== 'bare'); // the bare proxy speaks HTTP/1.1 only
+    for (const name of paths) await h2load(targets[name], 16, 1, 1); // warm-up
+    for (const [connections, streams] of cells) {
+      const row: Partial<Record<PathName, Http2Figures>> = {};
+      for (const name of paths) row[name] = await h2load(targets[name], connections, streams, DURATION_S, measuredProcesses(name));
+      h2[`c${connections}m${streams}`] = row;
+      for (const name of paths) {
+        const figures = row[name]!;
+        const cpuUs = Object.entries(figures.cpuUsPerRequest).map(([process, us]) => (name === 'tunnel' ? `${fmt(us, 0)} (${process})` : fmt(us, 0))).join(' + ');
+        console.log(`| ${connections} × ${streams} | ${name} | ${fmt(figures.rps, 0)} | ${fmt(figures.meanMs)} | ${ratio(figures.rps, row.upstream?.rps)} | ${cpuUs}${figures.errors ? ` (${figures.errors} errors)` : ''} |`);
+      }
+    }
+    results.http2SmallGet = h2;
   }
 
   if (PHASES.has('streams')) {
@@ -141,19 +166,23 @@ async function main(): Promise<void> {
   if (PHASES.has('watches')) {
     const limit = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
     const wanted = Number(flags.watches);
-    // A direct-mode relay holds two descriptors per watch (client and upstream); a tunnelled one, one.
+    // Over HTTP/1.1 a direct-mode relay holds two descriptors per watch (client and upstream), a tunnelled one
+    // one; over HTTP/2 a watch is a stream of a shared connection on both legs.
     const directCount = Math.min(wanted, Math.floor((limit - 500) / 2));
     console.log(`\nIdle watches through one relay: memory and CPU while idle, and one event delivered to all`);
     if (directCount < wanted) console.log(`(direct mode capped at ${directCount} watches: this shell allows ${limit} open files, the relay needs two per watch; raise ulimit -n to measure ${wanted})`);
-    console.log('| path | watches | opened in s | relay RSS MiB | hub RSS MiB | relay CPU idle | event to all ms |');
-    console.log('|---|---|---|---|---|---|---|');
+    console.log('| path | protocol | watches | opened in s | relay RSS MiB | relay RSS before MiB | hub RSS MiB | relay CPU idle | event to all ms |');
+    console.log('|---|---|---|---|---|---|---|---|---|');
     const watches: Record<string, WatchFigures> = {};
-    for (const [name, count, relayPid, hubPid] of [
-      ['direct', directCount, pids['direct relay']!, undefined],
-      ['tunnel', wanted, pids['tunnel relay']!, pids.issuer!],
+    for (const [name, protocol, count, relayPid, hubPid] of [
+      // HTTP/2 first: a process keeps the memory it once held (glibc's arenas), so the larger HTTP/1.1 figure comes second.
+      ['direct', 'h2', wanted, pids['direct relay']!, undefined],
+      ['direct', 'http/1.1', directCount, pids['direct relay']!, undefined],
+      ['tunnel', 'h2', wanted, pids['tunnel relay']!, pids.issuer!],
+      ['tunnel', 'http/1.1', wanted, pids['tunnel relay']!, pids.issuer!],
     ] as const) {
-      const figures = (watches[name] = await idleWatches(targets[name], targets.upstream, ca, count, relayPid, hubPid));
-      console.log(`| ${name} | ${figures.watches} | ${fmt(figures.openSeconds, 1)} | ${fmt(figures.relayRssMiB, 0)} | ${figures.hubRssMiB ? fmt(figures.hubRssMiB, 0) : '-'} | ${fmt(figures.idleCpuPercent, 1)} % | ${fmt(figures.fanOutMs, 0)} |`);
+      const figures = (watches[`${name} ${protocol}`] = await idleWatches(targets[name], targets.upstream, ca, count, protocol, relayPid, hubPid));
+      console.log(`| ${name} | ${protocol} | ${figures.watches} | ${fmt(figures.openSeconds, 1)} | ${fmt(figures.relayRssMiB, 0)} | ${fmt(figures.relayRssBeforeMiB, 0)} | ${figures.hubRssMiB ? fmt(figures.hubRssMiB, 0) : '-'} | ${fmt(figures.idleCpuPercent, 1)} % | ${fmt(figures.fanOutMs, 0)} |`);
     }
     results.watches = watches;
   }

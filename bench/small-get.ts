@@ -37,3 +37,34 @@ export async function wrk(target: Target, connections: number, seconds: number, 
     cpuUsPerRequest,
   };
 }
+
+export interface Http2Figures {
+  rps: number;
+  meanMs: number;
+  errors: number;
+  cpuUsPerRequest: Record<string, number>;
+}
+
+/** h2load (nghttp2) over HTTP/2: `connections` connections, each with up to `streams` requests in flight. */
+export async function h2load(target: Target, connections: number, streams: number, seconds: number, measured: Record<string, number> = {}): Promise<Http2Figures> {
+  const headers = await target.headers();
+  const args = ['-c', String(connections), '-m', String(streams), '-D', String(seconds), '-t', '1'];
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
+  args.push(`${target.base}/api/v1/namespaces/bench/pods`);
+  const before = Object.fromEntries(Object.entries(measured).map(([name, pid]) => [name, processUsage(pid).cpuSeconds]));
+  const output = execFileSync('h2load', args, { encoding: 'utf8' });
+  const after = Object.fromEntries(Object.entries(measured).map(([name, pid]) => [name, processUsage(pid).cpuSeconds]));
+  const finished = /finished in ([\d.]+)(m?s), ([\d.]+) req\/s/.exec(output);
+  const counts = /requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored/.exec(output);
+  const statuses = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(output);
+  const latency = /time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)/.exec(output);
+  if (!finished || !counts || !statuses || !latency) throw new Error(`h2load's report was not understood:\n${output}`);
+  const succeeded = Number(statuses[1]);
+  const unit = { us: 1e-3, ms: 1, s: 1e3 }[latency[2] as 'us' | 'ms' | 's'];
+  return {
+    rps: Number(finished[3]),
+    meanMs: Number(latency[1]) * unit,
+    errors: Number(counts[1]) + Number(counts[2]) + Number(statuses[2]) + Number(statuses[3]) + Number(statuses[4]),
+    cpuUsPerRequest: Object.fromEntries(Object.keys(measured).map((name) => [name, ((after[name]! - before[name]!) * 1e6) / Math.max(1, succeeded)])),
+  };
+}

@@ -15,11 +15,14 @@
  *   upgrade .../pods/sink/portforward              101, then counts bytes until the client ends, then writes the count
  *   upgrade .../pods/stall/portforward             101, then echoes (a stalled client holds it back)
  *
+ * It offers HTTP/2 by ALPN beside HTTP/1.1, as kube-apiserver does, so the
+ * relay's HTTP/2 pool to the API server is what the benchmark measures.
+ *
  * Usage: tsx bench/upstream.ts CERT KEY — prints `listening PORT` on stdout.
  */
 import { readFileSync } from 'node:fs';
-import https from 'node:https';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 
 const [certFile, keyFile] = process.argv.slice(2);
@@ -38,7 +41,7 @@ const podList = Buffer.from(
     })),
   }),
 );
-const watches = new Set<ServerResponse>();
+const watches = new Set<ServerResponse | Http2ServerResponse>();
 
 function writeBytes(out: NodeJS.WritableStream, size: number, done: () => void): void {
   let left = size;
@@ -56,11 +59,22 @@ function writeBytes(out: NodeJS.WritableStream, size: number, done: () => void):
   pump();
 }
 
-const server = https.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile), keepAliveTimeout: 60_000 }, (req, res) => {
+// kube-apiserver's stream and window settings (k8s.io/apiserver secure_serving.go).
+const server = http2.createSecureServer({
+  cert: readFileSync(certFile),
+  key: readFileSync(keyFile),
+  allowHTTP1: true,
+  settings: { maxConcurrentStreams: 1000, initialWindowSize: 256 * 1024 },
+});
+server.on('session', (session) => session.setLocalWindowSize(256 * 1024 * 1000));
+Object.assign(server, { keepAliveTimeout: 60_000 });
+
+server.on('request', (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
   const url = new URL(req.url ?? '/', 'https://upstream');
   if (url.pathname === '/api/v1/namespaces/bench/pods' && (url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true')) {
-    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-    res.flushHeaders();
+    // An HTTP/2 answer sends its headers at writeHead; HTTP/1.1 frames the open-ended body as chunked.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    (res as ServerResponse).flushHeaders(); // Http2ServerResponse has it too (not in @types/node 20)
     watches.add(res);
     res.on('close', () => watches.delete(res));
     return;
@@ -99,7 +113,7 @@ const server = https.createServer({ cert: readFileSync(certFile), key: readFileS
   }
   if (url.pathname === '/bench/event' && req.method === 'POST') {
     const line = `${JSON.stringify({ type: 'MODIFIED', object: { kind: 'Pod', metadata: { name: 'pod-0', resourceVersion: String(Date.now()) } } })}\n`;
-    for (const watch of watches) watch.write(line);
+    for (const watch of watches) (watch as NodeJS.WritableStream).write(line);
     res.end(JSON.stringify({ delivered: watches.size }));
     return;
   }
@@ -110,7 +124,7 @@ const server = https.createServer({ cert: readFileSync(certFile), key: readFileS
   res.writeHead(404).end();
 });
 
-server.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
   const url = new URL(req.url ?? '/', 'https://upstream');
   const kind = /\/pods\/(source|sink|stall)\/portforward$/.exec(url.pathname)?.[1];
   if (!kind) {
