@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { createSecureContext } from 'node:tls';
 
 export interface FetchWithCaOptions {
   /** PEM bundle to trust instead of the system roots; undefined = system roots. */
@@ -32,6 +33,9 @@ const MAX_RESPONSE_BYTES = 1024 * 1024;
 
 export function fetchWithCa(options: FetchWithCaOptions = {}): FetchLike {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  // Parsed once: given `ca` instead, every call would build an OpenSSL context and parse the bundle again
+  // (a relay under load posts central-audit batches several times a second; issue 21).
+  const secureContext = options.ca ? createSecureContext({ ca: options.ca }) : undefined;
   return (input, init = {}) =>
     new Promise<Response>((resolve, reject) => {
       const url = new URL(String(input));
@@ -43,7 +47,7 @@ export function fetchWithCa(options: FetchWithCaOptions = {}): FetchLike {
       const req = transport.request(url, {
         method: init.method ?? 'GET',
         headers: Object.fromEntries(new Headers(init.headers)),
-        ...(url.protocol === 'https:' && options.ca ? { ca: options.ca } : {}),
+        ...(url.protocol === 'https:' && secureContext ? { secureContext } : {}),
         timeout: timeoutMs,
         signal: init.signal ?? undefined,
         // A fresh connection per call: these calls are seconds apart, and a pooled socket reused just as
