@@ -37,7 +37,7 @@ async function upstreamWatches(upstream: Target, ca: string): Promise<number> {
 }
 
 /** Opens watches through `target`, each calling `onData` for what it receives; returns what closes them all. */
-type WatchOpener = (target: Target, ca: string, count: number, onData: () => void) => Promise<() => void>;
+export type WatchOpener = (target: Target, ca: string, count: number, onData: () => void) => Promise<() => void>;
 
 const overHttp1: WatchOpener = async (target, ca, count, onData) => {
   const agent = new https.Agent({ keepAlive: false, maxSockets: Infinity, maxCachedSessions: 1000, ca });
@@ -88,11 +88,13 @@ const overHttp2: WatchOpener = async (target, ca, count, onData) => {
   return () => sessions.forEach((session) => session.destroy());
 };
 
+export const WATCH_OPENERS: Record<WatchProtocol, WatchOpener> = { 'http/1.1': overHttp1, h2: overHttp2 };
+
 export async function idleWatches(target: Target, upstream: Target, ca: string, count: number, protocol: WatchProtocol, relayPid: number, hubPid?: number): Promise<WatchFigures> {
   let waitingForEvent: (() => void) | undefined;
   const relayRssBeforeMiB = processUsage(relayPid).rssMiB;
   const openedAt = performance.now();
-  const closeAll = await (protocol === 'h2' ? overHttp2 : overHttp1)(target, ca, count, () => waitingForEvent?.());
+  const closeAll = await WATCH_OPENERS[protocol](target, ca, count, () => waitingForEvent?.());
   const openSeconds = (performance.now() - openedAt) / 1000;
   while ((await upstreamWatches(upstream, ca)) < count) await new Promise((resolve) => setTimeout(resolve, 200));
 

@@ -14,7 +14,7 @@
  * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --watches 10000 --json FILE
  *                          --phases small,h2,streams,isolation,watches,tokens,designs]
  *        [--cpu-prof DIR]  (the relays and the issuer write V8 CPU profiles to DIR when the run ends)
- *        --phases watch-rounds [--rounds 5 --round-watches 2000 --heap-snapshots DIR --malloc-trim]
+ *        --phases watch-rounds [--rounds 5 --round-watches 2000 --round-protocol h2|http/1.1 --heap-snapshots DIR --malloc-trim]
  *                  (opt-in: rounds of idle watches through a relay of its own, its memory after each
  *                  open and close; exits 1 when RSS grew more than 10 %, see watch-rounds.ts)
  * Central audit has scripts of its own (issue 18): npx tsx bench/audit-scale.ts [--records 1000000 --json FILE]
@@ -25,7 +25,7 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { idleWatches, type WatchFigures } from './idle-watches.js';
+import { idleWatches, type WatchFigures, type WatchProtocol } from './idle-watches.js';
 import { isolation } from './isolation.js';
 import { h2load, type Http2Figures, type LatencyFigures, wrk } from './small-get.js';
 import { PATHS, type PathName, pids, startEverything, stopEverything, type Target } from './stack.js';
@@ -48,6 +48,7 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     rounds: { type: 'string', default: '5' },
     'round-watches': { type: 'string', default: '2000' },
+    'round-protocol': { type: 'string', default: 'h2' },
     'heap-snapshots': { type: 'string' },
     'malloc-trim': { type: 'boolean', default: false },
   },
@@ -59,6 +60,8 @@ if (unknownPaths.length > 0) throw new Error(`--paths: unknown path ${unknownPat
 const MEASURED = PATHS.filter((name) => flags.paths.split(',').includes(name));
 const CONCURRENCY = flags.concurrency.split(',').map(Number);
 const DURATION_S = Number(flags.duration);
+if (flags['round-protocol'] !== 'h2' && flags['round-protocol'] !== 'http/1.1') throw new Error(`--round-protocol: h2 or http/1.1, not ${flags['round-protocol']}`);
+const ROUND_PROTOCOL: WatchProtocol = flags['round-protocol'];
 const STREAM_BYTES = Number(flags['stream-mib']) * 1024 * 1024;
 // ---------------------------------------------------------------- report
 
@@ -190,7 +193,7 @@ async function main(): Promise<void> {
   if (PHASES.has('watch-rounds') && roundsRelay) {
     const roundCount = Number(flags.rounds);
     const perRound = Number(flags['round-watches']);
-    console.log(`\nWatch rounds: ${roundCount} rounds of ${perRound} idle watches opened and closed through one direct relay; its memory after a forced full GC`);
+    console.log(`\nWatch rounds: ${roundCount} rounds of ${perRound} idle watches (${ROUND_PROTOCOL}) opened and closed through one direct relay; its memory after a forced full GC`);
     const allocator = ['MALLOC_ARENA_MAX', 'LD_PRELOAD', 'MALLOC_CONF'].filter((name) => process.env[name]).map((name) => `${name}=${process.env[name]}`);
     if (allocator.length > 0) console.log(`(${allocator.join(' ')} for every process of this run)`);
     const inspector = await Inspector.connect(roundsRelay.inspectorUrl);
@@ -200,6 +203,7 @@ async function main(): Promise<void> {
       ca,
       rounds: roundCount,
       watches: perRound,
+      protocol: ROUND_PROTOCOL,
       relayPid: roundsRelay.pid,
       adminPort: roundsRelay.adminPort,
       inspector,

@@ -14,9 +14,11 @@
  * for this.
  *
  * The verdict is on RSS: after the last close it must be at most 10 % above
- * after the first close.
+ * after the first close. The watches go over HTTP/2 by default, sharing
+ * connections as client-go's do (--round-protocol http/1.1: a connection
+ * each, as below).
  *
- * What it showed (issue 14): the JS heap is back to the same 15-16 MiB after
+ * What it showed over HTTP/1.1 (issue 14): the JS heap is back to the same 15-16 MiB after
  * every close and external memory stays flat; what grows is native memory
  * that glibc's malloc keeps once closed TLS connections (Node's TLSWrap, its
  * buffers and OpenSSL's state, on both legs) have freed it. Each round
@@ -30,16 +32,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { ClientRequest } from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import WebSocket from 'ws';
+import { WATCH_OPENERS, type WatchProtocol } from './idle-watches.js';
 
 /** RSS after the last close may exceed RSS after the first close by at most this share. */
 export const ROUND_GROWTH_LIMIT = 0.1;
-/** Watches opened at once, each batch with a fresh token. */
-const BATCH = 250;
-
 export interface WatchTarget {
   base: string;
   headers: () => Promise<Record<string, string>>;
@@ -156,26 +155,11 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 12
   }
 }
 
-/** Opens `count` idle watches through `target`; resolves once the upstream holds them all. */
-async function openWatches(target: WatchTarget, upstream: WatchTarget, ca: string, count: number): Promise<{ requests: ClientRequest[]; agent: https.Agent }> {
-  const agent = new https.Agent({ keepAlive: false, maxSockets: Infinity, maxCachedSessions: 1000, ca });
-  const requests: ClientRequest[] = [];
-  for (let first = 0; first < count; first += BATCH) {
-    const headers = await target.headers();
-    await Promise.all(
-      Array.from({ length: Math.min(BATCH, count - first) }, () => new Promise<void>((resolve, reject) => {
-        const req = https.get(`${target.base}/api/v1/namespaces/bench/pods?watch=1`, { agent, headers }, (res) => {
-          if (res.statusCode !== 200) return reject(new Error(`watch: HTTP ${res.statusCode}`));
-          res.resume();
-          resolve();
-        });
-        req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
-        requests.push(req);
-      })),
-    );
-  }
+/** Opens `count` idle watches through `target`; resolves, with what closes them, once the upstream holds them all. */
+async function openWatches(protocol: WatchProtocol, target: WatchTarget, upstream: WatchTarget, ca: string, count: number): Promise<() => void> {
+  const closeAll = await WATCH_OPENERS[protocol](target, ca, count, () => undefined);
   await until(async () => (await upstreamWatches(upstream, ca)) >= count, 'the upstream to hold every watch');
-  return { requests, agent };
+  return closeAll;
 }
 
 export interface WatchRoundsOptions {
@@ -184,6 +168,8 @@ export interface WatchRoundsOptions {
   ca: string;
   rounds: number;
   watches: number;
+  /** h2: the watches share connections of 1 000 streams, as client-go's; http/1.1: a connection each. */
+  protocol: WatchProtocol;
   relayPid: number;
   adminPort: number;
   inspector: Inspector;
@@ -211,12 +197,11 @@ export async function watchRounds(options: WatchRoundsOptions): Promise<WatchRou
   log(`| 0 | before | ${row(before)} |`);
   const rounds: RoundFigures[] = [];
   for (let round = 1; round <= options.rounds; round++) {
-    const { requests, agent } = await openWatches(target, upstream, ca, options.watches);
+    const closeAll = await openWatches(options.protocol, target, upstream, ca, options.watches);
     const open = await inspector.memoryAfterGc(relayPid);
     log(`| ${round} | ${options.watches} open | ${row(open)} |`);
     if (options.heapSnapshotDir) await inspector.writeHeapSnapshot(path.join(options.heapSnapshotDir, `relay-round-${round}-open.heapsnapshot`));
-    for (const req of requests) req.destroy();
-    agent.destroy();
+    closeAll();
     await until(async () => (await upstreamWatches(upstream, ca)) === 0, 'the upstream to see every watch end');
     await until(async () => (await metric(adminPort, 'kube_relay_client_connections')) <= baselineConnections, 'the relay to see every client connection close');
     await new Promise((resolve) => setTimeout(resolve, 1_000));
