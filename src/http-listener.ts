@@ -117,6 +117,10 @@ export function createApiListener(tls: { cert: string; key: string }, limits: Li
   const sessions = new Map<ServerHttp2Session, { open: number }>();
   const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
+    // As http.Server does (its noDelay option, default true) and an HTTP/2 server does not: without it, an
+    // answer's head and body leave in two small writes and the second waits for the client's delayed ACK
+    // (Nagle's algorithm), some 40 ms per HTTP/1.1 request.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });

@@ -218,6 +218,7 @@ export class Http2Upstream {
       if (this.closed) return reject(new Error('the forwarder is closed'));
       // The same context as the HTTP/1.1 agent's (forward.ts): one CA and client certificate for every connection.
       const socket = tls.connect({ host: hostname, port, ...(isIP(hostname) ? {} : { servername: hostname }), secureContext, rejectUnauthorized, ALPNProtocols: ['h2', 'http/1.1'] });
+      socket.setNoDelay(true); // as Node's http client sets it: frames go out as written, not held for an ACK (Nagle)
       const failed = (err: Error) => {
         this.alpn = undefined;
         socket.destroy();
