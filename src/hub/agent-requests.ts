@@ -13,7 +13,7 @@ import { Counter, type Registry as MetricsRegistry } from 'prom-client';
 import { type AuditedRequest, auditedRequest, auditRecord } from '../audit/record.js';
 import type { AuditSink } from '../audit/sink.js';
 import type { Registry } from '../issuer/registry.js';
-import type { ApiRequest, ApiResponse } from '../http-messages.js';
+import { type ApiRequest, type ApiResponse, isHttp2 } from '../http-messages.js';
 import type { Logger } from '../log.js';
 import { continueIfExpected, discardRefusedBody } from '../request-body.js';
 import { writeStatus, writeStatusToSocket } from '../request-stages/errors.js';
@@ -73,7 +73,7 @@ export class AgentRequests {
         if (closes.hasClosed) return; // the client left while it was admitted: nothing enters the tunnel
         continueIfExpected(req, res);
         req.url = route.rest;
-        proxyRequest(tunnelTarget(session, req), req, res, {
+        proxyRequest(tunnelTarget(keptAliveAgent(session, req)), req, res, {
           onError: (err) => {
             this.options.log.warn('tunnelled request failed', { cluster: route.cluster, error: err.message });
             writeStatus(res, 502, `the tunnel to cluster "${route.cluster}" broke off`);
@@ -108,7 +108,7 @@ export class AgentRequests {
         (session) => {
           if (closes.hasClosed) return;
           req.url = route.rest;
-          proxyUpgrade(tunnelTarget(session, req), req, socket, head, {
+          proxyUpgrade(tunnelTarget(oneStreamAgent(session, req)), req, socket, head, {
             onError: () => {
               // Before any answer (the tunnel closed since it was chosen), a Status; after the 101, only the cut.
               if ((socket as Duplex & { bytesWritten?: number }).bytesWritten) socket.destroy();
@@ -180,18 +180,52 @@ function routeOf(req: ApiRequest): ClusterRoute | undefined {
  * http.Server): the relay at its end sees the client's Host (HTTP/2's
  * :authority) and request target.
  */
-function tunnelTarget(session: MuxSession, req: ApiRequest): ProxyTarget {
-  return { protocol: 'http:', hostname: 'tunnel', port: 80, agent: agentFor(session, req), host: 'client' };
+function tunnelTarget(agent: http.Agent): ProxyTarget {
+  return { protocol: 'http:', hostname: 'tunnel', port: 80, agent, host: 'client' };
 }
 
 /**
- * An agent that opens one tunnel stream per connection, carrying the
- * client's address for the relay's audit. A tunnel that closed since it
- * was chosen fails the request (the forwarder's onError answers 502)
- * through the callback form of createConnection, not with a throw.
+ * The agent of a client connection (an HTTP/1.1 socket, an HTTP/2 session)
+ * into one tunnel: its plain requests reuse the tunnel streams its earlier
+ * ones have finished with, as a keep-alive connection would, instead of
+ * opening a stream (and, at the relay, a connection of its http.Server)
+ * each. A stream only ever carries one client connection's requests, so
+ * the address the relay audits stays the client's. The streams close with
+ * the client connection; the relay never closes an idle one by a timer (a
+ * mux stream has none), so a reused stream is not one the relay is closing.
  */
-function agentFor(session: MuxSession, req: ApiRequest): http.Agent {
-  const agent = new http.Agent({ keepAlive: false });
+function keptAliveAgent(session: MuxSession, req: ApiRequest): http.Agent {
+  const connection = isHttp2(req) ? req.stream.session : req.socket;
+  if (!connection) return oneStreamAgent(session, req);
+  let agents = agentsOfConnection.get(connection);
+  if (!agents) {
+    const created = (agents = new Map());
+    agentsOfConnection.set(connection, created);
+    connection.once('close', () => {
+      for (const agent of created.values()) agent.destroy();
+      created.clear();
+    });
+  }
+  let agent = agents.get(session);
+  if (!agent) agents.set(session, (agent = streamAgent(session, req, true)));
+  return agent;
+}
+
+const agentsOfConnection = new WeakMap<object, Map<MuxSession, http.Agent>>();
+
+/** An upgrade's: the stream becomes the upgraded connection, never to be reused. */
+function oneStreamAgent(session: MuxSession, req: ApiRequest): http.Agent {
+  return streamAgent(session, req, false);
+}
+
+/**
+ * An agent that opens tunnel streams, carrying the client's address for
+ * the relay's audit. A tunnel that closed since it was chosen fails the
+ * request (the forwarder's onError answers 502) through the callback form
+ * of createConnection, not with a throw.
+ */
+function streamAgent(session: MuxSession, req: ApiRequest, keepAlive: boolean): http.Agent {
+  const agent = new http.Agent({ keepAlive });
   const remote = { remoteAddress: req.socket.remoteAddress, remotePort: req.socket.remotePort };
   (agent as unknown as { createConnection: (options: unknown, done: (err: Error | null, stream?: Duplex) => void) => undefined }).createConnection = (_options, done) => {
     let stream: Duplex;
