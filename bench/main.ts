@@ -14,6 +14,7 @@
  * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --watches 10000 --json FILE
  *                          --phases small,h2,streams,isolation,watches,tokens,designs]
  *        [--cpu-prof DIR]  (the relays and the issuer write V8 CPU profiles to DIR when the run ends)
+ *        [--workers 1,2]   (small GET: the direct relay also with --workers N for each N > 1, its CPU summed over primary and workers)
  *        --phases watch-rounds [--rounds 5 --round-watches 2000 --round-protocol h2|http/1.1 --heap-snapshots DIR --malloc-trim]
  *                  (opt-in: rounds of idle watches through a relay of its own, its memory after each
  *                  open and close; exits 1 when RSS grew more than 10 %, see watch-rounds.ts)
@@ -30,7 +31,7 @@ import { isolation } from './isolation.js';
 import { h2load, type Http2Figures, type LatencyFigures, wrk } from './small-get.js';
 import { PATHS, type PathName, pids, startEverything, stopEverything, type Target } from './stack.js';
 import { bodyDownload, bodyUpload, upgradedStream } from './streams.js';
-import { printTargets, type RunFigures } from './targets.js';
+import { printTargets, type RunFigures, type SmallGetRow } from './targets.js';
 import { measureTokenVerification } from './token-verification.js';
 import { requireTool } from './tools.js';
 import { compareTunnelDesigns, type DesignFigures } from './tunnel-designs.js';
@@ -51,6 +52,7 @@ const { values: flags } = parseArgs({
     'round-protocol': { type: 'string', default: 'h2' },
     'heap-snapshots': { type: 'string' },
     'malloc-trim': { type: 'boolean', default: false },
+    workers: { type: 'string', default: '1' },
   },
 });
 const PHASES = new Set(flags.phases.split(','));
@@ -58,6 +60,10 @@ const unknownPaths = flags.paths.split(',').filter((name) => !(PATHS as string[]
 if (unknownPaths.length > 0) throw new Error(`--paths: unknown path ${unknownPaths.join(', ')}; the paths are ${PATHS.join(', ')}`);
 /** The paths measured: --paths narrows a run while working on one of them; ratios need the ones they compare. */
 const MEASURED = PATHS.filter((name) => flags.paths.split(',').includes(name));
+const WORKERS = flags.workers.split(',').map((text) => {
+  if (!/^[1-9][0-9]?$/.test(text) || Number(text) > 64) throw new Error(`--workers: "${text}" is not a worker count from 1 to 64 (a list such as 1,2)`);
+  return Number(text);
+});
 const CONCURRENCY = flags.concurrency.split(',').map(Number);
 const DURATION_S = Number(flags.duration);
 if (flags['round-protocol'] !== 'h2' && flags['round-protocol'] !== 'http/1.1') throw new Error(`--round-protocol: h2 or http/1.1, not ${flags['round-protocol']}`);
@@ -83,7 +89,9 @@ function measuredProcesses(name: PathName): Record<string, number> {
 async function main(): Promise<void> {
   if (PHASES.has('small')) requireTool('wrk', { debian: 'wrk', brew: 'wrk' }, 'the HTTP/1.1 load generator');
   if (PHASES.has('h2')) requireTool('h2load', { debian: 'nghttp2-client', brew: 'nghttp2' }, 'the HTTP/2 load generator');
-  const { targets, ca, roundsRelay } = await startEverything({ cpuProfileDir: flags['cpu-prof'], roundsRelay: PHASES.has('watch-rounds') });
+  const { targets, ca, roundsRelay, workerRelays } = await startEverything({ cpuProfileDir: flags['cpu-prof'], roundsRelay: PHASES.has('watch-rounds'), workers: MEASURED.includes('direct') ? WORKERS : [] });
+  /** The direct relay with --workers N > 1, measured after the paths in the small-GET phase. */
+  const multiWorker = MEASURED.includes('direct') ? WORKERS.filter((count) => count > 1) : [];
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`kube-relay benchmark, ${new Date().toISOString()}: ${os.cpus().length} cores (${cpu}), Node ${process.version}, ${os.platform()} ${os.release()}`);
   console.log(`TLS on every leg; upstream, issuer/hub, direct relay, tunnel relay and load generator each in its own process.\n`);
@@ -94,15 +102,19 @@ async function main(): Promise<void> {
     console.log(`Small GET: pod list of 50 items (wrk -t1, ${DURATION_S} s per cell); CPU per request of the processes on each path, from /proc`);
     console.log('| concurrency | path | req/s | p50 ms | p99 ms | p99.9 ms | vs upstream req/s | vs bare proxy req/s | CPU µs per request | added p50 ms |');
     console.log('|---|---|---|---|---|---|---|---|---|---|');
-    const small: Record<string, Partial<Record<PathName, LatencyFigures>>> = {};
+    const small: Record<string, SmallGetRow> = {};
     for (const name of MEASURED) await wrk(targets[name], 16, 1); // warm-up
+    for (const count of multiWorker) await wrk(workerRelays.targets[count]!, 16, 1);
     for (const connections of CONCURRENCY) {
-      const row: Partial<Record<PathName, LatencyFigures>> = {};
+      const row: SmallGetRow = {};
       for (const name of MEASURED) row[name] = await wrk(targets[name], connections, DURATION_S, measuredProcesses(name));
+      for (const count of multiWorker) (row.workers ??= {})[count] = await wrk(workerRelays.targets[count]!, connections, DURATION_S, { relay: pids[workerRelays.names[count]!]! }, { primary: pids[workerRelays.names[count]!]! });
       small[`c${connections}`] = row;
-      for (const name of MEASURED) {
-        const figures = row[name]!;
-        const cpuUs = Object.entries(figures.cpuUsPerRequest).map(([process, us]) => (name === 'tunnel' ? `${fmt(us, 0)} (${process})` : fmt(us, 0))).join(' + ');
+      const rows: [string, LatencyFigures][] = [...MEASURED.map((name): [string, LatencyFigures] => [name, row[name]!]), ...multiWorker.map((count): [string, LatencyFigures] => [`direct, ${count} workers`, row.workers![count]!])];
+      for (const [name, figures] of rows) {
+        const { primary, ...parties } = figures.cpuUsPerRequest;
+        const cpuUs =
+          Object.entries(parties).map(([process, us]) => (name === 'tunnel' ? `${fmt(us, 0)} (${process})` : fmt(us, 0))).join(' + ') + (primary === undefined ? '' : ` (primary and workers; the primary ${fmt(primary, 0)})`);
         console.log(
           `| ${connections} | ${name} | ${fmt(figures.rps, 0)} | ${fmt(figures.p50Ms)} | ${fmt(figures.p99Ms)} | ${fmt(figures.p999Ms)} | ${ratio(figures.rps, row.upstream?.rps)} | ${name === 'upstream' ? '-' : ratio(figures.rps, row.bare?.rps)} | ${cpuUs} | ${name === 'upstream' || !row.upstream ? '-' : fmt(figures.p50Ms - row.upstream.p50Ms)}${figures.errors ? ` (${figures.errors} errors)` : ''} |`,
         );

@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { processUsage, ROOT, type Target } from './stack.js';
+import { cpuSeconds, processUsage, ROOT, type Target } from './stack.js';
 
 export interface LatencyFigures {
   rps: number;
@@ -18,16 +18,21 @@ export interface LatencyFigures {
   cpuUsPerRequest: Record<string, number>;
 }
 
-/** `measured`: the processes whose CPU per request is reported, by name and pid. */
-export async function wrk(target: Target, connections: number, seconds: number, measured: Record<string, number> = {}): Promise<LatencyFigures> {
+/**
+ * `measured`: the processes whose CPU per request is reported, by name and pid, each with the
+ * processes below it (a relay's workers); `alone`: processes counted without theirs (a relay's primary).
+ */
+export async function wrk(target: Target, connections: number, seconds: number, measured: Record<string, number> = {}, alone: Record<string, number> = {}): Promise<LatencyFigures> {
   const headers = await target.headers();
   const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', path.join(ROOT, 'bench', 'wrk-report.lua')];
   for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
   args.push(`${target.base}/api/v1/namespaces/bench/pods`);
-  const before = Object.fromEntries(Object.entries(measured).map(([name, pid]) => [name, processUsage(pid).cpuSeconds]));
+  const usage = (pid: number, name: string) => (name in alone ? cpuSeconds(pid) : processUsage(pid).cpuSeconds);
+  const all = { ...measured, ...alone };
+  const before = Object.fromEntries(Object.entries(all).map(([name, pid]) => [name, usage(pid, name)]));
   const output = execFileSync('wrk', args, { encoding: 'utf8' });
   const report = JSON.parse(/WRK-JSON (.*)/.exec(output)![1]!) as { requests: number; durationUs: number; errors: number; non2xx: number; p50: number; p99: number; p999: number };
-  const cpuUsPerRequest = Object.fromEntries(Object.entries(measured).map(([name, pid]) => [name, ((processUsage(pid).cpuSeconds - before[name]!) * 1e6) / Math.max(1, report.requests)]));
+  const cpuUsPerRequest = Object.fromEntries(Object.entries(all).map(([name, pid]) => [name, ((usage(pid, name) - before[name]!) * 1e6) / Math.max(1, report.requests)]));
   return {
     rps: report.requests / (report.durationUs / 1e6),
     p50Ms: report.p50 / 1000,

@@ -75,7 +75,19 @@ export interface InspectedRelay {
   inspectorUrl: string;
 }
 
-export async function startEverything(options: { cpuProfileDir?: string | undefined; roundsRelay: boolean }): Promise<{ targets: Record<PathName, Target>; ca: string; roundsRelay?: InspectedRelay }> {
+/** The direct relay started with --workers N, by N (1 is the direct path itself). */
+export interface WorkerRelays {
+  targets: Record<number, Target>;
+  /** The name its pid is kept under in `pids` (its workers are its children). */
+  names: Record<number, string>;
+}
+
+export async function startEverything(options: {
+  cpuProfileDir?: string | undefined;
+  roundsRelay: boolean;
+  /** Worker counts to start a direct relay with besides the one-process relay (--workers in bench/main.ts). */
+  workers?: number[];
+}): Promise<{ targets: Record<PathName, Target>; ca: string; roundsRelay?: InspectedRelay; workerRelays: WorkerRelays }> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'kube-relay-bench-'));
   const ca = loadOrCreateCa(dataDir);
   const upstreamCert = issueCertificate(ca, { commonName: 'bench-upstream', sans: ['127.0.0.1', 'localhost'], usage: 'server' });
@@ -133,6 +145,18 @@ export async function startEverything(options: { cpuProfileDir?: string | undefi
     /"relay dialling the hub".*"url":"(https:\/\/[^"]+)".*"admin":(\d+)/,
     data,
   );
+  const multi = (options.workers ?? []).filter((count) => count > 1);
+  const withWorkers = await Promise.all(
+    multi.map((count) =>
+      startProcess(
+        `direct relay, ${count} workers`,
+        node,
+        [...profile, CLI, 'relay', ...relayArgs, '--mode', 'direct', '--workers', String(count), '--listen', '127.0.0.1:0', '--audit-file', path.join(dataDir, `direct-${count}-workers-audit.jsonl`)],
+        /"relay listening".*"url":"(https:\/\/[^"]+)".*"admin":(\d+)/,
+        data,
+      ),
+    ),
+  );
   // Only for the watch-rounds phase: a direct relay no other phase has used, with the inspector on.
   const rounds = options.roundsRelay
     ? await startProcess(
@@ -143,11 +167,17 @@ export async function startEverything(options: { cpuProfileDir?: string | undefi
         data,
       )
     : undefined;
-  await Promise.all([waitReady(Number(direct[2])), waitReady(Number(tunnel[2])), rounds && waitReady(Number(rounds[3]))]);
+  await Promise.all([waitReady(Number(direct[2])), waitReady(Number(tunnel[2])), rounds && waitReady(Number(rounds[3])), ...withWorkers.map((started) => waitReady(Number(started[2])))]);
 
   // A fresh 60-second token for every measurement that needs one.
   const agentHeaders = async () => ({ authorization: `Bearer ${(await requestToken({ issuer: issuerUrl, cluster: CLUSTER, apiKey: agentKey, issuerCa: ca.certPem })).token}` });
+  const workerRelays: WorkerRelays = { targets: { 1: { base: direct[1]!, headers: agentHeaders } }, names: { 1: 'direct relay' } };
+  multi.forEach((count, n) => {
+    workerRelays.targets[count] = { base: withWorkers[n]![1]!, headers: agentHeaders };
+    workerRelays.names[count] = `direct relay, ${count} workers`;
+  });
   return {
+    workerRelays,
     ca: ca.certPem,
     targets: {
       upstream: { base: `https://127.0.0.1:${upstreamPort}`, headers: async () => ({ authorization: 'Bearer bench-relay-credential' }) },
@@ -163,7 +193,7 @@ export async function startEverything(options: { cpuProfileDir?: string | undefi
 const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
 /** User and system CPU time of one process (every thread), in seconds. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;

@@ -8,8 +8,11 @@ import type { WatchFigures } from './idle-watches.js';
 import type { LatencyFigures } from './small-get.js';
 import type { PathName } from './stack.js';
 
+/** One concurrency of the small-GET phase: each path, and the direct relay with --workers N (N > 1). */
+export type SmallGetRow = Partial<Record<PathName, LatencyFigures>> & { workers?: Record<number, LatencyFigures> };
+
 export interface RunFigures {
-  smallGet?: Record<string, Partial<Record<PathName, LatencyFigures>>>;
+  smallGet?: Record<string, SmallGetRow>;
   singleStream?: Record<string, Partial<Record<PathName, number>>>;
   watches?: Record<string, WatchFigures>;
 }
@@ -35,6 +38,12 @@ export function checkTargets(run: RunFigures): Verdict[] {
     at(`small GET c=${concurrency}: direct req/s vs bare proxy`, direct && bare && direct.rps / bare.rps, 0.8, true, times);
     at(`small GET c=${concurrency}: direct CPU per request vs bare proxy`, direct && bare && direct.cpuUsPerRequest.relay! / bare.cpuUsPerRequest['bare proxy']!, 1.25, false, times);
     at(`small GET c=${concurrency}: tunnel req/s vs direct`, tunnel && direct && tunnel.rps / direct.rps, 0.6, true, share);
+    const twoWorkers = row.workers?.[2];
+    // One keep-alive connection stays on one worker: more workers can only serve more connections.
+    if (twoWorkers && direct && Number(concurrency) >= 16) {
+      const gain = twoWorkers.rps / direct.rps;
+      verdicts.push({ target: `small GET c=${concurrency}: 2 workers serve more than 1 (direct req/s, 2 workers vs 1) > 1.00×`, measured: times(gain), met: gain > 1 });
+    }
   }
   for (const [stream, row] of Object.entries(run.singleStream ?? {})) {
     const { upstream, bare, direct, tunnel } = row;

@@ -5,7 +5,6 @@
  */
 import http from 'node:http';
 import type net from 'node:net';
-import type { Registry } from 'prom-client';
 import type { HostPort } from './net.js';
 
 export interface Readiness {
@@ -16,7 +15,8 @@ export interface Readiness {
 
 export async function startAdminServer(
   listen: HostPort,
-  metrics: Registry,
+  /** A registry, or what serves as one (a relay with workers sums theirs, workers/primary.ts). */
+  metrics: { metrics(): Promise<string>; readonly contentType: string },
   readiness: () => Readiness,
 ): Promise<http.Server> {
   const server = http.createServer((req, res) => {

@@ -15,12 +15,12 @@ import { type AuditedRequest, auditedRequest, auditRecord, decisionForUpstreamSt
 import { AuditUnavailableError, type AuditSink } from '../audit/sink.js';
 import type { Logger } from '../log.js';
 import { authenticate } from '../request-stages/authenticate.js';
-import { applyPolicy, type PolicyRateLimiter } from '../request-stages/agent-policy.js';
+import type { AdmissionLimits } from '../request-stages/admission-limits.js';
+import { applyPolicy, type PolicyOutcome } from '../request-stages/agent-policy.js';
 import { isAuthenticationFailure, isPolicyRefusal, RelayRefusal, refusalHeaders, refuseUpgrade, writeStatus } from '../request-stages/errors.js';
 import { dryRunDeleteOptions, isDeleteWithBody } from './dry-run-delete.js';
 import type { Forwarder, Forwarding, ForwardHooks } from './forward.js';
 import { addImpersonation } from './impersonate.js';
-import { admitWithinQuotas, type AgentQuotas } from '../request-stages/agent-quotas.js';
 import { cutBeforeAnswer, isLongRunning, type LiveStreams, type StreamCutReason } from './live-streams.js';
 import type { RelayMetrics } from './metrics.js';
 import { checkRequestTarget } from '../request-stages/request-target.js';
@@ -42,8 +42,8 @@ export interface PipelineDeps {
   audit: AuditSink;
   metrics: RelayMetrics;
   streams: LiveStreams;
-  quotas: AgentQuotas;
-  rateLimiter: PolicyRateLimiter;
+  /** The agent's rate bucket and quotas: this process's, or the primary's of a relay with workers. */
+  limits: AdmissionLimits;
   log: Logger;
 }
 
@@ -84,13 +84,23 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     checkRequestTarget(ctx.target);
     ctx.identity = await authenticate(ctx.rawHeaders, ctx.target, deps.verifier, deps.revocations);
     refuseClientImpersonation(ctx.rawHeaders);
-    deps.rateLimiter.take(ctx.identity);
-    const { target, dryRun } = applyPolicy(ctx.identity, ctx.method, ctx.info, ctx.target, upgrade !== undefined);
+    // The rules are decided before the rate is taken, so that rate and quotas take one step (admission-limits.ts);
+    // a request the rules refuse still spends its token, as when the rate came first.
+    let outcome: PolicyOutcome | undefined;
+    let refused: unknown;
+    try {
+      outcome = applyPolicy(ctx.identity, ctx.method, ctx.info, ctx.target, upgrade !== undefined);
+    } catch (err) {
+      refused = err;
+    }
+    const slots = outcome === undefined ? 'none' : isLongRunning(ctx.info.verb, ctx.info.subresource) ? 'long-running' : 'request';
+    ctx.releaseSlots = await deps.limits.take(ctx.identity, slots);
+    if (outcome === undefined) throw refused;
+    const { target, dryRun } = outcome;
     if (dryRun) {
       ctx.policyRule = 'dry-run';
       metrics.policyDryRuns.inc();
     }
-    ctx.releaseSlots = admitWithinQuotas(deps.quotas, ctx.identity, isLongRunning(ctx.info.verb, ctx.info.subresource));
     // The client left while it was authenticated: its close, which gives slots back, has come and gone.
     if (ctx.finished) ctx.releaseSlots();
     await recordReceived(ctx, upgrade !== undefined);

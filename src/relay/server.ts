@@ -12,6 +12,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Registry } from 'prom-client';
 import { boundPort, closeServer, listenOn, type Readiness, startAdminServer } from '../admin.js';
 import type { IssuerAuditOptions } from '../audit/issuer-destination.js';
 import { type AuditConfig, openAuditSink } from '../audit/sink.js';
@@ -26,13 +27,13 @@ import type { MuxStream } from '../tunnel/mux.js';
 import { version } from '../version.js';
 import { causeOf, DependencyLog } from './dependency-log.js';
 import { Forwarder } from './forward.js';
-import { AgentQuota, DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../request-stages/agent-quotas.js';
+import { type AdmissionLimits, InProcessLimits } from '../request-stages/admission-limits.js';
+import { agentQuotas } from '../request-stages/agent-quotas.js';
 import { LiveStreams } from './live-streams.js';
 import { createRelayMetrics } from './metrics.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { checkImpersonationPermissions, MissingPermissionError } from './self-check.js';
 import { type CentralGrantsConfig, missingGrantPermission, type RunningCentralGrants, startCentralGrants } from '../grants/central-grants.js';
-import { PolicyRateLimiter } from '../request-stages/agent-policy.js';
 import { RevocationList } from '../request-stages/revocations.js';
 import { TokenVerifier } from '../request-stages/token-verifier.js';
 import type { Upstream } from './upstream.js';
@@ -80,6 +81,16 @@ export interface RelayConfig {
   maxStreamsPerAgent?: number;
   /** Requests one agent may have in flight at once, long-running ones included (default 2 000). */
   maxRequestsPerAgent?: number;
+  /** The agents' rate buckets and quotas (default: this process's own; a worker's are its primary's, workers/limits-client.ts). */
+  admissionLimits?: AdmissionLimits | undefined;
+  /** The revoked agents (default: a list of its own; a worker's is fed by its primary). */
+  revocations?: RevocationList | undefined;
+  /**
+   * A worker of a relay with several (workers/primary.ts): its primary holds the control channel and
+   * runs the grant sync; this process only checks that it may manage bindings, and sends its own
+   * records to the central audit.
+   */
+  worker?: boolean | undefined;
   /** Poll the issuer's revocation feed (direct mode; in tunnel mode the hub pushes revocations through the tunnel). */
   pollRevocations: boolean;
   /** How often it is polled (default 10 s, DESIGN §2; tests shorten it). */
@@ -99,6 +110,8 @@ export interface RunningRelay {
   adminPort?: number;
   pipeline: Pipeline;
   revocations: RevocationList;
+  /** The relay's Prometheus registry (what /metrics serves). */
+  metrics: Registry;
   /** What /readyz reports. */
   readiness(): Readiness;
   /** Settles only if the relay must stop: the hub refused its connector key, or a later self-check found a permission missing. */
@@ -112,7 +125,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
   const { log } = config;
   const metrics = createRelayMetrics();
   const verifier = new TokenVerifier({ issuer: config.issuer, audience: config.cluster, jwksFile: config.jwksFile, issuerCa: config.issuerCa, log });
-  const revocations = new RevocationList();
+  const revocations = config.revocations ?? new RevocationList();
   const streams = new LiveStreams(config.maxStreamDurationMs);
   revocations.onRevoked(({ user }) => {
     const cut = streams.cutUser(user);
@@ -134,11 +147,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     audit,
     metrics,
     streams,
-    rateLimiter: new PolicyRateLimiter(),
-    quotas: {
-      requests: new AgentQuota(config.maxRequestsPerAgent ?? DEFAULT_MAX_REQUESTS_PER_AGENT),
-      longRunning: new AgentQuota(config.maxStreamsPerAgent ?? DEFAULT_MAX_STREAMS_PER_AGENT),
-    },
+    limits: config.admissionLimits ?? new InProcessLimits(agentQuotas(config)),
     log,
   });
 
@@ -247,13 +256,13 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     if (!config.listen) throw new Error('direct mode needs a listen address');
     await listenOn(server, config.listen);
     url = listenerUrl(config.listen.host, boundPort(server));
-    if (config.controlChannel) connector = dialHub(config.controlChannel, 'control');
+    if (config.controlChannel && !config.worker) connector = dialHub(config.controlChannel, 'control');
   } else {
     if (!config.tunnel) throw new Error('tunnel mode needs a hub and a connector key');
     connector = dialHub(config.tunnel, 'tunnel');
     url = `${config.tunnel.hubUrl.replace(/\/+$/, '')}/clusters/${config.cluster}`;
   }
-  const centralGrants = config.centralGrants ? startCentralGrants({ ...config.centralGrants, cluster: config.cluster, issuer: config.issuer, issuerCa: config.issuerCa, upstream: config.upstream, log }) : undefined;
+  const centralGrants = config.centralGrants && !config.worker ? startCentralGrants({ ...config.centralGrants, cluster: config.cluster, issuer: config.issuer, issuerCa: config.issuerCa, upstream: config.upstream, log }) : undefined;
   connector?.start();
 
   const readiness = (): Readiness => {
@@ -271,6 +280,7 @@ export async function startRelay(config: RelayConfig): Promise<RunningRelay> {
     ...(admin ? { adminPort: boundPort(admin) } : {}),
     pipeline,
     revocations,
+    metrics: metrics.registry,
     readiness,
     failed,
     ...(centralGrants ? { centralGrants } : {}),

@@ -53,6 +53,14 @@ export interface AgentQuotas {
   longRunning: AgentQuota;
 }
 
+/** The quotas of --max-requests-per-agent and --max-streams-per-agent, defaults where not given. */
+export function agentQuotas(caps: { maxRequestsPerAgent?: number | undefined; maxStreamsPerAgent?: number | undefined }): AgentQuotas {
+  return {
+    requests: new AgentQuota(caps.maxRequestsPerAgent ?? DEFAULT_MAX_REQUESTS_PER_AGENT),
+    longRunning: new AgentQuota(caps.maxStreamsPerAgent ?? DEFAULT_MAX_STREAMS_PER_AGENT),
+  };
+}
+
 /**
  * Takes one request's slots, or refuses it with 429 (kube-apiserver's answer
  * when its own in-flight limit is reached) naming the cap. The release gives

@@ -3,11 +3,13 @@ import { readFileSync } from 'node:fs';
 import { isDnsLabel } from '../../identity.js';
 import { createLogger } from '../../log.js';
 import { DEFAULT_MAX_REQUESTS_PER_AGENT, DEFAULT_MAX_STREAMS_PER_AGENT } from '../../request-stages/agent-quotas.js';
-import { type HubDial, startRelay } from '../../relay/server.js';
+import type { HubDial, RelayConfig } from '../../relay/server.js';
 import { inClusterUpstream, upstreamFromKubeconfig } from '../../relay/upstream.js';
 import { type CommandSpec, list, required, str, UsageError, type Values } from '../command.js';
 import { AUDIT_FLAGS, auditConfig, CONNECTION_FLAGS, connectionLimits, duration, hostPort, httpsUrl, logLevel, optionalHostPort, positiveInteger, readFileFlag, untilSignal } from '../flag-values.js';
 import { dataDir } from '../local-store.js';
+
+const MAX_WORKERS = 64;
 
 export const relayCommands: CommandSpec[] = [
   {
@@ -46,6 +48,13 @@ export const relayCommands: CommandSpec[] = [
       { name: 'max-stream-duration', value: 'DURATION', description: 'Cut watches, logs -f, exec, attach and port-forward after this long (0: never).', default: '4h' },
       { name: 'max-streams-per-agent', value: 'N', description: 'Long-running requests one agent may hold through this relay at once; more get 429.', default: String(DEFAULT_MAX_STREAMS_PER_AGENT) },
       { name: 'max-requests-per-agent', value: 'N', description: 'Requests one agent may have in flight through this relay at once, long-running ones included; more get 429.', default: String(DEFAULT_MAX_REQUESTS_PER_AGENT) },
+      {
+        name: 'workers',
+        value: 'N',
+        description:
+          'Direct mode: serve the API listener from N worker processes (node:cluster, 1 to 64), about one per core to use; a primary process holds the per-agent quotas and rate buckets, polls revocations and serves --admin-listen, so the limits and revocations hold for the relay as a whole, exactly. Each worker costs about 75 MiB RSS at start, the primary about 70; --max-connections and --max-connections-per-address count per worker; not with --audit-file-max-size. Tunnel mode: run more replicas instead.',
+        default: '1 (one process)',
+      },
       { name: 'central-grants', description: "Reconcile the cluster's grants (kube-relay grant add) into RoleBindings and ClusterRoleBindings; needs --connector-key-file and the rights of the chart's centralGrants.enabled." },
       { name: 'lease-namespace', value: 'NS', description: 'With --central-grants: the namespace of the Lease that picks the one relay replica that reconciles.', default: "the pod's namespace, else default" },
     ],
@@ -72,6 +81,7 @@ export const relayCommands: CommandSpec[] = [
             }
           : undefined;
       const controlChannel = mode === 'direct' ? directControlChannel(values, issuer) : undefined;
+      const workers = workerCount(values, mode);
       const maxStreamsPerAgent = positiveInteger(str(values, 'max-streams-per-agent') ?? String(DEFAULT_MAX_STREAMS_PER_AGENT), '--max-streams-per-agent');
       const maxRequestsPerAgent = positiveInteger(str(values, 'max-requests-per-agent') ?? String(DEFAULT_MAX_REQUESTS_PER_AGENT), '--max-requests-per-agent');
       const kubeconfig = str(values, 'kubeconfig');
@@ -94,7 +104,7 @@ export const relayCommands: CommandSpec[] = [
       const centralGrants = values['central-grants'] === true ? centralGrantsOptions(values) : undefined;
       if (centralGrants === undefined && str(values, 'lease-namespace') !== undefined) throw new UsageError('--lease-namespace needs --central-grants');
       const upstream = kubeconfig !== undefined ? upstreamFromKubeconfig(kubeconfig, str(values, 'context')) : inClusterUpstream(io.env);
-      const relay = await startRelay({
+      const config: RelayConfig = {
         mode,
         cluster,
         issuer,
@@ -109,9 +119,15 @@ export const relayCommands: CommandSpec[] = [
         centralGrants,
         // In tunnel mode the hub pushes revocations through the tunnel.
         pollRevocations: mode === 'direct' && options.jwksFile === undefined,
-      });
+      };
+      if (workers > 1 && (await import('node:cluster')).default.isWorker) {
+        const { runRelayWorker } = await import('../../relay/workers/worker.js');
+        return runRelayWorker(config);
+      }
+      // Loaded here, not with the command list: a primary holds none of the relay's request path.
+      const relay = workers > 1 ? await (await import('../../relay/workers/primary.js')).startRelayPrimary(config, workers) : await (await import('../../relay/server.js')).startRelay(config);
       const control = controlChannel ? `; control channel to ${controlChannel.hubUrl}` : '';
-      io.stderr(`kube-relay relay for cluster "${cluster}" (${mode} mode): agents use ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}${control}\n`);
+      io.stderr(`kube-relay relay for cluster "${cluster}" (${mode} mode${workers > 1 ? `, ${workers} workers` : ''}): agents use ${relay.url}${relay.caFile ? ` (trust ${relay.caFile})` : ''}${control}\n`);
       const failure = await Promise.race([untilSignal().then(() => undefined), relay.failed]);
       await relay.close();
       if (failure) {
@@ -154,6 +170,21 @@ function directControlChannel(values: Values, issuer: string): HubDial | undefin
     hubCa: readFileFlag(values, 'issuer-ca-file'),
     hubCaFile: str(values, 'issuer-ca-file'),
   };
+}
+
+/** --workers: 1 (one process, no cluster) to 64; direct mode only. */
+function workerCount(values: Values, mode: 'direct' | 'tunnel'): number {
+  const text = str(values, 'workers');
+  if (text === undefined) return 1;
+  if (!/^[0-9]{1,3}$/.test(text) || Number(text) < 1 || Number(text) > MAX_WORKERS) throw new UsageError(`--workers "${text}" must be a whole number from 1 to ${MAX_WORKERS}`);
+  const workers = Number(text);
+  if (workers > 1 && mode === 'tunnel') {
+    throw new UsageError('--workers is for direct mode: a tunnel-mode relay serves through one WebSocket to the hub, so run more relay replicas instead (each dials its own tunnel)');
+  }
+  if (workers > 1 && str(values, 'audit-file-max-size') !== undefined) {
+    throw new UsageError('--audit-file-max-size cannot be used with --workers: several workers append to the one audit file, and rotating it under each other would lose records; rotate it outside the relay (logrotate with copytruncate) or run one worker');
+  }
+  return workers;
 }
 
 function failUsage(message: string): never {
