@@ -5,10 +5,16 @@
  * server answered it, so kubectl can fall back from WebSocket to SPDY. The
  * forwarder itself, shared with the hub, is request-stages/kubernetes-proxy.ts.
  *
- * Plain requests to an https API server go over HTTP/2 when it offers h2
- * (request-stages/http2-upstream.ts: many watches on one connection, as
- * client-go sends them), over the HTTP/1.1 keep-alive agent otherwise;
- * upgrades always take the agent, as kubectl sends them over HTTP/1.1 too.
+ * Long-running plain requests (watches, logs -f) to an https API server go
+ * over HTTP/2 when it offers h2 (request-stages/http2-upstream.ts): many of
+ * them share one connection, as client-go sends them, where over HTTP/1.1
+ * each would hold a connection and its TLS state for as long as it runs.
+ * The others take the HTTP/1.1 keep-alive agent, which Node serves for less:
+ * in the bench a short request cost the relay 20-25 % more CPU over HTTP/2
+ * (Node's http2 client builds an AsyncResource and its bound functions per
+ * request, and sends its frames from the next turn of the event loop), and
+ * a connection it holds for a few milliseconds costs little. Upgrades
+ * always take the agent, as kubectl sends them over HTTP/1.1 too.
  */
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
@@ -68,8 +74,12 @@ export class Forwarder {
       : undefined;
   }
 
-  /** `body`: sent in place of the client's, which has been read (a dry-run delete's options). */
-  forwardRequest(req: ApiRequest, res: ApiResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks, body?: Buffer): Forwarding {
+  /**
+   * `body`: sent in place of the client's, which has been read (a dry-run delete's options);
+   * `longRunning`: a watch or logs -f, which goes over HTTP/2 when the API server offers it.
+   */
+  forwardRequest(req: ApiRequest, res: ApiResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks, options: { body?: Buffer | undefined; longRunning: boolean }): Forwarding {
+    const { body } = options;
     req.on('data', (chunk: Buffer) => hooks.onBytes('in', chunk.length));
     const onResponse = (answer: UpstreamAnswer) => {
       hooks.onResponse(answer.statusCode, answer);
@@ -87,7 +97,7 @@ export class Forwarder {
           },
         }),
       );
-    if (!this.http2?.mayUseHttp2) return viaHttp1();
+    if (!options.longRunning || !this.http2?.mayUseHttp2) return viaHttp1();
     const path = (this.target.pathPrefix ?? '') + (req.url ?? '/');
     return this.http2.forward(req, res, { path, headers, body }, { onResponse, onError: (err) => hooks.onError(err) }, viaHttp1);
   }

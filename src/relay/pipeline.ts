@@ -211,7 +211,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         ({ headers, target }) => {
           if (responseClosed(res)) return; // the client left while we authenticated: nothing goes upstream
           req.url = target;
-          if (isLongRunning(ctx.info.verb, ctx.info.subresource)) {
+          const longRunning = isLongRunning(ctx.info.verb, ctx.info.subresource);
+          if (longRunning) {
             countActiveStream(res, 'long-running');
             const refuse = (code: number, message: string) => {
               discardRefusedBody(req, res);
@@ -235,7 +236,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
                   if (upstream && !ctx.cutBeforeAnswer && isJsonWatchResponse(ctx.info.verb, upstream)) ctx.watchTermination = new WatchTermination(upstream.body, res);
                 },
               },
-              body,
+              { body, longRunning },
             );
           };
           if (ctx.policyRule !== 'dry-run' || !isDeleteWithBody(req)) return forward();

@@ -46,7 +46,7 @@ describe('forwarding to the API server', () => {
       description: 'test upstream',
     };
     const forwarder = new Forwarder(upstream);
-    const relay = http.createServer((req, res) => void forwarder.forwardRequest(req, res, { authorization: 'Bearer relay' }, noHooks));
+    const relay = http.createServer((req, res) => void forwarder.forwardRequest(req, res, { authorization: 'Bearer relay' }, noHooks, { longRunning: false }));
     const relayPort = await listen(relay);
     cleanups.push(() => {
       forwarder.close();
@@ -82,7 +82,7 @@ describe('forwarding to the API server', () => {
       authorization: () => undefined,
       description: 'test upstream',
     });
-    const relay = http.createServer((req, res) => void forwarder.forwardRequest(req, res, {}, noHooks));
+    const relay = http.createServer((req, res) => void forwarder.forwardRequest(req, res, {}, noHooks, { longRunning: false }));
     const relayPort = await listen(relay);
     cleanups.push(() => {
       forwarder.close();

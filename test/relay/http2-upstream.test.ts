@@ -72,7 +72,8 @@ describe('HTTP/2 to the API server', () => {
             else res.destroy();
           },
         },
-        body,
+        // Every request here is sent as a long-running one would be, over HTTP/2, unless it says it is short.
+        { body, longRunning: req.headers['x-short'] === undefined },
       );
     });
     server.on('upgrade', (req, socket, head) => {
@@ -251,6 +252,17 @@ describe('HTTP/2 to the API server', () => {
     const refused = await get(relay, '/version');
     expect(refused.status).toBe(502);
     expect(relay.errors.length).toBeGreaterThan(0);
+  });
+
+  it('sends a request that is not long-running over the HTTP/1.1 keep-alive agent, though the API server offers h2', async () => {
+    const relay = await relayTo();
+    const client = watch(relay);
+    await relay.fake.nextWatch();
+    for (let i = 0; i < 3; i++) expect((await get(relay, '/api/v1/namespaces/default/pods', { headers: { 'x-short': '1' } })).status).toBe(200);
+    expect(relay.fake.requests.map((r) => r.httpVersion)).toEqual(['2.0', '1.1', '1.1', '1.1']);
+    // The watch's session, and the agent's one connection kept alive for the short requests.
+    expect(relay.fake.connectionsAccepted()).toBe(2);
+    client.leave();
   });
 
   it('falls back to the HTTP/1.1 agent for an API server that does not offer h2, decided once', async () => {
