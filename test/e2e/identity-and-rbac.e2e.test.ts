@@ -49,7 +49,9 @@ describe.each(['direct', 'tunnel'] as const)('%s mode', (mode) => {
       expect(result.code, result.stderr).toBe(0);
       expect(await metric(listenerAdmin, 'kube_relay_listener_requests_total{protocol="h2"}')).toBeGreaterThan(h2Before);
       // Upstream, a watch goes over HTTP/2 (a list takes the HTTP/1.1 keep-alive agent, relay/forward.ts): one the API server ends after a second.
-      const watched = await runKubectl(kubectl, ['--kubeconfig', viewer, 'get', '--raw', '/api/v1/namespaces/e2e/pods?watch=1&timeoutSeconds=1']);
+      // --raw takes the path from the server's root: through the hub, that is /clusters/<name>/… (the relay URL's path).
+      const prefix = new URL(relay.relay.url).pathname.replace(/\/$/, '');
+      const watched = await runKubectl(kubectl, ['--kubeconfig', viewer, 'get', '--raw', `${prefix}/api/v1/namespaces/e2e/pods?watch=1&timeoutSeconds=1`]);
       expect(watched.code, watched.stderr).toBe(0);
       expect(await metric(relay.relay.adminPort!, 'kube_relay_upstream_http2_sessions')).toBeGreaterThanOrEqual(1);
     });
