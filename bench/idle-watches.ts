@@ -25,7 +25,8 @@ export interface WatchFigures {
   fanOutMs: number;
 }
 
-async function upstreamWatches(upstream: Target, ca: string): Promise<number> {
+/** How many watches the upstream holds open. */
+export async function upstreamWatches(upstream: Target, ca: string): Promise<number> {
   const text = await new Promise<string>((resolve, reject) => {
     https.get(`${upstream.base}/bench/watches`, { agent: false, ca }, (res) => {
       let body = '';

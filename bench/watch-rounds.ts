@@ -32,10 +32,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { WATCH_OPENERS, type WatchProtocol } from './idle-watches.js';
+import { upstreamWatches, WATCH_OPENERS, type WatchProtocol } from './idle-watches.js';
 
 /** RSS after the last close may exceed RSS after the first close by at most this share. */
 export const ROUND_GROWTH_LIMIT = 0.1;
@@ -125,19 +124,6 @@ export class Inspector {
 
 function rssMiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-}
-
-async function upstreamWatches(upstream: WatchTarget, ca: string): Promise<number> {
-  const text = await new Promise<string>((resolve, reject) => {
-    https
-      .get(`${upstream.base}/bench/watches`, { agent: false, ca }, (res) => {
-        let body = '';
-        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-  return (JSON.parse(text) as { open: number }).open;
 }
 
 /** A Prometheus gauge or counter (no labels) from the relay's admin listener. */
