@@ -71,6 +71,7 @@ const overHttp2: WatchOpener = async (target, ca, count, onData) => {
     if (first % STREAMS_PER_CONNECTION === 0) {
       const session = http2.connect(base.origin, { ca });
       await new Promise<void>((resolve, reject) => session.once('remoteSettings', () => resolve()).once('error', reject));
+      session.on('error', () => undefined); // once open, its end is closeAll's, not an error of the run
       sessions.push(session);
     }
     const session = sessions.at(-1)!;
@@ -80,6 +81,7 @@ const overHttp2: WatchOpener = async (target, ca, count, onData) => {
         stream.once('response', (answer) => {
           if (answer[':status'] !== 200) return reject(new Error(`watch: HTTP ${answer[':status']}`));
           stream.on('data', onData);
+          stream.on('error', () => undefined);
           resolve();
         });
         stream.once('error', reject);

@@ -125,7 +125,7 @@ async function main(): Promise<void> {
 
   if (PHASES.has('h2')) {
     // client-go speaks HTTP/2 to any server that offers it: many requests in flight on one connection.
-    console.log(`\nSmall GET over HTTP/2 (h2load, ${DURATION_S} s per cell): the relays offer h2 to clients and speak it to the upstream`);
+    console.log(`\nSmall GET over HTTP/2 (h2load, ${DURATION_S} s per cell): the relays offer h2 to clients (upstream, short requests take HTTP/1.1 keep-alive)`);
     console.log('| connections × streams | path | req/s | mean ms | vs upstream req/s | CPU µs per request |');
     console.log('|---|---|---|---|---|---|');
     const cells: [number, number][] = [...CONCURRENCY.map((connections): [number, number] => [connections, 1]), [1, 64]];

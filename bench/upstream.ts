@@ -16,7 +16,7 @@
  *   upgrade .../pods/stall/portforward             101, then echoes (a stalled client holds it back)
  *
  * It offers HTTP/2 by ALPN beside HTTP/1.1, as kube-apiserver does, so the
- * relay's HTTP/2 pool to the API server is what the benchmark measures.
+ * relay's watches go over its HTTP/2 pool, as they would in a cluster.
  *
  * Usage: tsx bench/upstream.ts CERT KEY — prints `listening PORT` on stdout.
  */

@@ -75,7 +75,7 @@ export interface ListenerLimits {
   connections?: Partial<ConnectionLimits>;
 }
 
-/** Options for http(s).createServer. */
+/** Options for http.createServer (a tunnel-mode relay's server); createApiListener applies the same limits. */
 export function listenerOptions(limits: ListenerLimits = {}): ServerOptions {
   const headersTimeout = limits.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
   const requestTimeout = Math.max(limits.requestTimeoutMs ?? REQUEST_TIMEOUT_MS, headersTimeout);
@@ -87,8 +87,6 @@ export function listenerOptions(limits: ListenerLimits = {}): ServerOptions {
     connectionsCheckingInterval: Math.min(5_000, Math.ceil(headersTimeout / 4)),
     // Checked below, with a Status body.
     requireHostHeader: false,
-    // https.Server only. A connection that finishes TLS but never sends a request meets headersTimeout (408).
-    handshakeTimeout: limits.tlsHandshakeTimeoutMs ?? TLS_HANDSHAKE_TIMEOUT_MS,
   } as ServerOptions;
 }
 

@@ -41,7 +41,7 @@ export function isHttp2(req: ApiRequest): req is Http2ServerRequest {
   return req.httpVersionMajor === 2;
 }
 
-export function isHttp2Response(res: ApiResponse): res is Http2ServerResponse {
+function isHttp2Response(res: ApiResponse): res is Http2ServerResponse {
   return res instanceof Http2ServerResponse;
 }
 

@@ -5,7 +5,7 @@
  * server answered it, so kubectl can fall back from WebSocket to SPDY. The
  * forwarder itself, shared with the hub, is request-stages/kubernetes-proxy.ts.
  *
- * Long-running plain requests (watches, logs -f) to an https API server go
+ * Long-running plain requests (watch, log, proxy) to an https API server go
  * over HTTP/2 when it offers h2 (request-stages/http2-upstream.ts): many of
  * them share one connection, as client-go sends them, where over HTTP/1.1
  * each would hold a connection and its TLS state for as long as it runs.
@@ -48,7 +48,7 @@ export interface Forwarding {
 export class Forwarder {
   private readonly agent: HttpAgent;
   private readonly target: ProxyTarget;
-  /** Plain requests to an https API server, while it speaks h2. */
+  /** Long-running plain requests to an https API server, while it speaks h2. */
   private readonly http2: Http2Upstream | undefined;
 
   constructor(upstream: Upstream) {
@@ -76,7 +76,7 @@ export class Forwarder {
 
   /**
    * `body`: sent in place of the client's, which has been read (a dry-run delete's options);
-   * `longRunning`: a watch or logs -f, which goes over HTTP/2 when the API server offers it.
+   * `longRunning`: a watch, log or proxy request (isLongRunning), which goes over HTTP/2 when the API server offers it.
    */
   forwardRequest(req: ApiRequest, res: ApiResponse, headers: OutgoingHttpHeaders, hooks: ForwardHooks, options: { body?: Buffer | undefined; longRunning: boolean }): Forwarding {
     const { body } = options;

@@ -53,7 +53,7 @@ export function createRelayMetrics() {
     countUpstreamSessions(open: () => number): void {
       new Gauge({
         name: 'kube_relay_upstream_http2_sessions',
-        help: 'HTTP/2 connections open to the API server (each carries many requests and watches; 0 while it speaks HTTP/1.1 only).',
+        help: 'HTTP/2 connections open to the API server (each carries many watches and other long-running requests; 0 while it speaks HTTP/1.1 only).',
         registers,
         collect() {
           this.set(open());

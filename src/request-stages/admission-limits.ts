@@ -20,7 +20,8 @@ export interface AdmissionLimits {
   take(identity: AgentIdentity, slots: Slots): Promise<() => void>;
 }
 
-const nothingToRelease = () => undefined;
+/** The release of a request that took no slots. */
+export const nothingToRelease = () => undefined;
 
 /** The limits of one process: every relay of one process, and the primary of a relay with workers. */
 export class InProcessLimits implements AdmissionLimits {

@@ -1,10 +1,11 @@
 /**
- * Plain requests to an API server that speaks HTTP/2 (issue 21). client-go
+ * Long-running plain requests to an API server that speaks HTTP/2 (issue 21). client-go
  * carries every request and watch of a client on one TLS connection when
  * the server offers `h2` by ALPN, as kube-apiserver does; over HTTP/1.1
  * each open watch holds a connection (and ~50 KiB of TLS state) of its own.
- * The Forwarder (relay/forward.ts) sends here what is not an upgrade; what
- * this module does beyond kubernetes-proxy.ts:
+ * The Forwarder (relay/forward.ts) sends here the long-running requests
+ * that are not upgrades (watch, log, proxy); what this module does beyond
+ * kubernetes-proxy.ts:
  *
  * - a small pool of sessions: a request takes the first session with a
  *   free stream, and a new session opens only when every one holds as many

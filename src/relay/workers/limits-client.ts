@@ -7,7 +7,7 @@
  * worker's CPU per request in the bench when each went on its own).
  */
 import type { AgentIdentity } from '../../identity.js';
-import type { AdmissionLimits, Slots } from '../../request-stages/admission-limits.js';
+import { type AdmissionLimits, nothingToRelease, type Slots } from '../../request-stages/admission-limits.js';
 import { RelayRefusal } from '../../request-stages/errors.js';
 import { KIND, type Take, type Took, type WorkerMessage } from './protocol.js';
 
@@ -18,7 +18,6 @@ interface Waiting {
   reject(err: Error): void;
 }
 
-const nothingToRelease = () => undefined;
 /** How late a slot may come back: a released slot is free for the next request a little later, never too early. */
 export const RELEASE_DELAY_MS = 5;
 
