@@ -43,6 +43,7 @@ export class LeaderElection {
   private lastRenewedAt = 0;
   private observed: { record: string; at: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private attempt: Promise<void> | undefined;
   private stopped = false;
   private readonly leaseDurationMs: number;
   private readonly renewDeadlineMs: number;
@@ -67,7 +68,8 @@ export class LeaderElection {
   start(): void {
     const tick = async () => {
       if (this.stopped) return;
-      await this.tryAcquireOrRenew();
+      this.attempt = this.tryAcquireOrRenew();
+      await this.attempt;
       if (!this.stopped) this.timer = setTimeout(() => void tick(), this.retryPeriodMs);
     };
     void tick();
@@ -77,6 +79,8 @@ export class LeaderElection {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    // An attempt under way could otherwise read the Lease after it is released and take it back.
+    await this.attempt;
     if (!this.leading) return;
     this.setLeading(false);
     try {
@@ -98,6 +102,7 @@ export class LeaderElection {
     const spec = { holderIdentity: this.identity, leaseDurationSeconds: Math.ceil(this.leaseDurationMs / 1000), renewTime: microTime(now) };
     try {
       const lease = await this.api.find<Lease>(this.leasePath());
+      if (this.stopped) return;
       if (!lease) {
         await this.api.request('POST', this.leasePath(''), {
           apiVersion: 'coordination.k8s.io/v1',

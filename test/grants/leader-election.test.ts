@@ -56,6 +56,37 @@ describe('LeaderElection', () => {
     expect(holder()).toBe('b');
   });
 
+  it('a leader stopped while a renewal is under way still hands the Lease over (failed CI once)', async () => {
+    // The renewal's read reaches the API server after stop() has released the Lease: it must not take
+    // the released Lease back, or the peer waits out the 60 s lease.
+    let letReadGo: (() => void) | undefined;
+    let reads = 0;
+    class SlowReads extends KubeApi {
+      override async request<T>(method: string, path: string, body?: object): Promise<T> {
+        if (method === 'GET' && ++reads === 3) await new Promise<void>((resolve) => (letReadGo = resolve));
+        return super.request<T>(method, path, body);
+      }
+    }
+    const timing = { leaseDurationMs: 60_000, renewDeadlineMs: 40_000, retryPeriodMs: 200 };
+    const first = new LeaderElection(new SlowReads(fake.upstream), { namespace: 'kube-relay', name: 'kube-relay-grants-prod', identity: 'a', ...timing, log: createLogger('error') });
+    electors.push(first);
+    first.start();
+    await until(() => letReadGo !== undefined, 10_000, "a's renewal to be under way");
+    expect(first.isLeader).toBe(true);
+    const stopped = first.stop();
+    // stop() waits for the renewal under way before it releases the Lease; a stop() that did not would release it
+    // now, and the renewal's read, let go after, would see it free and take it back.
+    const released = Date.now() + 1_000;
+    while (holder() !== '' && Date.now() < released) await new Promise((resolve) => setTimeout(resolve, 25));
+    letReadGo!();
+    await stopped;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const second = elector('b', timing);
+    await until(() => second.isLeader, 10_000, 'b to take over after a released the Lease');
+    expect(holder()).toBe('b');
+    expect(first.isLeader).toBe(false);
+  });
+
   it('a leader that vanished is replaced once its Lease has lapsed', async () => {
     fake.put('leases/kube-relay', { metadata: { name: 'kube-relay-grants-prod', namespace: 'kube-relay' }, spec: { holderIdentity: 'gone', leaseDurationSeconds: 2, renewTime: new Date().toISOString() } });
     const started = Date.now();
