@@ -37,24 +37,46 @@ import { requireTool } from './tools.js';
 import { compareTunnelDesigns, type DesignFigures } from './tunnel-designs.js';
 import { Inspector, ROUND_GROWTH_LIMIT, watchRounds } from './watch-rounds.js';
 
-const { values: flags } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '5' },
-    'stream-mib': { type: 'string', default: '1024' },
-    json: { type: 'string' },
-    phases: { type: 'string', default: 'small,h2,streams,isolation,watches,tokens,designs' },
-    watches: { type: 'string', default: '10000' },
-    paths: { type: 'string', default: PATHS.join(',') },
-    concurrency: { type: 'string', default: '1,16,64' },
-    'cpu-prof': { type: 'string' },
-    rounds: { type: 'string', default: '5' },
-    'round-watches': { type: 'string', default: '2000' },
-    'round-protocol': { type: 'string', default: 'h2' },
-    'heap-snapshots': { type: 'string' },
-    'malloc-trim': { type: 'boolean', default: false },
-    workers: { type: 'string', default: '1' },
-  },
-});
+const USAGE = `Usage: npm run bench [-- OPTIONS]
+  --phases small,h2,streams,isolation,watches,tokens,designs   what to measure (or watch-rounds, opt-in)
+  --paths upstream,bare,direct,tunnel   --concurrency 1,16,64   --duration 5 (s per cell)
+  --stream-mib 1024   --watches 10000   --workers 1,2   --json FILE   --cpu-prof DIR
+  watch-rounds: --rounds 5 --round-watches 2000 --round-protocol h2|http/1.1 --heap-snapshots DIR --malloc-trim`;
+
+const FLAG_OPTIONS = {
+  help: { type: 'boolean', short: 'h', default: false },
+  duration: { type: 'string', default: '5' },
+  'stream-mib': { type: 'string', default: '1024' },
+  json: { type: 'string' },
+  phases: { type: 'string', default: 'small,h2,streams,isolation,watches,tokens,designs' },
+  watches: { type: 'string', default: '10000' },
+  paths: { type: 'string', default: PATHS.join(',') },
+  concurrency: { type: 'string', default: '1,16,64' },
+  'cpu-prof': { type: 'string' },
+  rounds: { type: 'string', default: '5' },
+  'round-watches': { type: 'string', default: '2000' },
+  'round-protocol': { type: 'string', default: 'h2' },
+  'heap-snapshots': { type: 'string' },
+  'malloc-trim': { type: 'boolean', default: false },
+  workers: { type: 'string', default: '1' },
+} as const;
+
+const { values: flags } = parseFlags();
+
+function parseFlags() {
+  try {
+    const parsed = parseArgs({ options: FLAG_OPTIONS });
+    if (parsed.values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return parsed;
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
 const PHASES = new Set(flags.phases.split(','));
 const unknownPaths = flags.paths.split(',').filter((name) => !(PATHS as string[]).includes(name));
 if (unknownPaths.length > 0) throw new Error(`--paths: unknown path ${unknownPaths.join(', ')}; the paths are ${PATHS.join(', ')}`);
