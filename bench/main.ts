@@ -11,13 +11,7 @@
  *              h2load (Debian's `nghttp2-client`) over HTTP/2; this process for
  *              single-stream throughput and idle watches
  *
- * Usage: npm run bench [-- --duration 5 --stream-mib 1024 --watches 10000 --json FILE
- *                          --phases small,h2,streams,isolation,watches,tokens,designs]
- *        [--cpu-prof DIR]  (the relays and the issuer write V8 CPU profiles to DIR when the run ends)
- *        [--workers 1,2]   (small GET: the direct relay also with --workers N for each N > 1, its CPU summed over primary and workers)
- *        --phases watch-rounds [--rounds 5 --round-watches 2000 --round-protocol h2|http/1.1 --heap-snapshots DIR --malloc-trim]
- *                  (opt-in: rounds of idle watches through a relay of its own, its memory after each
- *                  open and close; exits 1 when RSS grew more than 10 %, see watch-rounds.ts)
+ * Usage: USAGE below (npm run bench -- --help).
  * Central audit has scripts of its own (issue 18): npx tsx bench/audit-scale.ts [--records 1000000 --json FILE]
  *   (the store at 1M records) and npx tsx bench/central-audit.ts (issuer intake of POST /v1/audit, a relay's forwarding cost)
  */
@@ -38,10 +32,14 @@ import { compareTunnelDesigns, type DesignFigures } from './tunnel-designs.js';
 import { Inspector, ROUND_GROWTH_LIMIT, watchRounds } from './watch-rounds.js';
 
 const USAGE = `Usage: npm run bench [-- OPTIONS]
-  --phases small,h2,streams,isolation,watches,tokens,designs   what to measure (or watch-rounds, opt-in)
+  --phases small,h2,streams,isolation,watches,tokens,designs   what to measure
   --paths upstream,bare,direct,tunnel   --concurrency 1,16,64   --duration 5 (s per cell)
-  --stream-mib 1024   --watches 10000   --workers 1,2   --json FILE   --cpu-prof DIR
-  watch-rounds: --rounds 5 --round-watches 2000 --round-protocol h2|http/1.1 --heap-snapshots DIR --malloc-trim`;
+  --stream-mib 1024   --watches 10000   --json FILE
+  --cpu-prof DIR    the relays and the issuer write V8 CPU profiles to DIR when the run ends
+  --workers 1,2     small GET: the direct relay also with --workers N for each N > 1, its CPU summed over primary and workers
+  --phases watch-rounds [--rounds 5 --round-watches 2000 --round-protocol h2|http/1.1 --heap-snapshots DIR --malloc-trim]
+                    opt-in: rounds of idle watches through a relay of its own, its memory after each open and close;
+                    exits 1 when RSS grew more than 10 % (watch-rounds.ts)`;
 
 const FLAG_OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },

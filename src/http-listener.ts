@@ -111,9 +111,9 @@ export function createApiListener(tls: { cert: string; key: string }, limits: Li
     requestTimeout: options.requestTimeout,
     connectionsCheckingInterval: options.connectionsCheckingInterval,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    // Node 24's HTTP/2 server reads this from its own options (default true) and refuses a Host-less
-    // HTTP/1.1 request with a bare 400 of its own; Node 20's did not look. Checked below, with a Status body.
-    requireHostHeader: false,
+    // Node 24 sets it true on an HTTP/2 server (Node 20 leaves it unset), and would refuse a Host-less
+    // HTTP/1.1 request with a bare 400 before malformed() could answer with a Status.
+    requireHostHeader: options.requireHostHeader,
   });
   const sessions = new Map<ServerHttp2Session, { open: number }>();
   const sockets = new Set<Socket>();

@@ -22,8 +22,8 @@ afterEach(async () => {
   await fake.close();
 });
 
-function elector(identity: string, timing = { leaseDurationMs: 2_000, renewDeadlineMs: 1_200, retryPeriodMs: 200 }): LeaderElection {
-  const election = new LeaderElection(new KubeApi(fake.upstream), { namespace: 'kube-relay', name: 'kube-relay-grants-prod', identity, ...timing, log: createLogger('error') });
+function elector(identity: string, timing = { leaseDurationMs: 2_000, renewDeadlineMs: 1_200, retryPeriodMs: 200 }, api = new KubeApi(fake.upstream)): LeaderElection {
+  const election = new LeaderElection(api, { namespace: 'kube-relay', name: 'kube-relay-grants-prod', identity, ...timing, log: createLogger('error') });
   electors.push(election);
   election.start();
   return election;
@@ -68,9 +68,7 @@ describe('LeaderElection', () => {
       }
     }
     const timing = { leaseDurationMs: 60_000, renewDeadlineMs: 40_000, retryPeriodMs: 200 };
-    const first = new LeaderElection(new SlowReads(fake.upstream), { namespace: 'kube-relay', name: 'kube-relay-grants-prod', identity: 'a', ...timing, log: createLogger('error') });
-    electors.push(first);
-    first.start();
+    const first = elector('a', timing, new SlowReads(fake.upstream));
     await until(() => letReadGo !== undefined, 10_000, "a's renewal to be under way");
     expect(first.isLeader).toBe(true);
     const stopped = first.stop();
@@ -80,6 +78,7 @@ describe('LeaderElection', () => {
     while (holder() !== '' && Date.now() < released) await new Promise((resolve) => setTimeout(resolve, 25));
     letReadGo!();
     await stopped;
+    // Time for a renewal let go after the release to write the Lease back.
     await new Promise((resolve) => setTimeout(resolve, 200));
     const second = elector('b', timing);
     await until(() => second.isLeader, 10_000, 'b to take over after a released the Lease');
